@@ -1,0 +1,265 @@
+"""Run configuration: which plugin plays each role, with what settings.
+
+Precedence: dataclass defaults < YAML < --plugin ROLE=NAME < --set ROLE.KEY=VALUE.
+
+YAML layout::
+
+    seed: 0
+    initial_parser:   {plugin: simulated, params: {severity: 1.0}}
+    representation:   {plugin: dual-gs, params: {iterations: 3000}}
+
+A component's settings are a frozen dataclass; `metadata` on a field may carry "help", "min",
+"max" and "choices", all enforced here.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from .errors import ConfigError, did_you_mean
+from .roles import Role
+
+DEFAULT_PLUGINS: dict[Role, str] = {
+    Role.INITIAL_PARSER: "simulated",
+    Role.REPRESENTATION: "dual-gs",
+    Role.VIEW_SAMPLER: "orbit",
+    Role.LABEL_AGGREGATOR: "argmax",
+    Role.TARGET_PARSER: "bisenet",
+}
+TOP_LEVEL_KEYS = ("seed", "device", "schema")
+ROLE_KEYS = ("plugin", "params")
+
+
+@dataclass
+class RunConfig:
+    """The resolved choice per role (name + validated settings) and the run-wide settings."""
+
+    plugins: dict[Role, str]
+    settings: dict[Role, Any]
+    seed: int = 0
+    device: str = "auto"
+    schema: str = "celebamask-hq"
+
+    def to_dict(self) -> dict:
+        out: dict[str, Any] = {"seed": self.seed, "device": self.device, "schema": self.schema}
+        for role in Role:
+            out[role.value] = {"plugin": self.plugins[role], "params": settings_to_dict(self.settings[role])}
+        return out
+
+    def dump(self) -> str:
+        return yaml.safe_dump(self.to_dict(), sort_keys=False)
+
+
+def settings_to_dict(settings: Any) -> dict:
+    out = {}
+    for f in dataclasses.fields(settings):
+        v = getattr(settings, f.name)
+        out[f.name] = list(v) if isinstance(v, tuple) else v
+    return out
+
+
+def field_types(config_cls: type) -> dict[str, Any]:
+    import sys
+
+    module = sys.modules.get(config_cls.__module__)
+    return typing.get_type_hints(config_cls, vars(module) if module else None)
+
+
+def describe_settings(config_cls: type) -> list[dict]:
+    """name, type, default and help of each setting (for `plugins show`)."""
+    hints = field_types(config_cls)
+    rows = []
+    for f in dataclasses.fields(config_cls):
+        default = f.default if f.default is not dataclasses.MISSING else (
+            f.default_factory() if f.default_factory is not dataclasses.MISSING else None)
+        rows.append({
+            "name": f.name,
+            "type": _type_name(hints[f.name]),
+            "default": list(default) if isinstance(default, tuple) else default,
+            "help": f.metadata.get("help", ""),
+        })
+    return rows
+
+
+def _type_name(tp: Any) -> str:
+    if isinstance(tp, type):
+        return tp.__name__
+    return str(tp).replace("typing.", "")
+
+
+def coerce(value: Any, tp: Any, where: str) -> Any:
+    """Check/convert a YAML value to the annotated type; ConfigError naming `where` if it can't."""
+    origin = typing.get_origin(tp)
+    args = typing.get_args(tp)
+    if tp is Any:
+        return value
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        errors = []
+        for a in args:
+            if a is type(None):
+                continue
+            try:
+                return coerce(value, a, where)
+            except ConfigError as exc:
+                errors.append(exc)
+        raise errors[0] if errors else ConfigError(f"{where}: None is not allowed")
+    if origin is typing.Literal:
+        if value in args:
+            return value
+        hint = did_you_mean(str(value), [str(a) for a in args])
+        raise ConfigError(f"{where}: {value!r} is not one of {', '.join(map(str, args))}.{hint}")
+    if origin in (tuple, list):
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{where}: expected a list, got {value!r}")
+        if origin is tuple and args and args[-1] is not Ellipsis:
+            if len(value) != len(args):
+                raise ConfigError(f"{where}: expected {len(args)} values, got {len(value)}")
+            return tuple(coerce(v, a, f"{where}[{i}]") for i, (v, a) in enumerate(zip(value, args)))
+        inner = args[0] if args else Any
+        items = [coerce(v, inner, f"{where}[{i}]") for i, v in enumerate(value)]
+        return tuple(items) if origin is tuple else items
+    if origin is dict or tp is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(f"{where}: expected a mapping, got {value!r}")
+        return dict(value)
+    if tp is bool:
+        if isinstance(value, bool):
+            return value
+        raise ConfigError(f"{where}: expected true or false, got {value!r}")
+    if tp is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        if isinstance(value, float) and value.is_integer():
+            return int(value)
+        raise ConfigError(f"{where}: expected an integer, got {value!r}")
+    if tp is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        raise ConfigError(f"{where}: expected a number, got {value!r}")
+    if tp is str:
+        if isinstance(value, str):
+            return value
+        raise ConfigError(f"{where}: expected a string, got {value!r}")
+    return value
+
+
+def build_settings(config_cls: type, params: dict, where: str) -> Any:
+    """An instance of `config_cls` from defaults overridden by `params`, fully validated."""
+    if not isinstance(params, dict):
+        raise ConfigError(f"{where}: params must be a mapping, got {params!r}")
+    fields = {f.name: f for f in dataclasses.fields(config_cls)}
+    hints = field_types(config_cls)
+    values = {}
+    for key, value in params.items():
+        if key not in fields:
+            raise ConfigError(
+                f"{where} has no setting '{key}'.{did_you_mean(str(key), fields)}",
+                f"Settings: {', '.join(fields) or '(none)'}.",
+            )
+        f = fields[key]
+        v = coerce(value, hints[key], f"{where}.{key}")
+        lo, hi, choices = f.metadata.get("min"), f.metadata.get("max"), f.metadata.get("choices")
+        for item in (v if isinstance(v, (tuple, list)) else (v,)):
+            if isinstance(item, (int, float)) and not isinstance(item, bool):
+                if lo is not None and item < lo:
+                    raise ConfigError(f"{where}.{key}: {item} is below the minimum {lo}")
+                if hi is not None and item > hi:
+                    raise ConfigError(f"{where}.{key}: {item} is above the maximum {hi}")
+        if choices is not None and v not in choices:
+            raise ConfigError(f"{where}.{key}: {v!r} is not one of {', '.join(map(str, choices))}.{did_you_mean(str(v), map(str, choices))}")
+        values[key] = v
+    try:
+        return config_cls(**values)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"{where}: {exc}") from None
+
+
+def load_yaml(path: Path) -> dict:
+    try:
+        text = Path(path).read_text()
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read config ({exc.strerror})") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        at = f" at line {mark.line + 1}" if mark else ""
+        raise ConfigError(f"{path}: malformed YAML{at}: {getattr(exc, 'problem', exc)}") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a mapping of roles at the top level")
+    return data
+
+
+def _role(key: str, where: str) -> Role:
+    try:
+        return Role(key)
+    except ValueError:
+        known = [r.value for r in Role] + list(TOP_LEVEL_KEYS)
+        raise ConfigError(f"{where}: unknown key '{key}'.{did_you_mean(key, known)}",
+                          f"Known keys: {', '.join(known)}.") from None
+
+
+def resolve(registry, data: dict | None = None, plugin_args: list[str] = (), set_args: list[str] = (),
+            source: str = "config") -> RunConfig:
+    """Merge YAML data, --plugin and --set into a validated RunConfig."""
+    data = dict(data or {})
+    top = {k: data.pop(k) for k in TOP_LEVEL_KEYS if k in data}
+    plugins = dict(DEFAULT_PLUGINS)
+    params: dict[Role, dict] = {r: {} for r in Role}
+    for key, value in data.items():
+        role = _role(str(key), source)
+        if not isinstance(value, dict):
+            raise ConfigError(f"{source}: {role.value} must be a mapping with 'plugin' and 'params'")
+        for k in value:
+            if k not in ROLE_KEYS:
+                raise ConfigError(f"{source}: {role.value} has unknown key '{k}'.{did_you_mean(str(k), ROLE_KEYS)}")
+        if "plugin" in value:
+            plugins[role] = str(value["plugin"])
+        params[role] = dict(value.get("params") or {})
+    for arg in plugin_args:
+        if "=" in arg:
+            key, name = arg.split("=", 1)
+            role = _role(key.strip(), "--plugin")
+        else:
+            name = arg
+            roles = registry.roles_of(name)
+            if len(roles) != 1:
+                what = "no component" if not roles else f"components in several roles ({', '.join(r.value for r in roles)})"
+                raise ConfigError(f"--plugin {name}: {what} named '{name}'; write --plugin ROLE={name}",
+                                  "Run 'splatrefine plugins list' to see what is installed.")
+            role = roles[0]
+        if plugins[role] != name.strip():
+            params[role] = {}  # settings written for another plugin do not carry over
+        plugins[role] = name.strip()
+    for arg in set_args:
+        if "=" not in arg or "." not in arg.split("=", 1)[0]:
+            raise ConfigError(f"--set {arg}: expected ROLE.KEY=VALUE, e.g. representation.iterations=500")
+        lhs, text = arg.split("=", 1)
+        key_role, key = lhs.split(".", 1)
+        role = _role(key_role.strip(), "--set")
+        try:
+            value = yaml.safe_load(text)
+        except yaml.YAMLError:
+            value = text
+        params[role][key.strip()] = value
+    settings = {}
+    for role in Role:
+        spec = registry.get(role, plugins[role])
+        settings[role] = build_settings(spec.config_cls, params[role], f"{role.value} '{spec.name}'")
+    seed = coerce(top.get("seed", 0), int, f"{source}: seed")
+    device = coerce(top.get("device", "auto"), str, f"{source}: device")
+    if device not in ("auto", "cpu", "cuda"):
+        raise ConfigError(f"{source}: device must be auto, cpu or cuda, got {device!r}")
+    schema = coerce(top.get("schema", "celebamask-hq"), str, f"{source}: schema")
+    return RunConfig(plugins, settings, seed, device, schema)

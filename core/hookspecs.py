@@ -1,0 +1,41 @@
+"""Every hook splatrefine calls. Plugins implement them with `splatrefine.hookimpl`.
+
+Each hook is documented in docs/hooks.md too (a test checks that every hook here appears there).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+import pluggy
+
+if TYPE_CHECKING:
+    from .roles import ComponentSpec
+    from .types import Capture
+
+PROJECT = "splatrefine"
+hookspec = pluggy.HookspecMarker(PROJECT)
+hookimpl = pluggy.HookimplMarker(PROJECT)
+
+
+@hookspec
+def splatrefine_register_components(register: Callable[[ComponentSpec], None]) -> None:
+    """Offer this plugin's components.
+
+    Called once per plugin manager, right after plugins are loaded. Call `register(spec)` once per
+    component with a `splatrefine.roles.ComponentSpec(role, name, factory, config_cls, summary)`.
+    Returns nothing. Registering a (role, name) another plugin already registered is an error that
+    names both plugins. Do not import heavy libraries here: import them inside the factory.
+    """
+
+
+@hookspec(firstresult=True)
+def splatrefine_open_capture(path: str) -> Capture | None:
+    """Read a capture from `path` (a folder or a file), if this plugin understands it.
+
+    Called when a command is given a capture path. Return a `splatrefine.types.Capture`, or None
+    when the path is not in this plugin's format. Stops at the first non-None result. Raise
+    `splatrefine.errors.CaptureError` when the path IS in this format but broken (missing image,
+    bad camera), with a message naming the file and the problem.
+    """

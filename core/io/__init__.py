@@ -1,0 +1,1 @@
+"""Capture readers and writers, label PNGs, atomic writes."""

@@ -1,0 +1,1 @@
+"""Builtin capture readers (implementations of splatrefine_open_capture)."""

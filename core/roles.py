@@ -1,0 +1,118 @@
+"""The five roles a component can play, the protocol each must satisfy, and ComponentSpec.
+
+Nothing here imports torch: listing plugins stays cheap. Tensor shapes are given as [B,3,H,W] etc.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+
+if TYPE_CHECKING:
+    import numpy as np
+    import torch
+
+    from .types import Cameras, Capture, Renders
+    from .schema import LabelSchema
+
+
+class Role(str, enum.Enum):
+    INITIAL_PARSER = "initial_parser"
+    REPRESENTATION = "representation"
+    VIEW_SAMPLER = "view_sampler"
+    LABEL_AGGREGATOR = "label_aggregator"
+    TARGET_PARSER = "target_parser"
+
+    def __str__(self) -> str:
+        return self.value
+
+
+@dataclass(frozen=True)
+class ComponentContext:
+    """What a factory gets besides its config: where to compute, the run's seed, and a way to
+    build other components by name (for components that wrap another, e.g. cleanup after argmax)."""
+
+    device: str = "cpu"
+    seed: int = 0
+    build: Callable[[Role, str, dict], Any] | None = None
+
+
+@dataclass(frozen=True)
+class ComponentSpec:
+    """One named implementation of a role.
+
+    factory(config, context) -> component; `config` is an instance of the frozen dataclass
+    `config_cls` (the only schema of the component's settings: defaults and help text).
+    Import heavy libraries (torch models, numba kernels, gsplat, OpenCV) inside the factory.
+    """
+
+    role: Role
+    name: str
+    factory: Callable[[Any, ComponentContext], Any]
+    config_cls: type
+    summary: str
+
+
+@runtime_checkable
+class InitialParser(Protocol):
+    """Predicts noisy per-view class probabilities for a whole capture."""
+
+    def parse(self, capture: Capture) -> np.ndarray:
+        """-> float32 [V,K,H,W] class probabilities (K = capture.schema.num_classes), each pixel
+        summing to 1. A pixel the parser has no opinion on is uniform over classes."""
+
+
+@runtime_checkable
+class TargetParser(Protocol):
+    """A trainable 2D parser (bisenet, smp, ...). Trainable parsers also serve as initial parsers
+    through `parse`."""
+
+    def predict(self, images: torch.Tensor) -> torch.Tensor:
+        """images float [B,3,H,W] in 0..1 -> probabilities float [B,K,H,W]."""
+
+    def fit(self, dataset: Any, **kwargs: Any) -> dict:
+        """Train on a labelled dataset (splatrefine.io.dataset.LabelledDataset); returns a
+        history dict (losses per step)."""
+
+    def save(self, path: Path) -> None: ...
+
+    def load(self, path: Path) -> None: ...
+
+
+@runtime_checkable
+class Representation(Protocol):
+    """A 3D model fitted to the images and the initial labels, renderable at any camera."""
+
+    def fit(self, capture: Capture, initial_probs: np.ndarray, workdir: Path | None = None) -> Any:
+        """initial_probs float32 [V,K,H,W]; `workdir` holds checkpoints so a fit can resume.
+        Returns the fitted model."""
+
+    def render(self, model: Any, cameras: Cameras) -> Renders: ...
+
+    def save(self, model: Any, path: Path) -> None: ...
+
+    def load(self, path: Path) -> Any: ...
+
+
+@runtime_checkable
+class ViewSampler(Protocol):
+    def sample(self, capture: Capture) -> Cameras:
+        """-> cameras to render, with yaw/pitch (degrees relative to the subject) filled in."""
+
+
+@runtime_checkable
+class LabelAggregator(Protocol):
+    def aggregate(self, renders: Renders, schema: LabelSchema) -> tuple[np.ndarray, np.ndarray]:
+        """-> (labels uint8 [C,H,W] with 255 = ignore, confidence float32 [C,H,W] in 0..1)."""
+
+
+PROTOCOLS: dict[Role, type] = {
+    Role.INITIAL_PARSER: InitialParser,
+    Role.REPRESENTATION: Representation,
+    Role.VIEW_SAMPLER: ViewSampler,
+    Role.LABEL_AGGREGATOR: LabelAggregator,
+    Role.TARGET_PARSER: TargetParser,
+}

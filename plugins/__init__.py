@@ -1,0 +1,1 @@
+"""Builtin plugins, one subpackage each."""

@@ -1,0 +1,147 @@
+"""Plugin manager factory, discovery, lookup and listing.
+
+    pm = make_plugin_manager()
+    registry = Registry(pm)            # collects every ComponentSpec
+    spec = registry.get(Role.VIEW_SAMPLER, "orbit")
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import os
+from dataclasses import dataclass, field
+from importlib import metadata
+
+import pluggy
+
+from splatrefine import hookspecs
+from splatrefine.errors import PluginError, did_you_mean
+from splatrefine.roles import ComponentSpec, Role
+
+log = logging.getLogger(__name__)
+
+ENTRY_POINT_GROUP = "splatrefine.plugins"
+DISABLE_AUTOLOAD_ENV = "SPLATREFINE_DISABLE_PLUGIN_AUTOLOAD"
+
+# Every builtin plugin module, registered in this order. Third parties use the entry-point group.
+BUILTIN_PLUGINS: tuple[str, ...] = (
+    "splatrefine.io.plugin",
+)
+
+
+@dataclass
+class LoadFailure:
+    name: str
+    source: str
+    error: str
+
+
+@dataclass
+class PluginManager:
+    """pluggy's manager plus what failed to load (listed by `plugins list`, never raised)."""
+
+    pm: pluggy.PluginManager
+    failures: list[LoadFailure] = field(default_factory=list)
+
+    @property
+    def hook(self):
+        return self.pm.hook
+
+
+def make_plugin_manager(entrypoints: bool = True, strict: bool = False) -> PluginManager:
+    """A fresh plugin manager with the builtins and (unless disabled) entry-point plugins.
+
+    Each third-party plugin loads in its own try: a broken one is recorded in `failures` and
+    skipped, unless `strict` is set, which re-raises. Setting SPLATREFINE_DISABLE_PLUGIN_AUTOLOAD=1
+    turns entry points off.
+    """
+    pm = pluggy.PluginManager(hookspecs.PROJECT)
+    pm.add_hookspecs(hookspecs)
+    manager = PluginManager(pm)
+    for modname in BUILTIN_PLUGINS:
+        pm.register(importlib.import_module(modname), name=modname)
+    if entrypoints and os.environ.get(DISABLE_AUTOLOAD_ENV, "") not in ("1", "true", "yes"):
+        for ep in metadata.entry_points(group=ENTRY_POINT_GROUP):
+            source = f"{ep.name} = {ep.value}" + (f" ({ep.dist.name})" if ep.dist else "")
+            try:
+                pm.register(ep.load(), name=f"entrypoint:{ep.name}")
+            except Exception as exc:  # noqa: BLE001 - one broken plugin must not break the CLI
+                if strict:
+                    raise
+                log.warning("plugin %s failed to load: %s", source, exc)
+                manager.failures.append(LoadFailure(ep.name, source, f"{type(exc).__name__}: {exc}"))
+    return manager
+
+
+class Registry:
+    """Every component the loaded plugins offer, looked up by (role, name)."""
+
+    def __init__(self, manager: PluginManager | None = None):
+        self.manager = manager or make_plugin_manager()
+        self.failures = list(self.manager.failures)
+        self._specs: dict[tuple[Role, str], ComponentSpec] = {}
+        self._sources: dict[tuple[Role, str], str] = {}
+        pm = self.manager.pm
+        for impl in pm.hook.splatrefine_register_components.get_hookimpls():
+            source = impl.plugin_name
+
+            def register(spec: ComponentSpec, _source: str = source) -> None:
+                self._add(spec, _source)
+
+            try:
+                impl.function(register=register)
+            except PluginError:
+                raise
+            except Exception as exc:  # noqa: BLE001
+                if source in BUILTIN_PLUGINS:
+                    raise
+                self.failures.append(LoadFailure(source, source, f"{type(exc).__name__}: {exc}"))
+
+    def _add(self, spec: ComponentSpec, source: str) -> None:
+        key = (Role(spec.role), spec.name)
+        if key in self._specs:
+            raise PluginError(
+                f"{key[0].value} '{spec.name}' is registered twice: by {self._sources[key]} and by {source}",
+                "Uninstall one of the two plugins, or rename one component.",
+            )
+        self._specs[key] = spec
+        self._sources[key] = source
+
+    def specs(self, role: Role | None = None) -> list[ComponentSpec]:
+        return [s for (r, _), s in sorted(self._specs.items(), key=lambda kv: (kv[0][0].value, kv[0][1]))
+                if role is None or r == role]
+
+    def source(self, role: Role, name: str) -> str:
+        return self._sources[(role, name)]
+
+    def names(self, role: Role) -> list[str]:
+        return [s.name for s in self.specs(role)]
+
+    def get(self, role: Role | str, name: str) -> ComponentSpec:
+        role = Role(role)
+        try:
+            return self._specs[(role, name)]
+        except KeyError:
+            raise PluginError(
+                f"no {role.value} named '{name}'.{did_you_mean(name, self.names(role))}",
+                f"Run 'splatrefine plugins list --role {role.value}' to see what is installed.",
+            ) from None
+
+    def roles_of(self, name: str) -> list[Role]:
+        """Every role that has a component called `name`."""
+        return [r for (r, n) in self._specs if n == name]
+
+    def open_capture(self, path: str):
+        """The capture at `path`, read by the first reader that understands it."""
+        from splatrefine.errors import CaptureError
+
+        if not os.path.exists(path):
+            raise CaptureError(f"{path}: no such file or folder", "Give the path of a capture folder or file.")
+        capture = self.manager.hook.splatrefine_open_capture(path=str(path))
+        if capture is None:
+            raise CaptureError(
+                f"{path}: not a capture any installed reader understands",
+                "Expected capture.json, transforms.json, a COLMAP sparse model or a FaceScape folder.",
+            )
+        return capture
