@@ -27,6 +27,7 @@ DISABLE_AUTOLOAD_ENV = "SPLATREFINE_DISABLE_PLUGIN_AUTOLOAD"
 # Every builtin plugin module, registered in this order. Third parties use the entry-point group.
 BUILTIN_PLUGINS: tuple[str, ...] = (
     "splatrefine.io.plugin",
+    "splatrefine.plugins.samplers.plugin",
 )
 
 
