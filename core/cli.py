@@ -1,0 +1,192 @@
+"""The `splatrefine` command line. Heavy libraries are imported inside commands, never here.
+
+Usage errors (SplatrefineError) print one or two lines and exit 2, with no traceback.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import click
+
+from . import __version__
+from .errors import SplatrefineError
+
+
+class _Group(click.Group):
+    """Turns SplatrefineError anywhere below into 'Error: ...' and exit code 2."""
+
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except SplatrefineError as exc:
+            click.echo(f"Error: {exc}", err=True)
+            ctx.exit(2)
+
+
+def _registry():
+    from .registry import Registry
+
+    return Registry()
+
+
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="splatrefine")
+def main() -> None:
+    """Refine noisy multiview face-parsing labels with dual 3D Gaussian Splatting."""
+
+
+# refine ---------------------------------------------------------------------------------------
+@main.command()
+@click.argument("capture", required=False, type=click.Path(path_type=Path))
+@click.option("--demo", is_flag=True, help="Synthesize a head capture and refine it with the demo config.")
+@click.option("-c", "--config", "config_path", type=click.Path(path_type=Path), help="YAML config.")
+@click.option("--plugin", "plugins", multiple=True, metavar="ROLE=NAME", help="Choose a plugin for a role.")
+@click.option("--set", "sets", multiple=True, metavar="ROLE.KEY=VALUE", help="Override one setting.")
+@click.option("-o", "--output", type=click.Path(path_type=Path), help="Run folder (default runs/<capture>).")
+@click.option("--resume", is_flag=True, help="Continue an interrupted run in the output folder.")
+@click.option("--overwrite", is_flag=True, help="Replace an existing run in the output folder.")
+@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default=None, help="Where to compute.")
+@click.option("-q", "--quiet", is_flag=True, help="No progress bars.")
+def refine(capture, demo, config_path, plugins, sets, output, resume, overwrite, device, quiet) -> None:
+    """Refine the labels of CAPTURE (a capture folder, transforms.json, COLMAP model or FaceScape folder)."""
+    from .refine import run_refine
+
+    if demo and capture is not None:
+        raise SplatrefineError("give either CAPTURE or --demo, not both")
+    if not demo and capture is None:
+        raise SplatrefineError("no capture given", "Give a capture path, or run 'splatrefine refine --demo'.")
+    summary = run_refine(capture=capture, demo=demo, config_path=config_path, plugin_args=list(plugins),
+                         set_args=list(sets), output=output, resume=resume, overwrite=overwrite,
+                         device=device, quiet=quiet, registry=_registry())
+    for note in summary["notes"]:
+        click.echo(f"Note: {note}")
+    click.echo(f"Report: {summary['report']}")
+    if summary.get("line"):
+        click.echo(summary["line"])
+
+
+# synth ----------------------------------------------------------------------------------------
+@main.command()
+@click.argument("out_dir", type=click.Path(path_type=Path))
+@click.option("--identities", default=1, show_default=True, type=click.IntRange(1, 1000))
+@click.option("--seed", default=0, show_default=True, type=int)
+@click.option("--rig", default="facescape-like", show_default=True,
+              type=click.Choice(["facescape-like", "turntable", "frontal-only"]))
+@click.option("--resolution", default=256, show_default=True, type=click.IntRange(16, 4096))
+def synth(out_dir, identities, seed, rig, resolution) -> None:
+    """Write procedural head captures with exact GT labels to OUT_DIR (one folder per identity)."""
+    from .plugins.synthetic.capture import write_synthetic
+
+    paths = write_synthetic(out_dir, identities=identities, seed=seed, rig=rig, resolution=resolution)
+    for p in paths:
+        click.echo(str(p))
+
+
+# capture --------------------------------------------------------------------------------------
+@main.group()
+def capture() -> None:
+    """Inspect captures."""
+
+
+@capture.command("info")
+@click.argument("path", type=click.Path(path_type=Path))
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def capture_info(path, as_json) -> None:
+    """Show what a reader sees in PATH: views, sizes, intrinsics and world-to-camera matrices."""
+    from .io.describe import describe_capture
+
+    info = describe_capture(_registry().open_capture(str(path)))
+    if as_json:
+        click.echo(json.dumps(info, indent=2))
+        return
+    click.echo(f"{info['source']}: {info['num_views']} views, schema {info['schema']}, "
+               f"labels: {'yes' if info['has_labels'] else 'no'}, masks: {'yes' if info['has_masks'] else 'no'}")
+    for v in info["views"]:
+        K = v["K"]
+        click.echo(f"  {v['name']:<24} {v['width']}x{v['height']}  fx={K[0][0]:.1f} fy={K[1][1]:.1f} "
+                   f"cx={K[0][2]:.1f} cy={K[1][2]:.1f}")
+
+
+# plugins --------------------------------------------------------------------------------------
+@main.group()
+def plugins() -> None:
+    """List and describe installed plugins."""
+
+
+def _role_option():
+    from .roles import Role
+
+    return click.option("--role", type=click.Choice([r.value for r in Role]), help="Only this role.")
+
+
+@plugins.command("list")
+@_role_option()
+@click.option("--json", "as_json", is_flag=True)
+def plugins_list(role, as_json) -> None:
+    """Every component by role, and any plugin that failed to load."""
+    from .roles import Role
+
+    reg = _registry()
+    rows = [{"role": s.role.value, "name": s.name, "summary": s.summary, "source": reg.source(s.role, s.name)}
+            for s in reg.specs(Role(role) if role else None)]
+    failed = [{"name": f.name, "source": f.source, "error": f.error} for f in reg.failures]
+    if as_json:
+        click.echo(json.dumps({"components": rows, "failed": failed}, indent=2))
+        return
+    current = None
+    for r in rows:
+        if r["role"] != current:
+            current = r["role"]
+            click.echo(f"{current}:")
+        click.echo(f"  {r['name']:<18} {r['summary']}")
+    for f in failed:
+        click.echo(f"failed to load: {f['source']}: {f['error']}")
+
+
+@plugins.command("show")
+@click.argument("what", metavar="ROLE/NAME")
+def plugins_show(what) -> None:
+    """Settings of one component, with defaults and help."""
+    from .config import describe_settings
+    from .config import _role as parse_role
+
+    if "/" not in what:
+        raise SplatrefineError(f"'{what}': expected ROLE/NAME, e.g. view_sampler/orbit")
+    role_name, name = what.split("/", 1)
+    reg = _registry()
+    spec = reg.get(parse_role(role_name, "plugins show"), name)
+    click.echo(f"{spec.role.value}/{spec.name}: {spec.summary}  (from {reg.source(spec.role, spec.name)})")
+    for row in describe_settings(spec.config_cls):
+        click.echo(f"  {row['name']}: {row['type']} = {row['default']!r}")
+        if row["help"]:
+            click.echo(f"      {row['help']}")
+
+
+# config ---------------------------------------------------------------------------------------
+@main.group("config")
+def config_group() -> None:
+    """Resolved configuration."""
+
+
+@config_group.command("show")
+@click.option("-c", "--config", "config_path", type=click.Path(path_type=Path))
+@click.option("--plugin", "plugins", multiple=True, metavar="ROLE=NAME")
+@click.option("--set", "sets", multiple=True, metavar="ROLE.KEY=VALUE")
+def config_show(config_path, plugins, sets) -> None:
+    """Print the configuration a run would use (defaults < YAML < --plugin < --set)."""
+    from .config import load_yaml, resolve
+
+    data = load_yaml(config_path) if config_path else {}
+    cfg = resolve(_registry(), data, list(plugins), list(sets), source=str(config_path or "config"))
+    click.echo(cfg.dump(), nl=False)
+
+
+def run() -> None:  # pragma: no cover - console entry point alias
+    main(prog_name="splatrefine")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

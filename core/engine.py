@@ -1,0 +1,316 @@
+"""The refine pipeline over a run directory.
+
+    parse -> fit -> sample -> render -> evaluate -> report
+
+Each stage reads what earlier stages wrote into the run directory and writes its own outputs
+atomically; `stages.json` records completed stages and their timings so `--resume` skips them.
+Render streams over chunks of cameras: render -> aggregate -> write labels, so no stage holds
+every rendered probability map in memory.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .config import RunConfig
+from .errors import SplatrefineError
+from .io.atomic import atomic_path, write_text
+from .progress import progress_task
+from .roles import ComponentContext, Role
+from .schema import LabelSchema, get_schema, schema_mapping
+from .types import Cameras, Capture
+
+log = logging.getLogger(__name__)
+
+STAGES = ("parse", "fit", "sample", "render", "evaluate", "report")
+RUN_MARKER = "stages.json"
+RENDER_CHUNK = 8
+
+
+def is_run_dir(path: Path) -> bool:
+    return (path / RUN_MARKER).is_file()
+
+
+def prepare_run_dir(path: Path, *, resume: bool, overwrite: bool) -> None:
+    """Refuse to clobber anything that is not ours; called before any stage writes."""
+    if path.exists() and not path.is_dir():
+        raise SplatrefineError(f"{path}: exists and is not a folder", "Choose another output with -o.")
+    if path.is_dir() and any(path.iterdir()):
+        if overwrite:
+            if not is_run_dir(path) and not (path / "config.yaml").is_file():
+                raise SplatrefineError(
+                    f"{path}: is not a splatrefine run folder; refusing to delete it even with --overwrite",
+                    "Choose another output with -o.")
+            shutil.rmtree(path)
+        elif resume:
+            if not is_run_dir(path):
+                raise SplatrefineError(f"{path}: holds no run to resume (no {RUN_MARKER})",
+                                       "Run without --resume, or choose another output with -o.")
+            return
+        elif is_run_dir(path):
+            raise SplatrefineError(f"{path}: already holds a run",
+                                   "Add --resume to continue it, --overwrite to start again, or choose another -o.")
+        else:
+            raise SplatrefineError(f"{path}: exists and is not a splatrefine run folder",
+                                   "Choose an empty or new output folder with -o.")
+    path.mkdir(parents=True, exist_ok=True)
+    try:
+        probe = path / ".write-test"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as exc:
+        raise SplatrefineError(f"{path}: cannot write there ({exc.strerror})",
+                               "Choose a writable output folder with -o.") from None
+
+
+@dataclass
+class RunState:
+    completed: list[str] = field(default_factory=list)
+    timings: dict[str, float] = field(default_factory=dict)
+
+    @classmethod
+    def load(cls, run_dir: Path) -> RunState:
+        p = run_dir / RUN_MARKER
+        if not p.is_file():
+            return cls()
+        data = json.loads(p.read_text())
+        return cls(list(data.get("completed", [])), dict(data.get("timings", {})))
+
+    def save(self, run_dir: Path) -> None:
+        write_text(run_dir / RUN_MARKER, json.dumps({"completed": self.completed, "timings": self.timings}, indent=2))
+
+
+def resolve_device(device: str) -> str:
+    if device != "auto":
+        if device == "cuda":
+            import torch
+
+            if not torch.cuda.is_available():
+                raise SplatrefineError("--device cuda: no CUDA device is available", "Use --device cpu or auto.")
+        return device
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+class Engine:
+    """Runs the stages of one refine run. Components are built from `config` by `registry`."""
+
+    def __init__(self, registry, config: RunConfig, capture: Capture, run_dir: Path):
+        self.registry = registry
+        self.config = config
+        self.capture = capture
+        self.run_dir = Path(run_dir)
+        self.schema: LabelSchema = get_schema(config.schema)
+        self.device = resolve_device(config.device)
+        self.context = ComponentContext(device=self.device, seed=config.seed, build=self._build_named)
+        self.state = RunState.load(self.run_dir)
+        self._components: dict[Role, Any] = {}
+        self.notes: list[str] = []
+        if capture.schema.name != self.schema.name:
+            try:
+                self.gt_lut = schema_mapping(capture.schema, self.schema)
+            except KeyError:
+                raise SplatrefineError(
+                    f"capture labels use schema '{capture.schema.name}', the run uses '{self.schema.name}', "
+                    "and no mapping between them exists", "Set 'schema' in the config to the capture's schema.") from None
+        else:
+            self.gt_lut = None
+
+    # components -----------------------------------------------------------------------------
+    def _build_named(self, role: Role, name: str, params: dict) -> Any:
+        from .config import build_settings
+
+        spec = self.registry.get(role, name)
+        settings = build_settings(spec.config_cls, params, f"{Role(role).value} '{name}'")
+        return spec.factory(settings, self.context)
+
+    def component(self, role: Role) -> Any:
+        if role not in self._components:
+            spec = self.registry.get(role, self.config.plugins[role])
+            self._components[role] = spec.factory(self.config.settings[role], self.context)
+        return self._components[role]
+
+    # driver ---------------------------------------------------------------------------------
+    def run(self, on_stage: Callable[[str], None] | None = None) -> dict:
+        write_text(self.run_dir / "config.yaml", self.config.dump())
+        for stage in STAGES:
+            if stage in self.state.completed:
+                log.info("stage %s already complete, skipping", stage)
+                continue
+            if on_stage:
+                on_stage(stage)
+            t0 = time.perf_counter()
+            getattr(self, f"stage_{stage}")()
+            self.state.completed.append(stage)
+            self.state.timings[stage] = round(time.perf_counter() - t0, 3)
+            self.state.save(self.run_dir)
+        return self.summary()
+
+    def summary(self) -> dict:
+        p = self.run_dir / "metrics.json"
+        metrics = json.loads(p.read_text()) if p.is_file() else None
+        return {"run_dir": str(self.run_dir), "metrics": metrics, "notes": self.notes,
+                "report": str(self.run_dir / "report.html")}
+
+    # stages ---------------------------------------------------------------------------------
+    def stage_parse(self) -> None:
+        from .io.labels import write_labels
+
+        parser = self.component(Role.INITIAL_PARSER)
+        probs = np.asarray(parser.parse(self.capture), dtype=np.float32)
+        V, K = len(self.capture), self.schema.num_classes
+        H, W = self.capture.views[0].image.shape[:2]
+        if probs.shape != (V, K, H, W):
+            raise SplatrefineError(
+                f"initial parser '{self.config.plugins[Role.INITIAL_PARSER]}' returned probabilities of shape "
+                f"{tuple(probs.shape)}, expected {(V, K, H, W)}")
+        out = self.run_dir / "initial"
+        with atomic_path(out / "probs.npy") as tmp:
+            with open(tmp, "wb") as fh:
+                np.save(fh, probs.astype(np.float16))
+        labels = probs.argmax(axis=1).astype(np.uint8)
+        for view, lab in zip(self.capture.views, labels):
+            write_labels(out / "labels" / f"{view.name}.png", lab, self.schema)
+
+    def _initial_probs(self) -> np.ndarray:
+        return np.load(self.run_dir / "initial" / "probs.npy").astype(np.float32)
+
+    def stage_fit(self) -> None:
+        rep = self.component(Role.REPRESENTATION)
+        model_dir = self.run_dir / "model"
+        model_dir.mkdir(parents=True, exist_ok=True)
+        model = rep.fit(self.capture, self._initial_probs(), workdir=model_dir)
+        rep.save(model, model_dir / "model.pt")
+        export = getattr(rep, "export_ply", None)
+        if export is not None:
+            export(model, model_dir / "splats.ply")
+        self._model = model
+
+    def _load_model(self) -> Any:
+        if getattr(self, "_model", None) is None:
+            self._model = self.component(Role.REPRESENTATION).load(self.run_dir / "model" / "model.pt")
+        return self._model
+
+    def stage_sample(self) -> None:
+        sampler = self.component(Role.VIEW_SAMPLER)
+        inputs = self.capture.cameras()
+        sampled = sampler.sample(self.capture)
+        input_names = set(inputs.names)
+        novel = [i for i, n in enumerate(sampled.names) if n not in input_names]
+        sampled = sampled.subset(novel)
+        if sampled.width != inputs.width or sampled.height != inputs.height:
+            log.info("novel views render at %dx%d", sampled.width, sampled.height)
+        record = {
+            "input": _cameras_to_json(inputs),
+            "novel": _cameras_to_json(sampled),
+        }
+        write_text(self.run_dir / "sample" / "cameras.json", json.dumps(record))
+
+    def _sampled(self) -> tuple[Cameras, Cameras]:
+        record = json.loads((self.run_dir / "sample" / "cameras.json").read_text())
+        return _cameras_from_json(record["input"]), _cameras_from_json(record["novel"])
+
+    def stage_render(self) -> None:
+        from .io.atomic import atomic_dir
+        from .io.labels import write_image, write_labels
+        from .io.nerfstudio import cameras_to_transforms
+
+        rep = self.component(Role.REPRESENTATION)
+        aggregator = self.component(Role.LABEL_AGGREGATOR)
+        model = self._load_model()
+        inputs, novel = self._sampled()
+        samples: list[dict] = []
+        with atomic_dir(self.run_dir / "refined") as out:
+            total = len(inputs) + len(novel)
+            with progress_task("render + aggregate", total) as advance:
+                for source, cams in (("input", inputs), ("novel", novel)):
+                    for start in range(0, len(cams), RENDER_CHUNK):
+                        chunk = cams.subset(range(start, min(start + RENDER_CHUNK, len(cams))))
+                        renders = rep.render(model, chunk)
+                        labels, conf = aggregator.aggregate(renders, self.schema)
+                        for i, name in enumerate(chunk.names):
+                            rgb8 = (np.clip(renders.rgb[i], 0, 1) * 255 + 0.5).astype(np.uint8)
+                            write_image(out / "images" / f"{name}.png", rgb8)
+                            write_labels(out / "labels" / f"{name}.png", labels[i], self.schema)
+                            write_image(out / "confidence" / f"{name}.png",
+                                        (np.clip(conf[i], 0, 1) * 255 + 0.5).astype(np.uint8))
+                            samples.append({
+                                "name": name, "image": f"images/{name}.png", "labels": f"labels/{name}.png",
+                                "confidence": f"confidence/{name}.png",
+                                "yaw": None if chunk.yaw is None else float(chunk.yaw[i]),
+                                "pitch": None if chunk.pitch is None else float(chunk.pitch[i]),
+                                "source": source, "viewmat": chunk.viewmats[i].tolist(), "K": chunk.Ks[i].tolist(),
+                                "width": chunk.width, "height": chunk.height,
+                                "coverage": float((labels[i] != 255).mean()),
+                            })
+                        advance(len(chunk.names))
+            manifest = {"schema": self.schema.name, "samples": samples}
+            write_text(out / "manifest.json", json.dumps(manifest, indent=1))
+            write_text(out / "cameras.json", json.dumps(cameras_to_transforms(samples), indent=1))
+
+    def stage_evaluate(self) -> None:
+        from .io.labels import read_labels, write_labels
+        from .metrics import evaluate_labels
+
+        if not self.capture.has_labels:
+            self.notes.append("the capture has no GT labels: metrics are skipped")
+            return
+        manifest = json.loads((self.run_dir / "refined" / "manifest.json").read_text())
+        samples = manifest["samples"]
+        gt_dir = self.run_dir / "gt"
+        gt_input = np.stack([self._gt(v.labels) for v in self.capture.views])
+        names = [v.name for v in self.capture.views]
+        yaw_in = self.capture.cameras().yaw
+        initial = np.stack([read_labels(self.run_dir / "initial" / "labels" / f"{n}.png", self.schema) for n in names])
+        metrics: dict[str, Any] = {"initial": evaluate_labels(initial, gt_input, yaw_in, self.schema)}
+        by_name = {s["name"]: s for s in samples}
+        refined_in = np.stack([read_labels(self.run_dir / "refined" / by_name[n]["labels"], self.schema) for n in names])
+        metrics["refined_input"] = evaluate_labels(refined_in, gt_input, yaw_in, self.schema)
+        for n, gt in zip(names, gt_input):
+            write_labels(gt_dir / f"{n}.png", gt, self.schema)
+        novel = [s for s in samples if s["source"] == "novel"]
+        if novel and self.capture.render_gt is not None:
+            _, cams = self._sampled()
+            gt_novel = []
+            for start in range(0, len(cams), RENDER_CHUNK):
+                chunk = cams.subset(range(start, min(start + RENDER_CHUNK, len(cams))))
+                gt_novel.append(self._gt(self.capture.render_gt(chunk).labels))
+            gt_novel = np.concatenate(gt_novel)
+            pred = np.stack([read_labels(self.run_dir / "refined" / s["labels"], self.schema) for s in novel])
+            metrics["refined_novel"] = evaluate_labels(pred, gt_novel, cams.yaw, self.schema)
+            for s, gt in zip(novel, gt_novel):
+                write_labels(gt_dir / f"{s['name']}.png", gt, self.schema)
+        elif novel:
+            self.notes.append("the capture cannot render GT at new cameras: novel views are not scored")
+        write_text(self.run_dir / "metrics.json", json.dumps(metrics, indent=2))
+
+    def _gt(self, labels: np.ndarray) -> np.ndarray:
+        return labels if self.gt_lut is None else self.gt_lut[labels]
+
+    def stage_report(self) -> None:
+        from .report import write_report
+
+        write_report(self.run_dir)
+
+
+def _cameras_to_json(c: Cameras) -> dict:
+    return {"viewmats": c.viewmats.tolist(), "Ks": c.Ks.tolist(), "width": c.width, "height": c.height,
+            "names": list(c.names), "yaw": None if c.yaw is None else c.yaw.tolist(),
+            "pitch": None if c.pitch is None else c.pitch.tolist()}
+
+
+def _cameras_from_json(d: dict) -> Cameras:
+    return Cameras(np.asarray(d["viewmats"], dtype=np.float64).reshape(-1, 4, 4),
+                   np.asarray(d["Ks"], dtype=np.float64).reshape(-1, 3, 3), int(d["width"]), int(d["height"]),
+                   tuple(d["names"]), None if d["yaw"] is None else np.asarray(d["yaw"]),
+                   None if d["pitch"] is None else np.asarray(d["pitch"]))

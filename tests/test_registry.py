@@ -1,0 +1,77 @@
+"""Plugin discovery, lookup and failure isolation."""
+
+from dataclasses import dataclass
+from importlib import metadata
+
+import pytest
+
+from splatrefine import hookimpl
+from splatrefine.errors import PluginError
+from splatrefine.registry import BUILTIN_PLUGINS, DISABLE_AUTOLOAD_ENV, Registry, make_plugin_manager
+from splatrefine.roles import ComponentSpec, Role
+
+
+@dataclass(frozen=True)
+class _Cfg:
+    pass
+
+
+class _Dup:
+    @hookimpl
+    def splatrefine_register_components(self, register):
+        register(ComponentSpec(Role.VIEW_SAMPLER, "fake-sampler", object, _Cfg, "a clash"))
+
+
+class _BrokenEntryPoint:
+    name = "broken"
+    value = "broken_pkg.plugin"
+    dist = None
+
+    def load(self):
+        raise ImportError("No module named 'broken_pkg'")
+
+
+def test_fresh_managers_are_independent():
+    a, b = make_plugin_manager(entrypoints=False), make_plugin_manager(entrypoints=False)
+    assert a.pm is not b.pm
+    assert {n for n, _ in a.pm.list_name_plugin()} >= set(BUILTIN_PLUGINS)
+
+
+def test_every_role_has_a_builtin(registry):
+    for role in Role:
+        assert registry.names(role), f"no builtin {role.value}"
+
+
+def test_lookup_suggests_the_closest_name(fake_registry):
+    with pytest.raises(PluginError) as exc:
+        fake_registry.get(Role.VIEW_SAMPLER, "fake-smapler")
+    assert "no view_sampler named 'fake-smapler'. Did you mean 'fake-sampler'?" in str(exc.value)
+    assert "splatrefine plugins list --role view_sampler" in str(exc.value)
+
+
+def test_duplicate_component_names_both_sources():
+    from splatrefine.testing import FakePlugin
+
+    manager = make_plugin_manager(entrypoints=False)
+    manager.pm.register(FakePlugin(), name="first-plugin")
+    manager.pm.register(_Dup(), name="second-plugin")
+    with pytest.raises(PluginError) as exc:
+        Registry(manager)
+    message = str(exc.value)
+    assert "view_sampler 'fake-sampler' is registered twice" in message
+    assert "first-plugin" in message and "second-plugin" in message
+
+
+def test_broken_entry_point_is_listed_not_raised(monkeypatch):
+    monkeypatch.setattr(metadata, "entry_points", lambda group=None: [_BrokenEntryPoint()])
+    manager = make_plugin_manager()
+    assert [f.name for f in manager.failures] == ["broken"]
+    assert "ImportError" in manager.failures[0].error
+    with pytest.raises(ImportError):
+        make_plugin_manager(strict=True)
+
+
+def test_autoload_can_be_disabled(monkeypatch):
+    monkeypatch.setattr(metadata, "entry_points", lambda group=None: [_BrokenEntryPoint()])
+    monkeypatch.setenv(DISABLE_AUTOLOAD_ENV, "1")
+    assert make_plugin_manager().failures == []
