@@ -254,9 +254,13 @@ def resolve(registry, data: dict | None = None, plugin_args: list[str] = (), set
             value = text
         params[role][key.strip()] = value
     settings = {}
-    for role in Role:
+    explicit = {_role(a.split("=", 1)[0].strip(), "--plugin") for a in plugin_args if "=" in a}
+    explicit |= {_role(a.split(".", 1)[0].strip(), "--set") for a in set_args}
+    # the user's own choices are checked first, so their typo is the error they see
+    for role in sorted(Role, key=lambda r: (r not in explicit, list(Role).index(r))):
         spec = registry.get(role, plugins[role])
         settings[role] = build_settings(spec.config_cls, params[role], f"{role.value} '{spec.name}'")
+    settings = {role: settings[role] for role in Role}
     seed = coerce(top.get("seed", 0), int, f"{source}: seed")
     device = coerce(top.get("device", "auto"), str, f"{source}: device")
     if device not in ("auto", "cpu", "cuda"):

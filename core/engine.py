@@ -62,8 +62,8 @@ def prepare_run_dir(path: Path, *, resume: bool, overwrite: bool) -> None:
         else:
             raise SplatrefineError(f"{path}: exists and is not a splatrefine run folder",
                                    "Choose an empty or new output folder with -o.")
-    path.mkdir(parents=True, exist_ok=True)
     try:
+        path.mkdir(parents=True, exist_ok=True)
         probe = path / ".write-test"
         probe.write_bytes(b"")
         probe.unlink()

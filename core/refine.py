@@ -69,6 +69,9 @@ def run_refine(*, capture: Path | None, demo: bool, config_path: Path | None, pl
     except KeyboardInterrupt:
         raise SplatrefineError(f"interrupted; {run_dir} keeps every finished stage",
                                "Rerun the same command with --resume to continue.") from None
+    except OSError as exc:  # full disk, permissions: every file is written atomically, so the run can resume
+        raise SplatrefineError(f"{exc.filename or run_dir}: cannot write ({exc.strerror})",
+                               "Free space or fix permissions, then rerun with --resume.") from None
     summary["line"] = summary_line(summary.get("metrics"))
     return summary
 
