@@ -28,6 +28,7 @@ DISABLE_AUTOLOAD_ENV = "SPLATREFINE_DISABLE_PLUGIN_AUTOLOAD"
 BUILTIN_PLUGINS: tuple[str, ...] = (
     "splatrefine.io.plugin",
     "splatrefine.plugins.samplers.plugin",
+    "splatrefine.plugins.aggregators.plugin",
 )
 
 

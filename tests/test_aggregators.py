@@ -1,0 +1,171 @@
+"""Label aggregators on hand-made renders with known answers."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from splatrefine.errors import ConfigError, SplatrefineError
+from splatrefine.plugins.aggregators.argmax import ArgmaxAggregator, ArgmaxConfig
+from splatrefine.plugins.aggregators.cleanup import CleanupAggregator, CleanupConfig, clean_labels
+from splatrefine.plugins.aggregators.palette import PaletteClusterAggregator, PaletteClusterConfig
+from splatrefine.roles import ComponentContext, Role
+from splatrefine.schema import CELEBAMASK_HQ, IGNORE, LabelSchema
+from splatrefine.types import Cameras, Renders
+
+TINY = LabelSchema("tiny", ("background", "skin", "nose"), ((0, 0, 0), (255, 85, 0), (0, 0, 255)))
+
+
+def _renders(probs=None, seg_rgb=None, alpha=None) -> Renders:
+    arr = probs if probs is not None else seg_rgb
+    c, h, w = arr.shape[:3]
+    cams = Cameras(np.repeat(np.eye(4)[None], c, 0), np.repeat(np.eye(3)[None], c, 0), w, h)
+    return Renders(cams, np.zeros((c, h, w, 3), np.float32),
+                   np.ones((c, h, w), np.float32) if alpha is None else alpha,
+                   np.ones((c, h, w), np.float32), probs=probs, seg_rgb=seg_rgb)
+
+
+def _onehot(labels: np.ndarray, k: int, p: float = 0.9) -> np.ndarray:
+    probs = np.full(labels.shape + (k,), (1 - p) / (k - 1), np.float32)
+    np.put_along_axis(probs, labels[..., None].astype(np.int64), p, axis=-1)
+    return probs
+
+
+def test_argmax_labels_confidence_and_thresholds():
+    probs = np.array([[[[0.7, 0.2, 0.1], [0.1, 0.45, 0.45 - 1e-3]],
+                       [[0.2, 0.3, 0.5], [0.34, 0.33, 0.33]]]], np.float32)  # [1,2,2,3]
+    alpha = np.array([[[1.0, 1.0], [0.2, 0.9]]], np.float32)
+    labels, conf = ArgmaxAggregator(ArgmaxConfig(min_confidence=0.0)).aggregate(_renders(probs, alpha=alpha), TINY)
+    assert labels.dtype == np.uint8 and conf.dtype == np.float32
+    np.testing.assert_array_equal(labels, [[[0, 1], [2, 0]]])
+    np.testing.assert_allclose(conf, [[[0.7, 0.45], [0.5, 0.34]]], atol=1e-6)
+    labels, _ = ArgmaxAggregator(ArgmaxConfig(min_confidence=0.46)).aggregate(_renders(probs, alpha=alpha), TINY)
+    np.testing.assert_array_equal(labels, [[[0, IGNORE], [2, IGNORE]]])
+    labels, _ = ArgmaxAggregator(ArgmaxConfig(min_confidence=0.0, min_alpha=0.5)).aggregate(
+        _renders(probs, alpha=alpha), TINY)
+    np.testing.assert_array_equal(labels, [[[0, 1], [IGNORE, 0]]])
+
+
+def test_argmax_and_palette_refuse_the_wrong_render_mode():
+    seg = np.zeros((1, 2, 2, 3), np.float32)
+    with pytest.raises(SplatrefineError, match="palette-cluster"):
+        ArgmaxAggregator(ArgmaxConfig()).aggregate(_renders(seg_rgb=seg), TINY)
+    with pytest.raises(SplatrefineError, match="argmax"):
+        PaletteClusterAggregator(PaletteClusterConfig()).aggregate(_renders(probs=_onehot(np.zeros((1, 2, 2), int), 3)), TINY)
+    with pytest.raises(SplatrefineError, match="3 class channels but schema 'celebamask-hq' has 19"):
+        ArgmaxAggregator(ArgmaxConfig()).aggregate(_renders(probs=_onehot(np.zeros((1, 2, 2), int), 3)), CELEBAMASK_HQ)
+
+
+@pytest.mark.parametrize("iterations", [0, 3])
+def test_palette_cluster_snaps_noisy_colours_back(iterations):
+    rng = np.random.default_rng(0)
+    truth = rng.integers(0, CELEBAMASK_HQ.num_classes, size=(2, 24, 24))
+    pal = CELEBAMASK_HQ.palette_array().astype(np.float32) / 255
+    # noise well below half the smallest palette distance (85/255 between e.g. classes 16 and 17)
+    seg = np.clip(pal[truth] + rng.normal(0, 0.03, truth.shape + (3,)), 0, 1).astype(np.float32)
+    agg = PaletteClusterAggregator(PaletteClusterConfig(kmeans_iterations=iterations), ComponentContext(seed=1))
+    labels, conf = agg.aggregate(_renders(seg_rgb=seg), CELEBAMASK_HQ)
+    np.testing.assert_array_equal(labels, truth)
+    assert conf.dtype == np.float32 and conf.min() > 0.2 and conf.max() <= 1.0
+
+
+def test_palette_cluster_confidence_and_kmeans_follow_darkened_colours():
+    pal = TINY.palette_array().astype(np.float32) / 255
+    # exactly halfway between skin and nose: confidence 0; exactly on a colour: 1
+    seg = np.stack([pal[1], (pal[1] + pal[2]) / 2, pal[2], pal[0]]).reshape(1, 2, 2, 3)
+    labels, conf = PaletteClusterAggregator(PaletteClusterConfig(kmeans_iterations=0, min_confidence=0.1)).aggregate(
+        _renders(seg_rgb=seg), TINY)
+    np.testing.assert_allclose(conf.ravel(), [1, 0, 1, 1], atol=1e-6)
+    np.testing.assert_array_equal(labels.ravel(), [1, IGNORE, 2, 0])
+    # nose rendered darkened to 0.4..0.7 of its colour (alpha blending on black): nearest-palette
+    # calls a third of it background; k-means started at the palette follows it and gets it right
+    rng = np.random.default_rng(2)
+    truth = rng.choice([0, 1, 2], size=(1, 30, 30), p=[0.2, 0.4, 0.4])
+    seg = pal[truth].copy()
+    seg[truth == 2] = pal[2] * rng.uniform(0.4, 0.7, (int((truth == 2).sum()), 1))
+    plain, _ = PaletteClusterAggregator(PaletteClusterConfig(kmeans_iterations=0)).aggregate(_renders(seg_rgb=seg), TINY)
+    km, _ = PaletteClusterAggregator(PaletteClusterConfig(kmeans_iterations=10)).aggregate(_renders(seg_rgb=seg), TINY)
+    assert (plain != truth).sum() > 50
+    assert (km != truth).sum() == 0
+
+
+def _blob_image() -> np.ndarray:
+    lab = np.zeros((40, 40), np.uint8)
+    lab[8:32, 8:32] = 1  # skin square
+    lab[18:22, 24:28] = 2  # a 16 px nose blob inside the skin: should survive min_component=10
+    lab[12:14, 12:14] = 2  # a 4 px speck: removed, becomes skin
+    lab[2, 2] = 1  # a 1 px speck in the background: removed, becomes background
+    lab[26:29, 12:15] = IGNORE  # a 9 px enclosed ignore hole in the skin: filled with skin
+    lab[0:3, 36:40] = IGNORE  # an ignore region on the border: stays
+    return lab
+
+
+def test_clean_labels_removes_specks_and_fills_holes():
+    lab = _blob_image()
+    conf = np.full(lab.shape, 0.8, np.float32)
+    conf[lab == IGNORE] = 0.1
+    out, c2 = clean_labels(lab, conf, 3, opening_radius=0, closing_radius=0, min_component=10, max_hole=20)
+    expect = lab.copy()
+    expect[12:14, 12:14] = 1
+    expect[2, 2] = 0
+    expect[26:29, 12:15] = 1
+    np.testing.assert_array_equal(out, expect)
+    np.testing.assert_allclose(c2[26:29, 12:15], 0.8)  # confidence of the pixel the label came from
+    assert (c2[0:3, 36:40] == np.float32(0.1)).all()
+    # a hole larger than max_hole stays ignore
+    out, _ = clean_labels(lab, conf, 3, opening_radius=0, closing_radius=0, min_component=10, max_hole=8)
+    assert (out[26:29, 12:15] == IGNORE).all()
+
+
+def test_clean_labels_opening_and_closing():
+    lab = np.zeros((30, 30), np.uint8)
+    lab[5:25, 5:25] = 1
+    lab[5:25, 15] = IGNORE  # a 1 px ignore crack through the skin: closing fills it
+    lab[10, 25:29] = 1  # a 1 px thick spur: opening removes it
+    ones = np.ones(lab.shape, np.float32)
+    out, _ = clean_labels(lab, ones, 2, opening_radius=0, closing_radius=1, min_component=0, max_hole=0)
+    expect = np.zeros_like(lab)
+    expect[5:25, 5:25] = 1
+    expect[10, 25:29] = 1
+    expect[[5, 24], 15] = IGNORE  # the crack's ends touch the background: a 3x3 closing leaves them
+    np.testing.assert_array_equal(out, expect)
+    out, _ = clean_labels(lab, ones, 2, opening_radius=1, closing_radius=0, min_component=0, max_hole=0)
+    assert (out[10, 27:29] == 0).all() and lab[10, 27:29].all()  # the spur is gone (ties at its root)
+    assert (out[5:25, 15] == IGNORE).all()  # no closing: the crack stays
+    assert (out[8:22, 8:14] == 1).all() and (out[8:22, 17:22] == 1).all()
+
+
+def test_cleanup_chains_after_a_base_built_by_the_context():
+    truth = _blob_image()[None]
+    truth = np.where(truth == IGNORE, 1, truth)
+    probs = _onehot(truth, 3, 0.9)
+    probs[0, 26:29, 12:15] = 1 / 3  # uncertain pixels -> argmax ignores them -> cleanup fills
+    built = []
+
+    def build(role, name, params):
+        built.append((role, name, params))
+        return ArgmaxAggregator(ArgmaxConfig(**params))
+
+    agg = CleanupAggregator(CleanupConfig(base="argmax", base_params={"min_confidence": 0.5}, opening_radius=0,
+                                          closing_radius=0, min_component=10, max_hole=20),
+                            ComponentContext(build=build))
+    assert built == [(Role.LABEL_AGGREGATOR, "argmax", {"min_confidence": 0.5})]
+    labels, conf = agg.aggregate(_renders(probs), TINY)
+    base_labels, _ = ArgmaxAggregator(ArgmaxConfig(min_confidence=0.5)).aggregate(_renders(probs), TINY)
+    assert (base_labels[0, 26:29, 12:15] == IGNORE).all()
+    assert (labels[0, 26:29, 12:15] == 1).all()
+    assert labels[0, 12, 12] == 1 and labels[0, 2, 2] == 0 and labels[0, 19, 25] == 2
+    np.testing.assert_allclose(conf[0, 26:29, 12:15], 0.9, atol=1e-6)
+
+
+def test_cleanup_without_a_context_builder_uses_the_registry():
+    import splatrefine.registry as reg
+
+    if "splatrefine.plugins.aggregators.plugin" not in reg.BUILTIN_PLUGINS:
+        pytest.skip("aggregators not yet in BUILTIN_PLUGINS")
+    agg = CleanupAggregator(CleanupConfig(base="argmax", base_params={"min_confidence": 0.3}))
+    assert isinstance(agg.base, ArgmaxAggregator) and agg.base.config.min_confidence == 0.3
+    with pytest.raises(ConfigError, match="has no setting 'min_confidense'"):
+        CleanupAggregator(CleanupConfig(base="argmax", base_params={"min_confidense": 0.3}))
+    with pytest.raises(SplatrefineError, match="no label_aggregator named 'argmx'"):
+        CleanupAggregator(CleanupConfig(base="argmx"))
