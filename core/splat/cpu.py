@@ -21,9 +21,9 @@ def rasterize_cpu(means, quats, scales, opacities, colors, viewmats, Ks, width, 
         near_plane=near_plane, far_plane=far_plane, opacities=opacities)
     feats, bgs = _features(colors, depths, backgrounds, render_mode, C, N)
     opac = opacities[None].expand(C, N)
-    from ._dense import composite_dense
+    from ._composite import composite
 
-    render, alpha = composite_dense(means2d, conics, opac, feats, radii, depths, width, height, bgs)
+    render, alpha = composite(means2d, conics, opac, feats, bgs, radii, depths, width, height)
     render = _finish(render, alpha, render_mode)
     meta = {"means2d": means2d, "radii": radii, "depths": depths, "conics": conics,
             "width": width, "height": height, "tile_size": TILE_SIZE, "n_cameras": C,

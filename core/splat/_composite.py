@@ -1,0 +1,115 @@
+"""torch.autograd.Function around the numba tile kernels (binning, forward, backward)."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from . import _kernels as K
+
+TILE = 16
+
+
+def tile_rects(means2d: torch.Tensor, radii: torch.Tensor, tiles_x: int, tiles_y: int) -> torch.Tensor:
+    """Tile ranges [C,N,4] int32 (x0, x1, y0, y1; x1/y1 exclusive), gsplat's isect_tiles rule.
+
+    means2d [C,N,2], radii [C,N,2] int32 (0 = culled -> empty range).
+    """
+    m = means2d.detach() / TILE
+    r = radii.to(means2d.dtype) / TILE
+    lo = torch.floor(m - r).to(torch.int32)
+    hi = torch.ceil(m + r).to(torch.int32)
+    x0 = lo[..., 0].clamp(0, tiles_x)
+    x1 = hi[..., 0].clamp(0, tiles_x)
+    y0 = lo[..., 1].clamp(0, tiles_y)
+    y1 = hi[..., 1].clamp(0, tiles_y)
+    rect = torch.stack([x0, x1, y0, y1], dim=-1)
+    culled = ~(radii > 0).all(-1)
+    rect[culled] = 0
+    return rect
+
+
+def depth_order(depths: torch.Tensor, visible: torch.Tensor) -> torch.Tensor:
+    """Flat slots (c*N + n) of visible Gaussians sorted by (camera, depth), stable. [V] int64."""
+    C, N = depths.shape
+    parts = []
+    for c in range(C):
+        idx = torch.nonzero(visible[c]).squeeze(1)
+        if idx.numel():
+            o = torch.sort(depths[c, idx].detach(), stable=True).indices
+            parts.append(idx[o] + c * N)
+    if not parts:
+        return torch.zeros(0, dtype=torch.int64)
+    return torch.cat(parts)
+
+
+class _Composite(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, means2d, conics, opac, feats, bgs, radii, depths, width, height):
+        C, N, D = feats.shape
+        dtype = means2d.dtype
+        npdtype = np.float32 if dtype == torch.float32 else np.float64
+        consts = K.make_consts(npdtype)
+        tiles_x = (width + TILE - 1) // TILE
+        tiles_y = (height + TILE - 1) // TILE
+        with torch.no_grad():
+            visible = (radii > 0).all(-1)
+            order = depth_order(depths, visible).numpy()
+            trect = tile_rects(means2d, radii, tiles_x, tiles_y).reshape(C * N, 4).numpy()
+            cam_of = np.repeat(np.arange(C, dtype=np.int32), N)
+            m2 = means2d.detach().reshape(C * N, 2).contiguous().numpy()
+            cn = conics.detach().reshape(C * N, 3).contiguous().numpy()
+            op = opac.detach().reshape(C * N).contiguous().numpy()
+            fe = feats.detach().reshape(C * N, D).contiguous().numpy()
+            has_bg = bgs is not None
+            bg = bgs.detach().contiguous().numpy() if has_bg else np.zeros((C, D), npdtype)
+            geom = np.zeros((C * N, 8), npdtype)
+            rect = np.empty((C * N, 4), np.int32)
+            K.prepare_geometry(m2, cn, op, visible.reshape(-1).numpy(), width, height, consts,
+                               geom, rect)
+            tile_start, gid, slot, slot_start = K.bin_tiles(order, trect, cam_of, tiles_x * tiles_y,
+                                                            tiles_x, C)
+            out = torch.empty((C, height, width, D), dtype=dtype)
+            alpha = torch.empty((C, height, width), dtype=dtype)
+            T = torch.empty((C, height, width), dtype=dtype)
+            last = torch.empty((C, height, width), dtype=torch.int32)
+            K.raster_forward(geom, rect, fe, bg, has_bg, tile_start, gid, width, height, tiles_x,
+                             tiles_y, consts, out.numpy(), alpha.numpy(), T.numpy(), last.numpy())
+        ctx.state = (geom, rect, fe, bg, has_bg, tile_start, gid, slot, slot_start, order,
+                     T, last, consts, width, height, tiles_x, tiles_y, C, N, D)
+        return out, alpha[..., None]
+
+    @staticmethod
+    def backward(ctx, g_out, g_alpha):
+        (geom, rect, fe, bg, has_bg, tile_start, gid, slot, slot_start, order,
+         T, last, consts, width, height, tiles_x, tiles_y, C, N, D) = ctx.state
+        dtype = T.dtype
+        if g_out is None:
+            g_out = torch.zeros((C, height, width, D), dtype=dtype)
+        if g_alpha is None:
+            g_alpha = torch.zeros((C, height, width, 1), dtype=dtype)
+        go = g_out.contiguous()
+        ga = g_alpha.reshape(C, height, width).contiguous()
+        M = gid.shape[0]
+        gbuf = np.empty((M, 6 + D), consts.dtype)
+        K.raster_backward(geom, rect, fe, bg, has_bg, tile_start, gid, slot, width, height,
+                          tiles_x, tiles_y, consts, T.numpy(), last.numpy(), go.numpy(),
+                          ga.numpy(), gbuf)
+        grads = torch.zeros((C * N, 6 + D), dtype=dtype)
+        K.reduce_grads(order, slot_start, gbuf, grads.numpy())
+        grads = grads.reshape(C, N, 6 + D)
+        v_means2d = grads[..., 0:2]
+        v_conics = grads[..., 2:5]
+        v_opac = grads[..., 5]
+        v_feats = grads[..., 6:]
+        v_bg = torch.einsum("chwd,chw->cd", go, T) if has_bg else None
+        return v_means2d, v_conics, v_opac, v_feats, v_bg, None, None, None, None
+
+
+def composite(means2d, conics, opac, feats, bgs, radii, depths, width, height):
+    """Front-to-back alpha compositing of projected Gaussians (differentiable).
+
+    means2d [C,N,2], conics [C,N,3], opac [C,N], feats [C,N,D], bgs [C,D] | None,
+    radii [C,N,2] int32, depths [C,N] -> (render [C,H,W,D], alpha [C,H,W,1]).
+    """
+    return _Composite.apply(means2d, conics, opac, feats, bgs, radii, depths, width, height)
