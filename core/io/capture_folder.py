@@ -22,9 +22,9 @@ import numpy as np
 
 from ..errors import CaptureError, ConfigError
 from ..schema import get_schema
-from ..types import Capture, Subject, View
+from ..types import Capture, View
 from .atomic import atomic_dir
-from .common import check_camera, load_json, matrix, positive_int, safe_join, unique_names
+from .common import check_camera, load_json, matrix, positive_int, read_subject, safe_join, subject_json, unique_names
 from .labels import read_image, read_labels, read_mask, write_image, write_labels, write_mask
 from .points_ply import read_points_ply, write_points_ply
 
@@ -86,7 +86,7 @@ def read_capture_folder(path: str | os.PathLike) -> Capture:
     seen: set[str] = set()
     for i, vj in enumerate(views_json):
         views.append(_read_view(vj, i, root, m, schema, seen))
-    subject = _read_subject(data.get("subject"), m)
+    subject = read_subject(data.get("subject"), m)
     points = colors = None
     if data.get("points") is not None:
         points, colors = read_points_ply(safe_join(root, data["points"], m, "points"))
@@ -135,23 +135,6 @@ def _check_size(shape: tuple[int, ...], width: int, height: int, path: Path, man
         raise CaptureError(f"{path}: image is {w}x{h} but {manifest.name} says the camera is {width}x{height}")
 
 
-def _read_subject(value: Any, m: Path) -> Subject | None:
-    if value is None:
-        return None
-    if not isinstance(value, dict) or not all(k in value for k in ("center", "frontal", "up")):
-        raise CaptureError(f"{m}: \"subject\" must have \"center\", \"frontal\" and \"up\"")
-    vecs = {}
-    for key in ("center", "frontal", "up"):
-        v = matrix([value[key]], (1, 3), f"{m}: subject", key)[0]
-        if key != "center":
-            n = np.linalg.norm(v)
-            if n < 1e-12:
-                raise CaptureError(f"{m}: subject {key} is a zero vector")
-            v = v / n
-        vecs[key] = v
-    return Subject(**vecs)
-
-
 def capture_manifest(capture: Capture, names: list[str] | None = None) -> dict:
     """The capture.json dict for `capture` (file names under images/, labels/, masks/)."""
     names = names or unique_names([v.name for v in capture.views])
@@ -169,8 +152,7 @@ def capture_manifest(capture: Capture, names: list[str] | None = None) -> dict:
         views.append(entry)
     out: dict[str, Any] = {"format": FORMAT, "version": VERSION, "schema": capture.schema.name}
     if capture.subject is not None:
-        s = capture.subject
-        out["subject"] = {k: np.asarray(getattr(s, k), dtype=np.float64).tolist() for k in ("center", "frontal", "up")}
+        out["subject"] = subject_json(capture.subject)
     out["views"] = views
     if capture.points is not None:
         out["points"] = "points.ply"

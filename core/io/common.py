@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import CaptureError
-from ..types import Camera
+from ..types import Camera, Subject
 
 # How far a camera rotation may be from orthonormal before it is refused (scale or shear).
 ROTATION_TOLERANCE = 1e-3
@@ -121,3 +121,26 @@ def unique_names(names: list[str]) -> list[str]:
         seen[candidate] = 1
         out.append(candidate)
     return out
+
+
+def read_subject(value: Any, manifest: Path) -> Subject | None:
+    """A Subject from its json form {"center": [3], "frontal": [3], "up": [3]} (None stays None)."""
+    if value is None:
+        return None
+    if not isinstance(value, dict) or not all(k in value for k in ("center", "frontal", "up")):
+        raise CaptureError(f"{manifest}: \"subject\" must have \"center\", \"frontal\" and \"up\"")
+    vecs = {}
+    for key in ("center", "frontal", "up"):
+        v = matrix([value[key]], (1, 3), f"{manifest}: subject", key)[0]
+        if key != "center":
+            n = np.linalg.norm(v)
+            if n < 1e-12:
+                raise CaptureError(f"{manifest}: subject {key} is a zero vector")
+            v = v / n
+        vecs[key] = v
+    return Subject(**vecs)
+
+
+def subject_json(subject: Subject) -> dict:
+    """The json form of a Subject."""
+    return {k: np.asarray(getattr(subject, k), dtype=np.float64).tolist() for k in ("center", "frontal", "up")}

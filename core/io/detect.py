@@ -13,28 +13,14 @@ from ..types import Capture
 
 
 def _readers() -> list[tuple[str, Callable[[Path], bool], Callable[[Path], Capture]]]:
-    from . import capture_folder
+    from . import capture_folder, colmap, facescape, nerfstudio
 
-    readers = [("splatrefine", capture_folder.is_capture_folder, capture_folder.read_capture_folder)]
-    try:
-        from . import nerfstudio
-
-        readers.append(("nerfstudio", nerfstudio.is_nerfstudio, nerfstudio.read_nerfstudio))
-    except ImportError:  # pragma: no cover - module lands later
-        pass
-    try:
-        from . import colmap
-
-        readers.append(("colmap", colmap.is_colmap, colmap.read_colmap))
-    except ImportError:  # pragma: no cover
-        pass
-    try:
-        from . import facescape
-
-        readers.append(("facescape", facescape.is_facescape, facescape.read_facescape))
-    except ImportError:  # pragma: no cover
-        pass
-    return readers
+    return [
+        ("splatrefine", capture_folder.is_capture_folder, capture_folder.read_capture_folder),
+        ("nerfstudio", nerfstudio.is_nerfstudio, nerfstudio.read_nerfstudio),
+        ("colmap", colmap.is_colmap, colmap.read_colmap),
+        ("facescape", facescape.is_facescape, facescape.read_facescape),
+    ]
 
 
 FORMATS = ("splatrefine", "nerfstudio", "colmap", "facescape")
