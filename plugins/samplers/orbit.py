@@ -18,7 +18,7 @@ class OrbitConfig:
         "help": "yaw range in degrees relative to the face (0 = frontal, + = towards the subject's left)"})
     pitch: tuple[float, float] = field(default=(-30.0, 30.0), metadata={
         "help": "pitch range in degrees (+ = from above)"})
-    yaw_count: int = field(default=9, metadata={"help": "grid points along yaw (1 = the range's middle)", "min": 1})
+    yaw_count: int = field(default=16, metadata={"help": "grid points along yaw (1 = the range's middle)", "min": 1})
     pitch_count: int = field(default=3, metadata={"help": "grid points along pitch (1 = the range's middle)", "min": 1})
     radius: float | None = field(default=None, metadata={
         "help": "camera distance to the look-at point; default: median distance of the capture's cameras "
