@@ -185,6 +185,7 @@ def bar_chart(groups: Sequence[str], series: Mapping[str, Sequence[float | None]
     ax.set_title(title)
     if ylim is not None:
         ax.set_ylim(ylim[0], ylim[1] * 1.28)  # headroom for the legend
+        ax.set_yticks(np.linspace(ylim[0], ylim[1], 6))
     ax.grid(axis="y", alpha=0.3)
     if len(series) > 1:
         ax.legend(fontsize=8, loc="upper right", ncol=min(3, n))
