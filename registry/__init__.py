@@ -29,6 +29,7 @@ BUILTIN_PLUGINS: tuple[str, ...] = (
     "splatrefine.io.plugin",
     "splatrefine.plugins.samplers.plugin",
     "splatrefine.plugins.aggregators.plugin",
+    "splatrefine.plugins.dual_gs.plugin",
 )
 
 

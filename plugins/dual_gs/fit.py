@@ -1,0 +1,367 @@
+"""The optimisation loop of the dual model: losses, densification, checkpoints, resume, rollback."""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import io
+import json
+import logging
+import math
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from splatrefine.errors import SplatrefineError
+from splatrefine.io.atomic import write_bytes, write_text
+from splatrefine.progress import progress_task
+
+from . import losses
+from .densify import DefaultDensifier, MCMCDensifier
+from .model import DualGSModel, render_model
+
+log = logging.getLogger(__name__)
+
+CHECKPOINT = "checkpoint.pt"
+MAX_ROLLBACKS = 10
+SNAPSHOT_EVERY = 25
+HISTORY_EVERY = 10
+BG_LR = 5e-3
+
+
+class FitData:
+    """Training targets on the fit device: images [V,H,W,3], class targets [V,H,W,F] (probs or
+    palette colours), class weights [V,H,W], masks [V,H,W] or None, cameras (viewmats, Ks)."""
+
+    def __init__(self, viewmats: torch.Tensor, Ks: torch.Tensor, width: int, height: int, images: torch.Tensor,
+                 targets: torch.Tensor, weights: torch.Tensor, masks: torch.Tensor | None):
+        self.viewmats, self.Ks, self.width, self.height = viewmats, Ks, width, height
+        self.images, self.targets, self.weights, self.masks = images, targets, weights, masks
+
+    def __len__(self) -> int:
+        return int(self.viewmats.shape[0])
+
+    def fingerprint(self) -> str:
+        h = hashlib.sha256()
+        for t in (self.viewmats, self.Ks, self.images, self.targets, self.weights):
+            h.update(np.ascontiguousarray(t.detach().cpu().numpy()).tobytes())
+        if self.masks is not None:
+            h.update(np.ascontiguousarray(self.masks.cpu().numpy()).tobytes())
+        return h.hexdigest()[:16]
+
+
+def _lr_means(config, step: int, total: int, scene_scale: float) -> float:
+    a, b = config.lr_means * scene_scale, max(config.lr_means_final, 1e-12) * scene_scale
+    f = min(step / max(total, 1), 1.0)
+    return math.exp((1 - f) * math.log(max(a, 1e-12)) + f * math.log(b))
+
+
+class Trainer:
+    """Fits `model` to `data` for `config.iterations` steps (resuming from `workdir` when it holds a
+    checkpoint of the same fit)."""
+
+    def __init__(self, config, model: DualGSModel, data: FitData, seed: int, workdir: Path | None):
+        self.config = config
+        self.model = model
+        self.data = data
+        self.seed = seed
+        self.workdir = Path(workdir) if workdir is not None else None
+        self.total = int(config.iterations)
+        self.params = {k: torch.nn.Parameter(v.detach().clone()) for k, v in model.params.items()}
+        self.bg = None if model.background_sh is None else torch.nn.Parameter(model.background_sh.detach().clone())
+        self.optims = self._make_optimizers()
+        stop = int(config.refine_stop * self.total)
+        if config.strategy == "default":
+            self.densifier = DefaultDensifier(
+                refine_start=config.refine_start, refine_stop=stop, refine_every=config.refine_every,
+                reset_every=config.reset_every, grow_grad2d=config.grow_grad2d, grow_scale3d=config.grow_scale3d,
+                prune_opacity=config.prune_opacity, prune_scale3d=config.prune_scale3d,
+                max_gaussians=config.max_gaussians, scene_scale=model.scene_scale, seed=seed)
+        else:
+            self.densifier = MCMCDensifier(
+                refine_start=config.refine_start, refine_stop=stop, refine_every=config.refine_every,
+                max_gaussians=config.max_gaussians, min_opacity=config.prune_opacity, noise_lr=5e5, seed=seed)
+        self.step = 0
+        self.history: dict[str, list] = {"iteration": [], "loss": [], "gaussians": []}
+        self._acc: dict[str, float] = {}
+        self._acc_n = 0
+        self._snapshot: dict | None = None
+        self.rollbacks = 0
+        self.fingerprint = self._fingerprint()
+
+    # ----------------------------------------------------------------- setup / state
+    def _fingerprint(self) -> str:
+        from dataclasses import asdict
+
+        cfg = {k: v for k, v in asdict(self.config).items() if k not in ("checkpoint_every", "render_chunk")}
+        blob = json.dumps({"config": cfg, "seed": self.seed, "data": self.data.fingerprint(),
+                           "n0": self.model.num_gaussians}, sort_keys=True, default=str)
+        return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+    def _lrs(self) -> dict[str, float]:
+        c = self.config
+        return {"means": _lr_means(c, 0, self.total, self.model.scene_scale), "scales": c.lr_scales,
+                "quats": c.lr_quats, "opacities": c.lr_opacities, "sh0": c.lr_sh, "shN": c.lr_sh / 20.0,
+                "classes": c.lr_classes}
+
+    def _make_optimizers(self) -> dict[str, torch.optim.Optimizer]:
+        lrs = self._lrs()
+        self.bg_optim = None if self.bg is None else torch.optim.Adam([self.bg], lr=BG_LR, eps=1e-15)
+        return {k: torch.optim.Adam([p], lr=lrs[k], eps=1e-15) for k, p in self.params.items()}
+
+    def _state(self) -> dict:
+        opt = {}
+        for k, o in self.optims.items():
+            st = o.state.get(self.params[k], {})
+            opt[k] = {kk: (vv.detach().clone() if torch.is_tensor(vv) else vv) for kk, vv in st.items()}
+        if self.bg is not None:
+            st = self.bg_optim.state.get(self.bg, {})
+            opt["__background__"] = {kk: (vv.detach().clone() if torch.is_tensor(vv) else vv) for kk, vv in st.items()}
+        return {
+            "step": self.step,
+            "params": {k: v.detach().clone() for k, v in self.params.items()},
+            "background_sh": None if self.bg is None else self.bg.detach().clone(),
+            "optim": opt,
+            "densifier": {k: (v.clone() if torch.is_tensor(v) else v) for k, v in self.densifier.state_dict().items()},
+            "active_sh_degree": self.model.active_sh_degree,
+            "history": copy.deepcopy(self.history),
+            "acc": dict(self._acc), "acc_n": self._acc_n,
+        }
+
+    def _restore(self, st: dict) -> None:
+        dev = self.model.device
+        self.step = int(st["step"])
+        self.params = {k: torch.nn.Parameter(v.detach().clone().to(dev)) for k, v in st["params"].items()}
+        if st.get("background_sh") is not None:
+            self.bg = torch.nn.Parameter(st["background_sh"].detach().clone().to(dev))
+        self.optims = self._make_optimizers()
+        pairs = [(self.params[k], o, k) for k, o in self.optims.items()]
+        if self.bg is not None:
+            pairs.append((self.bg, self.bg_optim, "__background__"))
+        for p, o, k in pairs:
+            ost = st["optim"].get(k) or {}
+            if ost:
+                o.state[p] = {kk: (vv.clone().to(dev) if torch.is_tensor(vv) and kk != "step" else
+                                   (vv.clone() if torch.is_tensor(vv) else vv)) for kk, vv in ost.items()}
+        self.densifier.load_state_dict({k: (v.clone().to(dev) if torch.is_tensor(v) else v)
+                                        for k, v in st["densifier"].items()})
+        self.model.active_sh_degree = int(st["active_sh_degree"])
+        self.history = copy.deepcopy(st["history"])
+        self._acc = dict(st.get("acc", {}))
+        self._acc_n = int(st.get("acc_n", 0))
+
+    def save_checkpoint(self) -> None:
+        if self.workdir is None:
+            return
+        st = self._state()
+        st["fingerprint"] = self.fingerprint
+        st["params"] = {k: v.cpu() for k, v in st["params"].items()}
+        if st["background_sh"] is not None:
+            st["background_sh"] = st["background_sh"].cpu()
+        st["optim"] = {k: {kk: (vv.cpu() if torch.is_tensor(vv) else vv) for kk, vv in o.items()}
+                       for k, o in st["optim"].items()}
+        st["densifier"] = {k: (v.cpu() if torch.is_tensor(v) else v) for k, v in st["densifier"].items()}
+        st["history"] = json.dumps(st["history"])
+        st["acc"] = json.dumps(st["acc"])
+        buf = io.BytesIO()
+        torch.save(st, buf)
+        write_bytes(self.workdir / CHECKPOINT, buf.getvalue())
+
+    def try_resume(self) -> bool:
+        """Load workdir/checkpoint.pt when it belongs to this same fit; True when resumed."""
+        if self.workdir is None or not (self.workdir / CHECKPOINT).exists():
+            return False
+        try:
+            st = torch.load(self.workdir / CHECKPOINT, map_location="cpu", weights_only=True)
+        except Exception as exc:  # noqa: BLE001 - a truncated or foreign file: start over, say so
+            log.warning("%s: unreadable checkpoint (%s); fitting from the start", self.workdir / CHECKPOINT, exc)
+            return False
+        if st.get("fingerprint") != self.fingerprint:
+            log.warning("%s: checkpoint of a different fit (settings or data changed); fitting from the start",
+                        self.workdir / CHECKPOINT)
+            return False
+        st["history"] = json.loads(st["history"])
+        st["acc"] = json.loads(st["acc"])
+        self._restore(st)
+        log.info("resumed the dual-gs fit at step %d of %d", self.step, self.total)
+        return True
+
+    # ----------------------------------------------------------------- one step
+    def _views_for_step(self, step: int) -> np.ndarray:
+        V = len(self.data)
+        b = min(self.config.batch_views, V)
+        per_epoch = V // b
+        epoch, k = divmod(step, per_epoch)
+        perm = np.random.default_rng([self.seed, epoch]).permutation(V)
+        return perm[k * b:(k + 1) * b]
+
+    def _losses(self, idx: np.ndarray) -> tuple[dict[str, torch.Tensor], dict]:
+        c = self.config
+        d = self.data
+        ti = torch.as_tensor(idx, device=d.images.device)
+        rgb, cls, alpha, _, meta = render_model(self.model, d.viewmats[ti], d.Ks[ti], d.width, d.height, self.params,
+                                                background_sh=self.bg)
+        if self.densifier.needs_means2d_grad:
+            meta["means2d"].retain_grad()
+        terms: dict[str, torch.Tensor] = {}
+        terms["rgb"], terms["l1"] = losses.rgb_loss(rgb, d.images[ti], c.ssim_lambda)
+        if self.model.mode == "logits":
+            terms["class"] = losses.class_loss(cls, d.targets[ti], d.weights[ti], c.class_loss)
+        else:
+            terms["class"] = losses.palette_loss(cls, d.targets[ti], d.weights[ti])
+        if d.masks is not None and c.mask_weight > 0:
+            terms["mask"] = losses.mask_loss(alpha[..., 0], d.masks[ti])
+        if c.opacity_reg > 0:
+            terms["opacity_reg"] = torch.sigmoid(self.params["opacities"]).mean()
+        if c.scale_reg > 0:
+            terms["scale_reg"] = torch.exp(self.params["scales"]).mean() / self.model.scene_scale
+        return terms, meta
+
+    def _total(self, terms: dict[str, torch.Tensor], with_class: bool = True) -> torch.Tensor:
+        c = self.config
+        total = terms["rgb"]
+        if with_class:
+            total = total + c.class_weight * terms["class"]
+        if "mask" in terms:
+            total = total + c.mask_weight * terms["mask"]
+        if "opacity_reg" in terms:
+            total = total + c.opacity_reg * terms["opacity_reg"]
+        if "scale_reg" in terms:
+            total = total + c.scale_reg * terms["scale_reg"]
+        return total
+
+    def _backward(self, terms: dict[str, torch.Tensor]) -> torch.Tensor:
+        if self.config.class_moves_geometry:
+            loss = self._total(terms)
+            loss.backward()
+            return loss.detach()
+        # class gradients reach only the class head: the rest of the loss moves everything
+        geo = self._total(terms, with_class=False)
+        cls_loss = self.config.class_weight * terms["class"]
+        (g,) = torch.autograd.grad(cls_loss, [self.params["classes"]], retain_graph=True)
+        geo.backward()
+        self.params["classes"].grad = g if self.params["classes"].grad is None else self.params["classes"].grad + g
+        return (geo + cls_loss).detach()
+
+    def _optimizers(self) -> list[torch.optim.Optimizer]:
+        return list(self.optims.values()) + ([self.bg_optim] if self.bg_optim is not None else [])
+
+    def _all_params(self) -> list[torch.Tensor]:
+        return list(self.params.values()) + ([self.bg] if self.bg is not None else [])
+
+    def _grads_finite(self) -> bool:
+        return all(p.grad is None or bool(torch.isfinite(p.grad).all()) for p in self._all_params())
+
+    def _record(self, terms: dict[str, torch.Tensor], loss: float) -> None:
+        self._acc["loss"] = self._acc.get("loss", 0.0) + loss
+        for k, v in terms.items():
+            self._acc[k] = self._acc.get(k, 0.0) + float(v.detach())
+        self._acc_n += 1
+        if self.step % HISTORY_EVERY == 0 or self.step == self.total:
+            n = max(self._acc_n, 1)
+            self.history["iteration"].append(self.step)
+            self.history["gaussians"].append(int(self.params["means"].shape[0]))
+            for k, v in self._acc.items():
+                self.history.setdefault(k, []).append(v / n)
+            self._acc, self._acc_n = {}, 0
+
+    def run(self) -> DualGSModel:
+        c = self.config
+        if not self.try_resume():
+            self.step = 0
+        self._snapshot = self._state()
+        t0 = time.perf_counter()
+        done0 = self.step
+        with progress_task("dual-gs fit", self.total) as advance:
+            if self.step:
+                advance(self.step)
+            while self.step < self.total:
+                step = self.step
+                self.model.active_sh_degree = min(self.model.sh_degree, step // c.sh_degree_every)
+                lr = _lr_means(c, step, self.total, self.model.scene_scale)
+                for g in self.optims["means"].param_groups:
+                    g["lr"] = lr
+                for o in self._optimizers():
+                    o.zero_grad(set_to_none=True)
+                terms, meta = self._losses(self._views_for_step(step))
+                loss = self._backward(terms)
+                if not (torch.isfinite(loss) and self._grads_finite()):
+                    self._rollback(step)
+                    continue
+                self.step = step + 1
+                for o in self._optimizers():
+                    o.step()
+                info = self.densifier.step_post_backward(self.params, self.optims, self.step, meta,
+                                                         self.data.width, self.data.height)
+                if isinstance(self.densifier, MCMCDensifier):
+                    self.densifier.step_post_optimizer(self.params, self.step, lr)
+                self._record(terms, float(loss))
+                if self.step % SNAPSHOT_EVERY == 0:
+                    self._snapshot = self._state()
+                if self.step % c.checkpoint_every == 0 and self.step < self.total:
+                    self.save_checkpoint()
+                elapsed = time.perf_counter() - t0
+                advance(1, loss=float(loss), rgb=float(terms["l1"].detach()), cls=float(terms["class"].detach()),
+                        gaussians=int(self.params["means"].shape[0]),
+                        its=(self.step - done0) / max(elapsed, 1e-9))
+                if any(info.values()):
+                    log.debug("step %d: %s, %d Gaussians", self.step, info, self.params["means"].shape[0])
+        self.save_checkpoint()
+        self.model.params = {k: v.detach() for k, v in self.params.items()}
+        if self.bg is not None:
+            self.model.background_sh = self.bg.detach()
+        self.model.active_sh_degree = min(self.model.sh_degree, max(self.total - 1, 0) // c.sh_degree_every)
+        self.write_history()
+        return self.model
+
+    def _rollback(self, step: int) -> None:
+        self.rollbacks += 1
+        if self.rollbacks > MAX_ROLLBACKS:
+            raise SplatrefineError(
+                f"dual-gs fit: the loss stayed non-finite after {MAX_ROLLBACKS} rollbacks (step {step})",
+                "Lower the learning rates (representation.lr_*) or check the input images and probabilities.")
+        log.warning("dual-gs fit: non-finite loss at step %d; rolled back to step %d", step,
+                    self._snapshot["step"])
+        self._restore(self._snapshot)
+        # carry on from the last good parameters past the failing step, so a NaN tied to one view
+        # does not repeat forever
+        self.step = step + 1
+
+    # ----------------------------------------------------------------- outputs
+    def write_history(self) -> None:
+        if self.workdir is None:
+            return
+        write_text(self.workdir / "history.json", json.dumps(self.history))
+        try:
+            plot_history(self.history, self.workdir / "loss.png")
+        except Exception as exc:  # noqa: BLE001 - a plot must never fail a fit
+            log.warning("could not draw the loss curve: %s", exc)
+
+
+def plot_history(history: dict, path: Path) -> None:
+    """Loss terms (log scale) and the Gaussian count against the iteration, as a PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    it = history["iteration"]
+    fig, ax = plt.subplots(1, 2, figsize=(10, 3.5))
+    for k, v in history.items():
+        if k in ("iteration", "gaussians") or len(v) != len(it):
+            continue
+        ax[0].plot(it, v, label=k)
+    ax[0].set_yscale("log")
+    ax[0].set_xlabel("iteration")
+    ax[0].set_title("loss terms")
+    ax[0].legend(fontsize=7)
+    ax[1].plot(it, history["gaussians"])
+    ax[1].set_xlabel("iteration")
+    ax[1].set_title("Gaussians")
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=80)
+    plt.close(fig)
+    write_bytes(path, buf.getvalue())

@@ -1,0 +1,185 @@
+"""The dual Gaussian model: one geometry, an RGB head (spherical harmonics) and a class head.
+
+Parameters (torch tensors, N Gaussians):
+    means [N,3], scales [N,3] (log), quats [N,4] (wxyz, unnormalised), opacities [N] (logit),
+    sh0 [N,1,3], shN [N,(d+1)^2-1,3], classes [N,K] logits (mode "logits") or [N,3] palette-colour
+    logits (mode "palette", sigmoid -> 0..1).
+Both heads are rendered by one `splatrefine.splat.rasterize` call with colours [C,N,3+F].
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import torch
+
+PARAM_NAMES = ("means", "scales", "quats", "opacities", "sh0", "shN", "classes")
+
+# Real spherical-harmonics basis constants (degrees 0..3).
+_C0 = 0.28209479177387814
+_C1 = 0.4886025119029199
+_C2 = (1.0925484305920792, -1.0925484305920792, 0.31539156525252005, -1.0925484305920792, 0.5462742152960396)
+_C3 = (-0.5900435899266435, 2.890611442640554, -0.4570457994644658, 0.3731763325901154,
+       -0.4570457994644658, 1.445305721320277, -0.5900435899266435)
+
+
+def rgb_to_sh0(rgb: torch.Tensor) -> torch.Tensor:
+    """RGB 0..1 [...,3] -> SH DC coefficient [...,3] (inverse of the +0.5 offset convention)."""
+    return (rgb - 0.5) / _C0
+
+
+def sh_basis(dirs: torch.Tensor, degree: int) -> torch.Tensor:
+    """Unit directions [...,3] -> SH basis values [...,(degree+1)^2]."""
+    x, y, z = dirs.unbind(-1)
+    out = [torch.full_like(x, _C0)]
+    if degree >= 1:
+        out += [-_C1 * y, _C1 * z, -_C1 * x]
+    if degree >= 2:
+        xx, yy, zz, xy, yz, xz = x * x, y * y, z * z, x * y, y * z, x * z
+        out += [_C2[0] * xy, _C2[1] * yz, _C2[2] * (2 * zz - xx - yy), _C2[3] * xz, _C2[4] * (xx - yy)]
+    if degree >= 3:
+        out += [
+            _C3[0] * y * (3 * xx - yy), _C3[1] * xy * z, _C3[2] * y * (4 * zz - xx - yy),
+            _C3[3] * z * (2 * zz - 3 * xx - 3 * yy), _C3[4] * x * (4 * zz - xx - yy),
+            _C3[5] * z * (xx - yy), _C3[6] * x * (xx - 3 * yy),
+        ]
+    return torch.stack(out, -1)
+
+
+def eval_sh_rgb(sh: torch.Tensor, means: torch.Tensor, centers: torch.Tensor, degree: int) -> torch.Tensor:
+    """SH coefficients [N,B,3] seen from camera centres [C,3] -> RGB [C,N,3] (clamped at 0)."""
+    n_basis = (degree + 1) ** 2
+    if degree == 0:
+        rgb = sh[None, :, 0, :] * _C0 + 0.5
+        return torch.clamp_min(rgb.expand(centers.shape[0], -1, -1), 0.0)
+    dirs = means[None] - centers[:, None, :]
+    dirs = dirs / dirs.norm(dim=-1, keepdim=True).clamp_min(1e-12)
+    basis = sh_basis(dirs, degree)  # [C,N,B]
+    rgb = torch.einsum("cnb,nbk->cnk", basis, sh[:, :n_basis, :]) + 0.5
+    return torch.clamp_min(rgb, 0.0)
+
+
+@dataclass
+class DualGSModel:
+    """A fitted (or fitting) dual model. `params` live on `device`; `meta` is JSON-able."""
+
+    params: dict[str, torch.Tensor]
+    mode: str  # "logits" | "palette"
+    sh_degree: int  # maximum degree (shN holds (sh_degree+1)^2-1 coefficients)
+    active_sh_degree: int
+    background: tuple[float, float, float]
+    num_classes: int
+    schema: str
+    scene_scale: float = 1.0
+    meta: dict = field(default_factory=dict)
+    # RGB behind the Gaussians as SH of the world ray direction [B,3] (B = 1 or 9); None = `background`
+    background_sh: torch.Tensor | None = None
+
+    @property
+    def num_gaussians(self) -> int:
+        return int(self.params["means"].shape[0])
+
+    @property
+    def device(self) -> torch.device:
+        return self.params["means"].device
+
+    def to(self, device: str | torch.device) -> DualGSModel:
+        self.params = {k: v.detach().to(device) for k, v in self.params.items()}
+        if self.background_sh is not None:
+            self.background_sh = self.background_sh.detach().to(device)
+        return self
+
+    def class_features(self, params: dict[str, torch.Tensor] | None = None) -> torch.Tensor:
+        """Per-Gaussian class head features [N,F]: softmax probs (K) or palette colours (3)."""
+        p = self.params if params is None else params
+        if self.mode == "logits":
+            return torch.softmax(p["classes"], dim=-1)
+        return torch.sigmoid(p["classes"])
+
+    def class_background(self, device: torch.device) -> torch.Tensor:
+        """What an empty pixel shows in the class channels [F]: one-hot background / palette[0] = black."""
+        if self.mode == "logits":
+            bg = torch.zeros(self.num_classes, device=device)
+            bg[0] = 1.0
+            return bg
+        return torch.zeros(3, device=device)
+
+
+def ray_directions(viewmats: torch.Tensor, Ks: torch.Tensor, width: int, height: int) -> torch.Tensor:
+    """Unit world-space ray directions through every pixel centre [C,H,W,3]."""
+    dev = viewmats.device
+    v, u = torch.meshgrid(torch.arange(height, device=dev, dtype=torch.float32) + 0.5,
+                          torch.arange(width, device=dev, dtype=torch.float32) + 0.5, indexing="ij")
+    fx, fy = Ks[:, 0, 0, None, None], Ks[:, 1, 1, None, None]
+    cx, cy, sk = Ks[:, 0, 2, None, None], Ks[:, 1, 2, None, None], Ks[:, 0, 1, None, None]
+    yc = (v[None] - cy) / fy
+    xc = (u[None] - cx - sk * yc) / fx
+    d_cam = torch.stack([xc, yc, torch.ones_like(xc)], -1)  # [C,H,W,3]
+    d = torch.einsum("chwi,cij->chwj", d_cam, viewmats[:, :3, :3])  # R^T d_cam
+    return d / d.norm(dim=-1, keepdim=True)
+
+
+def background_rgb(model: DualGSModel, viewmats: torch.Tensor, Ks: torch.Tensor, width: int, height: int,
+                   background_sh: torch.Tensor | None = None) -> torch.Tensor:
+    """RGB behind the Gaussians at every pixel [C,H,W,3]."""
+    bsh = model.background_sh if background_sh is None else background_sh
+    if bsh is None:
+        bg = torch.tensor(model.background, dtype=torch.float32, device=viewmats.device)
+        return bg.expand(viewmats.shape[0], height, width, 3)
+    degree = int(round(math.sqrt(bsh.shape[0]))) - 1
+    basis = sh_basis(ray_directions(viewmats, Ks, width, height), degree)  # [C,H,W,B]
+    return torch.einsum("chwb,bk->chwk", basis, bsh) + 0.5
+
+
+def render_model(model: DualGSModel, viewmats: torch.Tensor, Ks: torch.Tensor, width: int, height: int,
+                 params: dict[str, torch.Tensor] | None = None, *, depth: bool = False,
+                 backend: str = "auto", background_sh: torch.Tensor | None = None):
+    """Render both heads with ONE rasterize call.
+
+    viewmats [C,4,4], Ks [C,3,3] (float32, on the model's device). Returns
+    (rgb [C,H,W,3], class [C,H,W,F], alpha [C,H,W,1], depth [C,H,W,1] or None, meta).
+    """
+    from splatrefine.splat import rasterize
+
+    p = model.params if params is None else params
+    dev = p["means"].device
+    R = viewmats[:, :3, :3]
+    t = viewmats[:, :3, 3]
+    centers = -torch.einsum("cji,cj->ci", R, t)
+    sh = torch.cat([p["sh0"], p["shN"]], dim=1)
+    rgb = eval_sh_rgb(sh, p["means"], centers, model.active_sh_degree)  # [C,N,3]
+    cls = model.class_features(p)  # [N,F]
+    C = viewmats.shape[0]
+    colors = torch.cat([rgb, cls[None].expand(C, -1, -1)], dim=-1)
+    # RGB background is composited below (it varies per pixel); the class background is one-hot
+    backgrounds = torch.cat([torch.zeros(3, device=dev), model.class_background(dev)])[None].expand(C, -1)
+    colors_out, alphas, meta = rasterize(
+        p["means"], p["quats"], torch.exp(p["scales"]), torch.sigmoid(p["opacities"]), colors,
+        viewmats, Ks, width, height, backgrounds=backgrounds,
+        render_mode="RGB+ED" if depth else "RGB", backend=backend,
+    )
+    F = cls.shape[-1]
+    rgb_out = colors_out[..., :3] + (1.0 - alphas) * background_rgb(model, viewmats, Ks, width, height, background_sh)
+    cls_out = colors_out[..., 3:3 + F]
+    dep = colors_out[..., 3 + F:3 + F + 1] if depth else None
+    return rgb_out, cls_out, alphas, dep, meta
+
+
+def num_sh_rest(degree: int) -> int:
+    return (degree + 1) ** 2 - 1
+
+
+def quat_to_rotmat(q: torch.Tensor) -> torch.Tensor:
+    """Quaternions wxyz [N,4] (any norm) -> rotation matrices [N,3,3]."""
+    q = q / q.norm(dim=-1, keepdim=True).clamp_min(1e-12)
+    w, x, y, z = q.unbind(-1)
+    return torch.stack([
+        1 - 2 * (y * y + z * z), 2 * (x * y - w * z), 2 * (x * z + w * y),
+        2 * (x * y + w * z), 1 - 2 * (x * x + z * z), 2 * (y * z - w * x),
+        2 * (x * z - w * y), 2 * (y * z + w * x), 1 - 2 * (x * x + y * y),
+    ], -1).reshape(-1, 3, 3)
+
+
+def logit(p: float) -> float:
+    return math.log(p / (1.0 - p))

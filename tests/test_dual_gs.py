@@ -1,0 +1,259 @@
+"""dual-gs representation: fit quality, palette mode, persistence, resume, bad input."""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from splatrefine.errors import CaptureError, SplatrefineError
+from splatrefine.progress import set_progress_enabled
+from splatrefine.roles import ComponentContext
+from splatrefine.schema import CELEBAMASK_HQ
+from splatrefine.testing import ring_cameras, tiny_capture
+from splatrefine.types import Camera, Capture, View
+
+from splatrefine.plugins.dual_gs import fit as fit_mod
+from splatrefine.plugins.dual_gs.plugin import DualGSConfig
+from splatrefine.plugins.dual_gs.representation import DualGS
+
+K = CELEBAMASK_HQ.num_classes
+SMALL = dict(iterations=40, init_points=300, refine_start=10, refine_every=10, checkpoint_every=10,
+             sh_degree=1, sh_degree_every=20)
+
+
+@pytest.fixture(autouse=True)
+def _quiet():
+    set_progress_enabled(False)
+    yield
+    set_progress_enabled(True)
+
+
+def noisy_probs(labels: np.ndarray, flip: float, seed: int = 0, patch: int = 4) -> np.ndarray:
+    """Soft one-hot probabilities [V,K,H,W] of `labels` with whole patches relabelled at random."""
+    rng = np.random.default_rng(seed)
+    V, H, W = labels.shape
+    flips = np.kron(rng.random((V, H // patch, W // patch)) < flip, np.ones((patch, patch), bool))
+    noisy = np.where(flips, rng.integers(0, K, size=labels.shape), labels)
+    p = 0.8 * np.eye(K, dtype=np.float32)[noisy] + 0.2 / K
+    return np.ascontiguousarray(p.transpose(0, 3, 1, 2))
+
+
+@pytest.fixture(scope="module")
+def scene():
+    cap = tiny_capture(views=8, size=32, yaw_range=(-150.0, 165.0))
+    labels = np.stack([v.labels for v in cap.views])
+    return cap, labels, noisy_probs(labels, 0.3)
+
+
+def rep(**kw) -> DualGS:
+    return DualGS(DualGSConfig(**{**SMALL, **kw}), ComponentContext(device="auto", seed=0))
+
+
+@pytest.fixture(scope="module")
+def fitted(scene, tmp_path_factory):
+    cap, labels, probs = scene
+    set_progress_enabled(False)
+    r = rep()
+    wd = tmp_path_factory.mktemp("fit")
+    model = r.fit(cap, probs, workdir=wd)
+    return r, model, wd
+
+
+def test_fit_refines_labels_and_renders(scene, fitted):
+    cap, labels, probs = scene
+    r, model, wd = fitted
+    out = r.render(model, cap.cameras())
+    assert out.rgb.shape == (8, 32, 32, 3) and out.rgb.dtype == np.float32
+    assert out.probs.shape == (8, 32, 32, K) and out.seg_rgb is None
+    assert out.alpha.shape == out.depth.shape == (8, 32, 32)
+    np.testing.assert_allclose(out.probs.sum(-1), 1.0, atol=1e-5)
+    init_acc = (probs.argmax(1) == labels).mean()
+    ref_acc = (out.probs.argmax(-1) == labels).mean()
+    assert init_acc < 0.8
+    assert ref_acc > init_acc + 0.1, (init_acc, ref_acc)
+    def psnr(rgb):
+        return 10 * np.log10(1 / np.mean((rgb - cap.images() / 255.0) ** 2))
+
+    start = rep(iterations=0).fit(cap, probs)  # the initial Gaussians, unfitted
+    assert psnr(out.rgb) > 16.0
+    assert psnr(out.rgb) > psnr(r.render(start, cap.cameras()).rgb) + 3.0
+    # the object's silhouette: alpha high where the sphere is
+    fg = labels > 0
+    assert out.alpha[fg].mean() > 0.8 and out.alpha[~fg].mean() < 0.3
+
+
+def test_history_and_plot_written(fitted):
+    _, _, wd = fitted
+    hist = json.loads((wd / "history.json").read_text())
+    assert hist["iteration"][-1] == 40
+    for key in ("loss", "rgb", "class", "gaussians", "mask"):
+        assert len(hist[key]) == len(hist["iteration"])
+    assert hist["loss"][-1] < hist["loss"][0]
+    assert (wd / "loss.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert (wd / "checkpoint.pt").exists()
+
+
+def test_palette_mode(scene, tmp_path):
+    cap, labels, probs = scene
+    r = rep(mode="palette")
+    model = r.fit(cap, probs)
+    out = r.render(model, cap.cameras())
+    assert out.probs is None and out.seg_rgb.shape == (8, 32, 32, 3)
+    pal = CELEBAMASK_HQ.palette_array().astype(np.float32) / 255.0
+    d = ((out.seg_rgb[..., None, :] - pal) ** 2).sum(-1)
+    pred = d.argmin(-1)
+    assert (pred == labels).mean() > (probs.argmax(1) == labels).mean() + 0.1
+    r.save(model, tmp_path / "m.pt")
+    again = r.load(tmp_path / "m.pt")
+    np.testing.assert_array_equal(r.render(again, cap.cameras()).seg_rgb, out.seg_rgb)
+
+
+def test_save_load_and_ply_roundtrip_render_identically(scene, fitted, tmp_path):
+    cap, _, _ = scene
+    r, model, _ = fitted
+    cams = ring_cameras([10.0, 100.0], size=32)
+    ref = r.render(model, cams)
+    r.save(model, tmp_path / "model.pt")
+    r.export_ply(model, tmp_path / "splats.ply")
+    for path in (tmp_path / "model.pt", tmp_path / "splats.ply"):
+        out = r.render(r.load(path), cams)
+        np.testing.assert_allclose(out.rgb, ref.rgb, atol=1e-6)
+        np.testing.assert_allclose(out.probs, ref.probs, atol=1e-6)
+    header = (tmp_path / "splats.ply").read_bytes().split(b"end_header")[0].decode()
+    names = [ln.split()[-1] for ln in header.splitlines() if ln.startswith("property")]
+    rest = 3 * ((1 + 1) ** 2 - 1)
+    assert names[:9] == ["x", "y", "z", "nx", "ny", "nz", "f_dc_0", "f_dc_1", "f_dc_2"]
+    assert names[9:9 + rest] == [f"f_rest_{i}" for i in range(rest)]
+    assert names[9 + rest:] == (["opacity", "scale_0", "scale_1", "scale_2", "rot_0", "rot_1", "rot_2", "rot_3"]
+                                + [f"class_{i}" for i in range(K)])
+    assert f"element vertex {model.num_gaussians}" in header
+
+
+def test_interrupted_fit_resumes_to_same_result(scene, tmp_path, monkeypatch):
+    cap, _, probs = scene
+    cfg = dict(iterations=30)
+    full = rep(**cfg).fit(cap, probs, workdir=tmp_path / "full")
+
+    real = fit_mod.progress_task
+
+    class Interrupt(Exception):
+        pass
+
+    def interrupting(desc, total):
+        import contextlib
+
+        @contextlib.contextmanager
+        def cm():
+            with real(desc, total) as adv:
+                seen = [0]
+
+                def advance(n=1, **info):
+                    seen[0] += n
+                    if seen[0] >= 25:
+                        raise Interrupt
+                    adv(n, **info)
+
+                yield advance
+        return cm()
+
+    monkeypatch.setattr(fit_mod, "progress_task", interrupting)
+    with pytest.raises(Interrupt):
+        rep(**cfg).fit(cap, probs, workdir=tmp_path / "cut")
+    ck = torch.load(tmp_path / "cut" / "checkpoint.pt", weights_only=True)
+    assert ck["step"] == 20
+    monkeypatch.setattr(fit_mod, "progress_task", real)
+    resumed = rep(**cfg).fit(cap, probs, workdir=tmp_path / "cut")
+    assert resumed.num_gaussians == full.num_gaussians
+    for k in full.params:
+        np.testing.assert_allclose(resumed.params[k].numpy(), full.params[k].numpy(), atol=1e-5, rtol=1e-4)
+    h1 = json.loads((tmp_path / "full" / "history.json").read_text())
+    h2 = json.loads((tmp_path / "cut" / "history.json").read_text())
+    assert h1["iteration"] == h2["iteration"]
+    np.testing.assert_allclose(h1["loss"], h2["loss"], rtol=1e-4)
+
+
+def test_class_gradients_can_be_kept_off_the_geometry(scene):
+    cap, _, probs = scene
+
+    def grads(**kw):
+        r = rep(**kw)
+        p = np.ascontiguousarray(np.moveaxis(probs, 1, -1))
+        from splatrefine.plugins.dual_gs.losses import target_weights
+
+        w = target_weights(torch.from_numpy(p), True).numpy()
+        model = r.init_model(cap, p, w)
+        tr = fit_mod.Trainer(r.config, model, r._fit_data(cap, p, w), 0, None)
+        terms, _ = tr._losses(np.array([0, 3]))
+        tr._backward(terms)
+        return {k: v.grad.clone() for k, v in tr.params.items()}
+
+    off = grads(class_moves_geometry=False, class_weight=5.0)
+    rgb_only = grads(class_moves_geometry=True, class_weight=0.0)
+    on = grads(class_moves_geometry=True, class_weight=5.0)
+    for k in ("means", "scales", "quats", "opacities", "sh0"):
+        torch.testing.assert_close(off[k], rgb_only[k], atol=1e-7, rtol=1e-5)
+    assert not torch.allclose(on["means"], rgb_only["means"], atol=1e-7)
+    torch.testing.assert_close(off["classes"], on["classes"], atol=1e-7, rtol=1e-5)
+    assert rgb_only["classes"].abs().max() == 0
+
+
+def test_non_finite_loss_rolls_back_with_warning(scene, monkeypatch, caplog):
+    cap, _, probs = scene
+    real = fit_mod.Trainer._losses
+    calls = [0]
+
+    def poisoned(self, idx):
+        terms, meta = real(self, idx)
+        calls[0] += 1
+        if calls[0] == 30:
+            terms["rgb"] = terms["rgb"] * float("nan")
+        return terms, meta
+
+    monkeypatch.setattr(fit_mod.Trainer, "_losses", poisoned)
+    with caplog.at_level(logging.WARNING):
+        model = rep(iterations=35).fit(cap, probs)
+    assert any("non-finite loss" in r.message for r in caplog.records)
+    assert model.meta["rollbacks"] == 1
+    assert all(bool(torch.isfinite(v).all()) for v in model.params.values())
+
+
+def test_bad_input(scene):
+    cap, _, probs = scene
+    r = rep(iterations=2)
+    one = Capture(cap.views[:1], cap.schema, cap.subject)
+    with pytest.raises(CaptureError, match="at least 2 views"):
+        r.fit(one, probs[:1])
+    with pytest.raises(SplatrefineError, match="11 classes but the capture's schema 'celebamask-hq' has 19"):
+        r.fit(cap, probs[:, :11])
+    with pytest.raises(SplatrefineError, match="does not match the capture"):
+        r.fit(cap, probs[:, :, :16])
+    # cameras looking away from each other
+    from splatrefine.poses import look_at
+
+    views = []
+    for i, d in enumerate(([0, 0, 1.0], [0, 0, -1.0], [1.0, 0, 0])):
+        eye = np.array(d) * 3
+        vm = look_at(eye, eye * 2, np.array([0, -1.0, 0]))
+        views.append(View(f"v{i}", Camera(vm, cap.views[0].camera.K, 32, 32), cap.views[0].image))
+    away = Capture(views, cap.schema)
+    with pytest.raises(CaptureError, match="do not see a common volume"):
+        r.fit(away, probs[:3])
+
+
+def test_init_from_capture_points(scene):
+    cap, _, probs = scene
+    rng = np.random.default_rng(1)
+    d = rng.normal(size=(200, 3))
+    pts = d / np.linalg.norm(d, axis=1, keepdims=True)
+    withpts = replace(cap, points=pts)
+    r = rep()
+    p = np.ascontiguousarray(np.moveaxis(probs, 1, -1))
+    model = r.init_model(withpts, p, np.ones(p.shape[:3], np.float32))
+    assert model.num_gaussians == 200
+    np.testing.assert_allclose(model.params["means"].numpy(), pts, atol=1e-6)
