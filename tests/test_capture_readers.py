@@ -19,7 +19,7 @@ from splatrefine.io.describe import describe_capture
 from splatrefine.io.detect import detect_format, read_capture
 from splatrefine.io.facescape import read_facescape
 from splatrefine.io.labels import write_image, write_labels
-from splatrefine.io.nerfstudio import read_nerfstudio, transforms_dict, write_nerfstudio
+from splatrefine.io.nerfstudio import cameras_to_transforms, read_nerfstudio, transforms_dict, write_nerfstudio
 from splatrefine.registry import Registry, make_plugin_manager
 from splatrefine.schema import CELEBAMASK_HQ
 from splatrefine.types import Camera, Capture, View
@@ -464,3 +464,23 @@ def test_describe_capture(tmp_path: Path):
     write_capture_folder(cap, tmp_path / "ours")
     info = describe_capture(read_capture(tmp_path / "ours"))
     assert info["reader"] == "splatrefine" and info["subject"]["up"] == [0.0, 1.0, 0.0]
+
+
+def test_cameras_to_transforms_from_manifest_samples_reads_back(tmp_path: Path):
+    cap = ring_capture(n=3)
+    samples = []
+    for v in cap.views:
+        write_image(tmp_path / "images" / f"{v.name}.png", v.image)
+        write_labels(tmp_path / "labels" / f"{v.name}.png", v.labels, CELEBAMASK_HQ)
+        samples.append({"name": v.name, "image": f"images/{v.name}.png", "labels": f"labels/{v.name}.png",
+                        "confidence": f"confidence/{v.name}.png", "source": "input", "yaw": 1.0, "pitch": None,
+                        "K": v.camera.K.tolist(), "viewmat": v.camera.viewmat.tolist(), "width": 40, "height": 30})
+    d = cameras_to_transforms(samples)
+    assert d["frames"][0]["confidence_path"] == "confidence/view_00.png" and d["frames"][0]["source"] == "input"
+    (tmp_path / "cameras.json").write_text(json.dumps(d))
+    back = read_capture(tmp_path)
+    assert detect_format(tmp_path) == "nerfstudio"
+    assert max_camera_error(cap, back) < 1e-6
+    np.testing.assert_array_equal(back.views[2].labels, cap.views[2].labels)
+    with pytest.raises(ValueError, match="sample 0: needs image"):
+        cameras_to_transforms([{"image": "a.png"}])

@@ -250,6 +250,30 @@ def transforms_dict(
     return out
 
 
+def cameras_to_transforms(samples: Sequence[dict], schema: LabelSchema | None = None) -> dict:
+    """A transforms.json dict from manifest-style samples (RUN/refined/manifest.json entries).
+
+    Each sample needs "image", "K" [3x3], "viewmat" [4x4], "width", "height"; "labels" becomes our
+    "label_path", "confidence" a "confidence_path", and "name"/"source"/"yaw"/"pitch" are kept
+    on the frame.
+    """
+    cams, files, labels, extras = [], [], [], []
+    for i, s in enumerate(samples):
+        try:
+            K = np.asarray(s["K"], dtype=np.float64).reshape(3, 3)
+            vm = np.asarray(s["viewmat"], dtype=np.float64).reshape(4, 4)
+            cams.append(Camera(vm, K, int(s["width"]), int(s["height"])))
+            files.append(s["image"])
+        except (KeyError, ValueError, TypeError) as exc:
+            raise ValueError(f"sample {i}: needs image, K [3x3], viewmat [4x4], width, height ({exc})") from None
+        labels.append(s.get("labels"))
+        extra = {k: s[k] for k in ("name", "source", "yaw", "pitch") if k in s}
+        if s.get("confidence") is not None:
+            extra["confidence_path"] = s["confidence"]
+        extras.append(extra)
+    return transforms_dict(cams, files, labels, frame_extras=extras, schema=schema)
+
+
 def write_transforms_json(path: str | os.PathLike, transforms: dict) -> None:
     """Write a transforms dict as json, atomically."""
     write_text(path, json.dumps(transforms, indent=1) + "\n")
