@@ -174,3 +174,39 @@ def test_charts_render_to_images():
     img = line_chart({"loss": ([0, 1, 2], [1.0, 0.5, float("nan")])}, title="t", xlabel="i", ylabel="l",
                      log_y=True)
     assert img.shape == (360, 600, 3)
+
+
+def _chromium() -> str | None:
+    import shutil
+
+    return next((p for p in (shutil.which(n) for n in ("chromium", "chromium-browser", "google-chrome")) if p), None)
+
+
+@pytest.mark.skipif(_chromium() is None, reason="needs a headless Chromium")
+def test_every_report_image_loads_in_a_browser(tmp_path):
+    import subprocess
+
+    run = _fake_run(tmp_path)
+    html_text = write_report(run).read_text()
+    # the report itself has no script; a probe page beside it loads the report in an iframe
+    # and lists each image's decoded size
+    probe = run / "probe.html"
+    probe.write_text("""<!DOCTYPE html><html><body><iframe id="f" src="report.html" width="1400" height="900"></iframe>
+<pre id="out">pending</pre><script>
+document.getElementById('f').addEventListener('load', () => {
+  const doc = document.getElementById('f').contentDocument;
+  const imgs = Array.from(doc.images);
+  document.getElementById('out').textContent = imgs.map(
+    i => i.getAttribute('src') + ' ' + (i.complete ? i.naturalWidth + 'x' + i.naturalHeight : 'incomplete')).join('\\n');
+});
+</script></body></html>""")
+    out = subprocess.run([_chromium(), "--headless=new", "--no-sandbox", "--disable-gpu", "--allow-file-access-from-files",
+                          "--virtual-time-budget=5000", "--dump-dom", probe.as_uri()],
+                         capture_output=True, text=True, timeout=120)
+    dom = out.stdout
+    lines = re.search(r'<pre id="out">(.*?)</pre>', dom, re.S).group(1).strip().splitlines()
+    assert len(lines) == len(_images(html_text)) == 8
+    for line in lines:
+        src, size = line.split()
+        w, h = (int(v) for v in size.split("x"))
+        assert (w, h) == Image.open(run / src).size and w > 0, line
