@@ -11,6 +11,7 @@ from PIL import Image
 
 from splatrefine.errors import CaptureError
 from splatrefine.io.capture_folder import read_capture_folder, read_capture_json_extra, write_capture_folder
+from splatrefine.io.detect import read_capture
 from splatrefine.io.labels import read_image, read_labels, read_mask, write_image, write_labels, write_mask
 from splatrefine.schema import CELEBAMASK_HQ, LAPA
 from test_io_helpers import max_camera_error, ring_capture
@@ -205,6 +206,9 @@ def test_unknown_schema_and_format(capture_dir: Path):
     _edit_manifest(capture_dir, lambda d: d.__setitem__("format", "other"))
     with pytest.raises(CaptureError, match=f"{m}: \"format\" is 'other'"):
         read_capture_folder(capture_dir)
+    _edit_manifest(capture_dir, lambda d: d.pop("format"))  # still ours: named capture.json
+    with pytest.raises(CaptureError, match=f"{m}: \"format\" is None, expected 'splatrefine-capture'"):
+        read_capture(capture_dir)
 
 
 def test_duplicate_view_names(capture_dir: Path):

@@ -41,19 +41,13 @@ def manifest_path(path: str | os.PathLike) -> Path:
 
 
 def is_capture_folder(path: str | os.PathLike) -> bool:
-    """True when `path` is a folder with capture.json, or a capture.json file, of our format.
+    """True when `path` is a folder holding capture.json, or a capture.json file.
 
-    Only the file name and the "format" key are looked at (a malformed file still counts, so the
-    reader can report what is wrong with it).
+    Only the file name is looked at: a capture.json that is malformed, or lacks the "format" key,
+    is still ours to read and to complain about.
     """
     m = manifest_path(path)
-    if m.name != MANIFEST or not m.is_file():
-        return False
-    try:
-        data = json.loads(m.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
-        return True  # named capture.json: ours to read and to complain about
-    return isinstance(data, dict) and data.get("format") == FORMAT
+    return m.name == MANIFEST and m.is_file()
 
 
 def read_capture_json_extra(path: str | os.PathLike) -> dict:
