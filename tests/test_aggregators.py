@@ -169,3 +169,24 @@ def test_cleanup_without_a_context_builder_uses_the_registry():
         CleanupAggregator(CleanupConfig(base="argmax", base_params={"min_confidense": 0.3}))
     with pytest.raises(SplatrefineError, match="no label_aggregator named 'argmx'"):
         CleanupAggregator(CleanupConfig(base="argmx"))
+
+
+def test_every_builtin_aggregator_builds_from_defaults_and_keeps_the_contract():
+    import splatrefine.registry as reg
+    from splatrefine.config import build_settings
+    from splatrefine.roles import LabelAggregator
+
+    if "splatrefine.plugins.aggregators.plugin" not in reg.BUILTIN_PLUGINS:
+        pytest.skip("aggregators not yet in BUILTIN_PLUGINS")
+    r = reg.Registry(reg.make_plugin_manager(entrypoints=False))
+    truth = np.array([[[0, 1, 1], [2, 2, 0]]])
+    pal = TINY.palette_array().astype(np.float32) / 255
+    for name, renders in (("argmax", _renders(probs=_onehot(truth, 3))), ("cleanup", _renders(probs=_onehot(truth, 3))),
+                          ("palette-cluster", _renders(seg_rgb=pal[truth]))):
+        spec = r.get(Role.LABEL_AGGREGATOR, name)
+        agg = spec.factory(build_settings(spec.config_cls, {}, name), ComponentContext())
+        assert isinstance(agg, LabelAggregator)
+        labels, conf = agg.aggregate(renders, TINY)
+        assert labels.dtype == np.uint8 and conf.dtype == np.float32 and labels.shape == conf.shape == (1, 2, 3)
+        if name != "cleanup":  # cleanup's default minimum piece size relabels this 6-pixel image
+            np.testing.assert_array_equal(labels, truth)

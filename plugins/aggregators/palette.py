@@ -41,16 +41,18 @@ def _two_nearest(x: np.ndarray, centres: np.ndarray, chunk: int = 1 << 18) -> tu
     idx = np.empty(n, np.int64)
     d1 = np.empty(n, np.float64)
     d2 = np.full(n, np.inf)
-    cc = (centres * centres).sum(1)[None]
+    cen = centres.astype(np.float32)
+    cc = (cen * cen).sum(1)[None]
     for s in range(0, n, chunk):
-        xs = x[s:s + chunk]
-        d = np.maximum((xs * xs).sum(1)[:, None] - 2.0 * xs @ centres.T + cc, 0.0)
-        idx[s:s + chunk] = d.argmin(1)
+        xs = x[s:s + chunk].astype(np.float32)
+        d = np.maximum((xs * xs).sum(1)[:, None] - 2.0 * xs @ cen.T + cc, 0.0)
+        i = d.argmin(1)
+        rows = np.arange(len(xs))
+        idx[s:s + chunk] = i
+        d1[s:s + chunk] = np.sqrt(d[rows, i])
         if centres.shape[0] > 1:
-            part = np.partition(d, 1, axis=1)
-            d1[s:s + chunk], d2[s:s + chunk] = np.sqrt(part[:, 0]), np.sqrt(part[:, 1])
-        else:
-            d1[s:s + chunk] = np.sqrt(d[:, 0])
+            d[rows, i] = np.inf
+            d2[s:s + chunk] = np.sqrt(d.min(1))
     return idx, d1, d2
 
 
