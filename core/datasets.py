@@ -255,8 +255,23 @@ def _capture_yaws(data: dict, manifest: Path) -> np.ndarray | None:
     return yaw
 
 
-def write_dataset_manifest(root: Path, samples: Sequence[dict], schema: LabelSchema) -> None:
-    """Write ``root/manifest.json`` for samples [{"name", "image", "labels", "yaw"?}] (atomic)."""
-    from .io.atomic import write_text
+def write_labelled_folder(root: str | os.PathLike, names: Sequence[str], images: Sequence[np.ndarray],
+                         labels: Sequence[np.ndarray], schema: LabelSchema = CELEBAMASK_HQ,
+                         yaw: Sequence[float] | None = None) -> Path:
+    """Write images/NAME.png + labels/NAME.png + manifest.json (with yaw when given) atomically;
+    the layout LabelledDataset reads. images uint8 [H,W,3], labels uint8 [H,W]."""
+    from .io.atomic import atomic_dir
+    from .io.labels import write_image, write_labels
 
-    write_text(root / MANIFEST, json.dumps({"schema": schema.name, "samples": list(samples)}, indent=1))
+    root = Path(root)
+    with atomic_dir(root) as tmp:
+        samples = []
+        for i, (name, img, lab) in enumerate(zip(names, images, labels)):
+            write_image(tmp / "images" / f"{name}.png", img)
+            write_labels(tmp / "labels" / f"{name}.png", lab, schema)
+            s = {"name": name, "image": f"images/{name}.png", "labels": f"labels/{name}.png"}
+            if yaw is not None:
+                s["yaw"] = float(yaw[i])
+            samples.append(s)
+        (tmp / MANIFEST).write_text(json.dumps({"schema": schema.name, "samples": samples}, indent=1))
+    return root

@@ -23,6 +23,7 @@ import json
 import logging
 import math
 import os
+import re
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -160,8 +161,8 @@ def augment(image: np.ndarray, labels: np.ndarray, size: int, options: TrainOpti
     import torch
     import torch.nn.functional as F
 
-    img = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1)[None].float() / 255.0
-    lab = torch.from_numpy(np.ascontiguousarray(labels))[None, None].float()
+    img = torch.from_numpy(np.array(image, dtype=np.uint8)).permute(2, 0, 1)[None].float() / 255.0
+    lab = torch.from_numpy(np.array(labels, dtype=np.uint8))[None, None].float()
     lo, hi = options.scale_range
     s = float(rng.uniform(min(lo, hi), max(lo, hi)))
     side = max(8, int(round(size * s)))
@@ -312,11 +313,14 @@ def load_state_dict_file(path: str | os.PathLike) -> dict:
     try:
         obj = torch.load(p, map_location="cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001 - torch raises many types for a bad file
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        if "weights_only" in str(exc) or "Weights only" in str(exc):
+        text = str(exc)
+        found = re.search(r"Unsupported global: GLOBAL ([\w.]+)", text)
+        if found:
             raise SplatrefineError(
-                f"{p}: not a plain state dict (it holds pickled objects that weights_only loading refuses)",
+                f"{p}: not a plain state dict (it pickles {found.group(1)}, which weights_only loading refuses)",
                 "Save weights with torch.save(model.state_dict(), path).") from None
+        detail = re.search(r"WeightsUnpickler error: \s*(.+)", text)
+        first = (detail.group(1) if detail else (text.strip().splitlines() or [type(exc).__name__])[0]).strip()
         raise SplatrefineError(f"{p}: cannot read as a PyTorch checkpoint ({first[:160]})") from None
     sd = _as_state_dict(obj)
     if sd is None:
@@ -523,7 +527,7 @@ class TorchParser:
 
         out = []
         for i in range(0, len(images), self.config.batch_size):
-            chunk = torch.from_numpy(np.ascontiguousarray(images[i:i + self.config.batch_size])).permute(0, 3, 1, 2)
+            chunk = torch.from_numpy(np.array(images[i:i + self.config.batch_size], dtype=np.uint8)).permute(0, 3, 1, 2)
             out.append(self.predict(chunk.float() / 255.0).numpy().astype(np.float32))
         return np.concatenate(out) if out else np.zeros((0, self.num_classes, 0, 0), np.float32)
 

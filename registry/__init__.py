@@ -30,6 +30,9 @@ BUILTIN_PLUGINS: tuple[str, ...] = (
     "splatrefine.plugins.samplers.plugin",
     "splatrefine.plugins.aggregators.plugin",
     "splatrefine.plugins.dual_gs.plugin",
+    "splatrefine.plugins.bisenet.plugin",
+    "splatrefine.plugins.smp_parsers.plugin",
+    "splatrefine.plugins.mediapipe_parser.plugin",
 )
 
 
