@@ -256,7 +256,7 @@ class Engine:
                         advance(len(chunk.names))
             manifest = {"schema": self.schema.name, "samples": samples}
             write_text(out / "manifest.json", json.dumps(manifest, indent=1))
-            write_text(out / "cameras.json", json.dumps(cameras_to_transforms(samples), indent=1))
+            write_text(out / "cameras.json", json.dumps(cameras_to_transforms(samples, schema=self.schema), indent=1))
 
     def stage_evaluate(self) -> None:
         from .io.labels import read_labels, write_labels
