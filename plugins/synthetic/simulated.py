@@ -1,0 +1,278 @@
+"""A SIMULATED face parser: ground-truth labels corrupted by a documented, seeded noise model.
+
+It stands in for a 2D parser trained on near-frontal faces (as BiSeNet on CelebAMask-HQ is) when
+the project measures refinement against exact ground truth. It never looks at the images.
+
+Protocol "pose" (default), per view, with difficulty
+    d = severity * (frontal + (1 - frontal) * min(|yaw| / 90, 1.25) ** power)
+so d is small at yaw 0 and grows with |yaw|:
+  1. boundary wobble: labels are resampled through a smooth random displacement field of
+     amplitude (0.4 + 2.5 d) px (at 256 px; scaled with resolution), which erodes/dilates every
+     boundary differently in every view;
+  2. part erosion/dilation: each small part (brows, eyes, nose, lips, mouth, ears, glasses) is
+     grown or shrunk by up to 1.5 d px;
+  3. confusions: each part region is, with probability ~ d, relabelled wholly or in a blob as a
+     class a real parser confuses it with (ear -> hair/skin, eye -> brow/skin, brow -> skin/hair,
+     lip -> mouth/skin/other lip, nose -> skin, neck -> skin/cloth, eye_g -> skin, and at profile
+     l_/r_ swaps of the visible eye, brow or ear);
+  4. small parts missing: regions smaller than (30 + 500 d) px are dropped (filled with their
+     surroundings) with probability min(0.9, 1.2 d);
+  5. far-side blobs: when |yaw| > 20, smooth random blobs on the far half of the face (the side
+     turning away from the camera) are relabelled hair, background or skin;
+  6. soft probabilities: the one-hot of the corrupted map is blurred by (0.6 + 1.2 d) px and mixed
+     with a uniform floor eps = 0.03 + 0.2 d, so boundaries are uncertain while wrong regions stay
+     confidently wrong, as a real parser's do.
+Protocols "pixel-flip" and "region-flip" are Semantic-NeRF's label-noise settings: each pixel
+(pixel-flip) or each connected region of a class (region-flip) is, with probability `ratio`,
+given another class drawn uniformly from the classes present in the capture. They ignore the pose.
+
+Every random draw comes from a generator seeded by (seed, run seed, view index), so errors differ
+from view to view but a run is reproducible.
+"""
+
+from __future__ import annotations
+
+import zlib
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from splatrefine.errors import CaptureError
+from splatrefine.schema import IGNORE, LabelSchema
+
+PROTOCOLS = ("pose", "pixel-flip", "region-flip")
+
+# class -> ((confused-with class, weight), ...); "@other" = the same part on the other side
+CONFUSIONS: dict[str, tuple[tuple[str, float], ...]] = {
+    "l_ear": (("hair", 0.55), ("skin", 0.45)), "r_ear": (("hair", 0.55), ("skin", 0.45)),
+    "l_eye": (("l_brow", 0.3), ("skin", 0.7)), "r_eye": (("r_brow", 0.3), ("skin", 0.7)),
+    "l_brow": (("skin", 0.6), ("hair", 0.4)), "r_brow": (("skin", 0.6), ("hair", 0.4)),
+    "u_lip": (("skin", 0.5), ("mouth", 0.2), ("l_lip", 0.3)),
+    "l_lip": (("skin", 0.6), ("mouth", 0.2), ("u_lip", 0.2)),
+    "mouth": (("u_lip", 0.5), ("l_lip", 0.5)),
+    "nose": (("skin", 1.0),),
+    "neck": (("skin", 0.5), ("cloth", 0.5)),
+    "eye_g": (("skin", 0.7), ("background", 0.3)),
+}
+# how readily each class is confused (relative; the probability is this times d)
+CONFUSABILITY = {"l_ear": 0.8, "r_ear": 0.8, "l_eye": 0.5, "r_eye": 0.5, "l_brow": 0.6, "r_brow": 0.6,
+                 "u_lip": 0.5, "l_lip": 0.5, "mouth": 0.6, "nose": 0.35, "neck": 0.25, "eye_g": 0.5}
+SMALL_PARTS = ("l_brow", "r_brow", "l_eye", "r_eye", "eye_g", "l_ear", "r_ear", "nose", "mouth", "u_lip", "l_lip")
+FACE_PARTS = ("skin", "l_brow", "r_brow", "l_eye", "r_eye", "eye_g", "nose", "mouth", "u_lip", "l_lip")
+
+
+@dataclass(frozen=True)
+class NoiseSettings:
+    protocol: str = "pose"
+    severity: float = 1.0
+    frontal: float = 0.05
+    power: float = 2.0
+    ratio: float = 0.1
+
+
+def difficulty(yaw: float, s: NoiseSettings) -> float:
+    a = min(abs(float(yaw)) / 90.0, 1.25)
+    return float(s.severity * (s.frontal + (1.0 - s.frontal) * a ** s.power))
+
+
+def view_rng(seed: int, run_seed: int, index: int, name: str) -> np.random.Generator:
+    return np.random.default_rng([int(seed) & 0xFFFFFFFF, int(run_seed) & 0xFFFFFFFF, int(index),
+                                  zlib.crc32(name.encode("utf-8"))])
+
+
+def _smooth_noise(rng: np.random.Generator, shape: tuple[int, int], sigma: float) -> np.ndarray:
+    """Zero-mean, unit-std smooth random field [H,W]."""
+    from scipy.ndimage import gaussian_filter
+
+    f = gaussian_filter(rng.standard_normal(shape), sigma, mode="reflect")
+    return f / (f.std() + 1e-12)
+
+
+def _choose(rng: np.random.Generator, options: tuple[tuple[str, float], ...]) -> str:
+    names = [o[0] for o in options]
+    w = np.array([o[1] for o in options], dtype=np.float64)
+    return names[int(rng.choice(len(names), p=w / w.sum()))]
+
+
+def _surroundings(labels: np.ndarray, region: np.ndarray, exclude: int) -> int:
+    """The most common label in a thin ring around `region` (not `exclude`)."""
+    from scipy.ndimage import binary_dilation
+
+    ring = binary_dilation(region, iterations=2) & ~region
+    vals = labels[ring]
+    vals = vals[(vals != exclude) & (vals != IGNORE)]
+    if len(vals) == 0:
+        return 0
+    return int(np.bincount(vals).argmax())
+
+
+def corrupt_pose(labels: np.ndarray, yaw: float, rng: np.random.Generator, s: NoiseSettings,
+                 schema: LabelSchema) -> np.ndarray:
+    """The 'pose' protocol on one GT map uint8 [H,W] -> corrupted uint8 [H,W] (see module doc)."""
+    from scipy.ndimage import binary_dilation, binary_erosion, label as components
+
+    H, W = labels.shape
+    scale = H / 256.0
+    d = difficulty(yaw, s)
+    idx = {n: i for i, n in enumerate(schema.classes)}
+    out = labels.copy()
+    # 1. boundary wobble
+    amp = (0.25 + 2.0 * d) * scale
+    dy = _smooth_noise(rng, (H, W), 6.0 * scale) * amp
+    dx = _smooth_noise(rng, (H, W), 6.0 * scale) * amp
+    yy, xx = np.mgrid[0:H, 0:W]
+    sy = np.clip(np.round(yy + dy), 0, H - 1).astype(np.int64)
+    sx = np.clip(np.round(xx + dx), 0, W - 1).astype(np.int64)
+    out = out[sy, sx]
+    # 2. part erosion / dilation
+    for name in SMALL_PARTS:
+        if name not in idx:
+            continue
+        c = idx[name]
+        mask = out == c
+        if not mask.any():
+            continue
+        r = int(round(rng.uniform(0.0, 1.5 * d) * scale))
+        if r <= 0:
+            continue
+        if rng.random() < 0.5:
+            grown = binary_dilation(mask, iterations=r) & ~mask & (out != 0)
+            out[grown] = c
+        else:
+            shrunk = mask & ~binary_erosion(mask, iterations=r)
+            if shrunk.any():
+                out[shrunk] = _surroundings(out, mask, c)
+    # 3. confusions (whole region or a blob of it), and l/r swaps at profile
+    blob = None
+    for name, options in CONFUSIONS.items():
+        if name not in idx:
+            continue
+        c = idx[name]
+        comp, n = components(out == c)
+        for k in range(1, n + 1):
+            region = comp == k
+            if rng.random() >= min(0.9, CONFUSABILITY[name] * d):
+                continue
+            target = _choose(rng, options)
+            if target not in idx:
+                continue
+            if rng.random() < 0.5:
+                if blob is None:
+                    blob = _smooth_noise(rng, (H, W), 4.0 * scale)
+                region = region & (blob > rng.uniform(-0.5, 0.8))
+            out[region] = idx[target]
+    if abs(yaw) > 50:
+        for a, b in schema.flip_pairs:
+            if rng.random() < 0.15 * d:
+                ma, mb = out == a, out == b
+                out[ma], out[mb] = b, a
+    # 4. small parts missing
+    for name in SMALL_PARTS:
+        if name not in idx:
+            continue
+        c = idx[name]
+        comp, n = components(out == c)
+        for k in range(1, n + 1):
+            region = comp == k
+            if region.sum() < (20.0 + 150.0 * d) * scale ** 2 and rng.random() < min(0.8, d):
+                out[region] = _surroundings(out, region, c)
+    # 5. far-side blobs
+    if abs(yaw) > 20:
+        face = np.isin(out, [idx[n] for n in FACE_PARTS if n in idx])
+        if face.any():
+            cols = np.nonzero(face.any(axis=0))[0]
+            x0, x1 = cols.min(), cols.max()
+            mid = (x0 + x1) / 2.0
+            # yaw > 0: the camera moved to the subject's left, the face turns to image left and the
+            # subject's right (far) side is the image-left half of the face
+            far = (xx < mid) if yaw > 0 else (xx > mid)
+            field_ = _smooth_noise(rng, (H, W), 7.0 * scale)
+            frac = min(0.6, 0.35 * d * (abs(yaw) - 20) / 70)
+            thr = np.quantile(field_[face & far], 1.0 - frac) if (face & far).any() and frac > 0 else np.inf
+            blobs = face & far & (field_ > thr)
+            comp, n = components(blobs)
+            for k in range(1, n + 1):
+                wrong = _choose(rng, (("hair", 0.4), ("background", 0.3), ("skin", 0.3)))
+                out[comp == k] = idx.get(wrong, 0)
+    return out
+
+
+def corrupt_flip(labels: np.ndarray, rng: np.random.Generator, s: NoiseSettings, present: np.ndarray) -> np.ndarray:
+    """Semantic-NeRF label noise: 'pixel-flip' (each pixel) or 'region-flip' (each connected region
+    of a class) gets, with probability `ratio`, another class from `present` (uniformly)."""
+    from scipy.ndimage import label as components
+
+    out = labels.copy()
+    if len(present) < 2 or s.ratio <= 0:
+        return out
+    if s.protocol == "pixel-flip":
+        flip = (rng.random(labels.shape) < s.ratio) & (labels != IGNORE)
+        pick = rng.integers(0, len(present) - 1, size=int(flip.sum()))
+        cur = labels[flip]
+        pos = np.searchsorted(present, cur)
+        # draw among the other classes: skip the pixel's own class
+        pick = np.where(pick >= pos, pick + 1, pick)
+        out[flip] = present[np.clip(pick, 0, len(present) - 1)]
+        return out
+    for c in present:
+        comp, n = components(labels == c)
+        for k in range(1, n + 1):
+            if rng.random() < s.ratio:
+                others = present[present != c]
+                out[comp == k] = others[rng.integers(len(others))]
+    return out
+
+
+def soften(labels: np.ndarray, num_classes: int, d: float, scale: float, blur: bool = True) -> np.ndarray:
+    """float32 [K,H,W] probabilities whose argmax is (almost everywhere) `labels`."""
+    from scipy.ndimage import gaussian_filter
+
+    H, W = labels.shape
+    probs = np.zeros((num_classes, H, W), dtype=np.float32)
+    present = np.unique(labels[labels != IGNORE])
+    for c in present:
+        probs[c] = labels == c
+    if blur:
+        sigma = (0.5 + 1.0 * d) * scale
+        probs[present] = gaussian_filter(probs[present], sigma=(0, sigma, sigma), mode="nearest")
+    eps = min(0.5, 0.03 + 0.2 * d)
+    probs *= 1.0 - eps
+    probs += eps / num_classes
+    probs[:, labels == IGNORE] = 1.0 / num_classes
+    probs /= probs.sum(axis=0, keepdims=True)
+    return probs
+
+
+def simulate(capture, settings: NoiseSettings, seed: int = 0, run_seed: int = 0) -> np.ndarray:
+    """float32 [V,K,H,W] simulated parser probabilities for every view of `capture`."""
+    if not capture.has_labels:
+        raise CaptureError(
+            "the 'simulated' initial parser needs ground-truth labels in every view, and this capture has none",
+            "Use a synthetic capture ('splatrefine synth'), or a real parser (--plugin initial_parser=NAME).")
+    if settings.protocol not in PROTOCOLS:
+        raise CaptureError(f"unknown noise protocol '{settings.protocol}'")
+    schema = capture.schema
+    K = schema.num_classes
+    cams = capture.cameras()
+    yaw = cams.yaw
+    if yaw is None:
+        from splatrefine.poses import estimate_subject, yaw_pitch
+
+        yaw, _ = yaw_pitch(cams.centers, estimate_subject(cams))
+    shapes = {v.labels.shape for v in capture.views}
+    if len(shapes) != 1:
+        raise CaptureError(f"views have different label sizes {sorted(shapes)}; the simulated parser needs one size")
+    present = np.unique(np.concatenate([np.unique(v.labels) for v in capture.views]))
+    present = present[present != IGNORE].astype(np.uint8)
+    H, W = next(iter(shapes))
+    out = np.empty((len(capture.views), K, H, W), dtype=np.float32)
+    for i, view in enumerate(capture.views):
+        rng = view_rng(seed, run_seed, i, view.name)
+        gt = view.labels
+        if settings.protocol == "pose":
+            noisy = corrupt_pose(gt, float(yaw[i]), rng, settings, schema)
+            out[i] = soften(noisy, K, difficulty(float(yaw[i]), settings), H / 256.0)
+        else:
+            noisy = corrupt_flip(gt, rng, settings, present)
+            out[i] = soften(noisy, K, 0.0, H / 256.0, blur=settings.protocol == "region-flip")
+    return out
