@@ -10,6 +10,7 @@ note in `notes` and the log. MediaPipe's LEFT_* is the subject's left, as CelebA
 from __future__ import annotations
 
 import logging
+import warnings
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -64,7 +65,9 @@ class MediaPipeParser:
         own = mesh is None
         mesh = mesh or self._mesh()
         try:
-            result = mesh.process(np.ascontiguousarray(image))
+            with warnings.catch_warnings():  # mediapipe 0.10.14 calls a protobuf API that warns
+                warnings.filterwarnings("ignore", message="SymbolDatabase.GetPrototype")
+                result = mesh.process(np.ascontiguousarray(image))
         finally:
             if own:
                 mesh.close()
