@@ -338,15 +338,20 @@ def _resize_nearest(labels: Any, size: tuple[int, int]) -> Any:
 
 
 def metrics_table(metrics: dict) -> list[str]:
-    """Per-bucket table lines: bucket, views, mIoU, mean F1, pixel accuracy."""
+    """Per-bucket table lines: bucket, views, mIoU, mean F1, pixel accuracy ('-' where undefined)."""
+
+    def num(v: Any, width: int) -> str:
+        return f"{v:>{width}.3f}" if isinstance(v, (int, float)) else f"{'-':>{width}}"
+
     rows = [f"{'bucket':<9}{'views':>6}{'mIoU':>8}{'mean F1':>9}{'pix acc':>9}"]
     buckets = metrics.get("buckets") or {}
     for b in ("frontal", "mid", "extreme"):
         if b in buckets:
             m = buckets[b]
-            rows.append(f"{b:<9}{m.get('n_views', 0):>6}{m['miou']:>8.3f}{m['mean_f1']:>9.3f}{m.get('pixel_acc', float('nan')):>9.3f}")
-    rows.append(f"{'all':<9}{metrics.get('n_images', ''):>6}{metrics['miou']:>8.3f}{metrics['mean_f1']:>9.3f}"
-                f"{metrics['pixel_acc']:>9.3f}")
+            rows.append(f"{b:<9}{m.get('n_views', 0):>6}{num(m.get('miou'), 8)}{num(m.get('mean_f1'), 9)}"
+                        f"{num(m.get('pixel_acc'), 9)}")
+    rows.append(f"{'all':<9}{metrics.get('n_images', ''):>6}{num(metrics.get('miou'), 8)}"
+                f"{num(metrics.get('mean_f1'), 9)}{num(metrics.get('pixel_acc'), 9)}")
     return rows
 
 
