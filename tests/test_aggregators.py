@@ -63,7 +63,8 @@ def test_palette_cluster_snaps_noisy_colours_back(iterations):
     pal = CELEBAMASK_HQ.palette_array().astype(np.float32) / 255
     # noise well below half the smallest palette distance (85/255 between e.g. classes 16 and 17)
     seg = np.clip(pal[truth] + rng.normal(0, 0.03, truth.shape + (3,)), 0, 1).astype(np.float32)
-    agg = PaletteClusterAggregator(PaletteClusterConfig(kmeans_iterations=iterations), ComponentContext(seed=1))
+    agg = PaletteClusterAggregator(PaletteClusterConfig(kmeans_iterations=iterations, blend_distance=0.0),
+                                   ComponentContext(seed=1))
     labels, conf = agg.aggregate(_renders(seg_rgb=seg), CELEBAMASK_HQ)
     np.testing.assert_array_equal(labels, truth)
     assert conf.dtype == np.float32 and conf.min() > 0.2 and conf.max() <= 1.0
@@ -83,10 +84,29 @@ def test_palette_cluster_confidence_and_kmeans_follow_darkened_colours():
     truth = rng.choice([0, 1, 2], size=(1, 30, 30), p=[0.2, 0.4, 0.4])
     seg = pal[truth].copy()
     seg[truth == 2] = pal[2] * rng.uniform(0.4, 0.7, (int((truth == 2).sum()), 1))
-    plain, _ = PaletteClusterAggregator(PaletteClusterConfig(kmeans_iterations=0)).aggregate(_renders(seg_rgb=seg), TINY)
-    km, _ = PaletteClusterAggregator(PaletteClusterConfig(kmeans_iterations=10)).aggregate(_renders(seg_rgb=seg), TINY)
+    plain, _ = PaletteClusterAggregator(PaletteClusterConfig(kmeans_iterations=0, blend_distance=0.0)).aggregate(
+        _renders(seg_rgb=seg), TINY)
+    km, _ = PaletteClusterAggregator(PaletteClusterConfig(kmeans_iterations=10, blend_distance=0.0)).aggregate(
+        _renders(seg_rgb=seg), TINY)
     assert (plain != truth).sum() > 50
     assert (km != truth).sum() == 0
+
+
+def test_palette_cluster_gives_edge_blends_to_a_neighbour():
+    pal = CELEBAMASK_HQ.palette_array().astype(np.float32) / 255
+    skin, hair = CELEBAMASK_HQ.index("skin"), CELEBAMASK_HQ.index("hair")
+    truth = np.full((1, 6, 8), skin)
+    truth[:, :, 4:] = hair
+    seg = pal[truth]
+    seg[:, :, 3] = 0.55 * pal[skin] + 0.45 * pal[hair]  # the blend lies nearest a third class
+    seg[:, :, 4] = 0.4 * pal[skin] + 0.6 * pal[hair]
+    plain, _ = PaletteClusterAggregator(PaletteClusterConfig(blend_distance=0.0)).aggregate(
+        _renders(seg_rgb=seg), CELEBAMASK_HQ)
+    assert not np.isin(plain[:, :, 3:5], [skin, hair]).any()
+    labels, conf = PaletteClusterAggregator(PaletteClusterConfig(blend_distance=0.1)).aggregate(
+        _renders(seg_rgb=seg), CELEBAMASK_HQ)
+    np.testing.assert_array_equal(labels, truth)  # column 3 is nearest to skin, column 4 to hair
+    assert conf[0, 0, 3] < 0.4 and conf[0, 0, 0] == 1.0
 
 
 def _blob_image() -> np.ndarray:

@@ -1,7 +1,12 @@
 """`palette-cluster`: the paper's way. Colour-coded segmentation renders (a model fitted to the
 parser's palette pictures) are snapped back to classes: each pixel goes to the nearest palette
 colour, optionally after a few k-means steps that start at the palette and let each centre follow
-the colours actually rendered for its class (blending darkens and mixes colours)."""
+the colours actually rendered for its class (blending darkens and mixes colours).
+
+Alpha blending at a boundary between two classes renders colours on the line between their palette
+colours, and such a blend can land nearest a third class (skin + hair ~ l_brow in CelebAMask-HQ):
+a pixel farther than `blend_distance` from every centre takes the label of the nearest pixel (in
+the image) whose colour is close to a centre, which at an edge is one of the two blended classes."""
 
 from __future__ import annotations
 
@@ -18,8 +23,9 @@ from .argmax import apply_ignore, check_renders
 
 @dataclass(frozen=True)
 class PaletteClusterConfig:
-    kmeans_iterations: int = field(default=3, metadata={
-        "help": "k-means refinement steps started at the palette (0 = nearest palette colour only)",
+    kmeans_iterations: int = field(default=0, metadata={
+        "help": "k-means refinement steps started at the palette (0 = nearest palette colour only; "
+                "k-means can let classes absent from the scene capture edge blends)",
         "min": 0, "max": 100})
     max_shift: float = field(default=0.25, metadata={
         "help": "how far (RGB distance, colours in 0..1) a k-means centre may move from its palette colour",
@@ -32,6 +38,9 @@ class PaletteClusterConfig:
         "min": 0.0, "max": 1.0})
     max_pixels: int = field(default=200_000, metadata={
         "help": "pixels sampled (seeded) to update the k-means centres", "min": 1000})
+    blend_distance: float = field(default=0.1, metadata={
+        "help": "a pixel farther than this (RGB distance, colours in 0..1) from every centre is an edge "
+                "blend and takes the label of the nearest pixel that is not (0 = off)", "min": 0.0, "max": 2.0})
 
 
 def _two_nearest(x: np.ndarray, centres: np.ndarray, chunk: int = 1 << 18) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -54,6 +63,21 @@ def _two_nearest(x: np.ndarray, centres: np.ndarray, chunk: int = 1 << 18) -> tu
             d[rows, i] = np.inf
             d2[s:s + chunk] = np.sqrt(d.min(1))
     return idx, d1, d2
+
+
+def fill_from_nearest(labels: np.ndarray, far: np.ndarray) -> np.ndarray:
+    """labels [C,H,W], far bool [C,H,W] -> labels where every `far` pixel has the label of the
+    nearest pixel (in the same image) that is not far. Images with no such pixel are unchanged."""
+    from scipy.ndimage import distance_transform_edt
+
+    out = labels.copy()
+    for i in range(labels.shape[0]):
+        f = far[i]
+        if not f.any() or f.all():
+            continue
+        _, (iy, ix) = distance_transform_edt(f, return_indices=True)
+        out[i][f] = labels[i][iy[f], ix[f]]
+    return out
 
 
 def cluster_centres(colours: np.ndarray, palette: np.ndarray, iterations: int, max_shift: float,
@@ -96,7 +120,7 @@ class PaletteClusterAggregator:
         """renders.seg_rgb [C,H,W,3] in 0..1 -> (labels uint8 [C,H,W], confidence float32 [C,H,W]).
 
         confidence = 1 - d1/d2 with d1, d2 the distances to the nearest and second-nearest centre:
-        1 on a centre, 0 halfway between two.
+        1 on a centre, 0 halfway between two (edge blends keep this low confidence).
         """
         check_renders(renders, schema, "seg_rgb", self.name)
         seg = np.clip(np.asarray(renders.seg_rgb, dtype=np.float64), 0.0, 1.0)
@@ -108,7 +132,10 @@ class PaletteClusterAggregator:
         idx, d1, d2 = _two_nearest(x, centres)
         with np.errstate(invalid="ignore", divide="ignore"):
             conf = np.where(d2 > 0, 1.0 - d1 / d2, 1.0)
-        conf = np.clip(np.nan_to_num(conf, nan=0.0), 0.0, 1.0).astype(np.float32).reshape(shape)
+        conf = np.clip(np.nan_to_num(conf, nan=0.0), 0.0, 1.0)
         labels = idx.astype(np.uint8).reshape(shape)
+        if c.blend_distance > 0:
+            labels = fill_from_nearest(labels, d1.reshape(shape) > c.blend_distance)
+        conf = conf.astype(np.float32).reshape(shape)
         labels = apply_ignore(labels, conf, np.asarray(renders.alpha), c.min_confidence, c.min_alpha)
         return labels, conf
