@@ -35,15 +35,24 @@ def test_argmax_labels_confidence_and_thresholds():
     probs = np.array([[[[0.7, 0.2, 0.1], [0.1, 0.45, 0.45 - 1e-3]],
                        [[0.2, 0.3, 0.5], [0.34, 0.33, 0.33]]]], np.float32)  # [1,2,2,3]
     alpha = np.array([[[1.0, 1.0], [0.2, 0.9]]], np.float32)
-    labels, conf = ArgmaxAggregator(ArgmaxConfig(min_confidence=0.0)).aggregate(_renders(probs, alpha=alpha), TINY)
+    labels, conf = ArgmaxAggregator(ArgmaxConfig(min_confidence=0.0, min_margin=0.0)).aggregate(
+        _renders(probs, alpha=alpha), TINY)
     assert labels.dtype == np.uint8 and conf.dtype == np.float32
     np.testing.assert_array_equal(labels, [[[0, 1], [2, 0]]])
     np.testing.assert_allclose(conf, [[[0.7, 0.45], [0.5, 0.34]]], atol=1e-6)
-    labels, _ = ArgmaxAggregator(ArgmaxConfig(min_confidence=0.46)).aggregate(_renders(probs, alpha=alpha), TINY)
+    labels, _ = ArgmaxAggregator(ArgmaxConfig(min_confidence=0.46, min_margin=0.0)).aggregate(
+        _renders(probs, alpha=alpha), TINY)
     np.testing.assert_array_equal(labels, [[[0, IGNORE], [2, IGNORE]]])
-    labels, _ = ArgmaxAggregator(ArgmaxConfig(min_confidence=0.0, min_alpha=0.5)).aggregate(
+    labels, _ = ArgmaxAggregator(ArgmaxConfig(min_confidence=0.0, min_alpha=0.5, min_margin=0.0)).aggregate(
         _renders(probs, alpha=alpha), TINY)
     np.testing.assert_array_equal(labels, [[[0, 1], [IGNORE, 0]]])
+    # margin 1 - p2/p1: 0.714, 0.002, 0.4, 0.029 -> the two near-ties go, whatever their confidence
+    labels, _ = ArgmaxAggregator(ArgmaxConfig(min_confidence=0.0, min_margin=0.1)).aggregate(
+        _renders(probs, alpha=alpha), TINY)
+    np.testing.assert_array_equal(labels, [[[0, IGNORE], [2, IGNORE]]])
+    labels, _ = ArgmaxAggregator(ArgmaxConfig(min_confidence=0.0, min_margin=0.5)).aggregate(
+        _renders(probs, alpha=alpha), TINY)
+    np.testing.assert_array_equal(labels, [[[0, IGNORE], [IGNORE, IGNORE]]])
 
 
 def test_argmax_and_palette_refuse_the_wrong_render_mode():

@@ -14,8 +14,12 @@ from splatrefine.types import Renders
 
 @dataclass(frozen=True)
 class ArgmaxConfig:
-    min_confidence: float = field(default=0.5, metadata={
-        "help": "pixels whose top class probability is below this become 255 (ignore)", "min": 0.0, "max": 1.0})
+    min_confidence: float = field(default=0.0, metadata={
+        "help": "pixels whose top class probability is below this become 255 (ignore); depends on how "
+                "confident the initial parser is", "min": 0.0, "max": 1.0})
+    min_margin: float = field(default=0.1, metadata={
+        "help": "pixels where the second class is nearly as likely as the first, 1 - p2/p1 below this, "
+                "become 255 (ignore); independent of the parser's calibration", "min": 0.0, "max": 1.0})
     min_alpha: float = field(default=0.0, metadata={
         "help": "pixels whose rendered opacity is below this become 255 (ignore); 0 keeps all. The "
                 "background probability already includes 1 - alpha, so empty pixels are background",
@@ -68,4 +72,9 @@ class ArgmaxAggregator:
         confidence = np.clip(probs.max(axis=-1), 0.0, 1.0).astype(np.float32)
         labels = apply_ignore(labels, confidence, np.asarray(renders.alpha), self.config.min_confidence,
                               self.config.min_alpha)
+        if self.config.min_margin > 0 and probs.shape[-1] > 1:
+            top2 = np.partition(probs, -2, axis=-1)[..., -2:]
+            with np.errstate(invalid="ignore", divide="ignore"):
+                margin = np.where(top2[..., 1] > 0, 1.0 - top2[..., 0] / top2[..., 1], 0.0)
+            labels[margin < self.config.min_margin] = IGNORE
         return labels, confidence
