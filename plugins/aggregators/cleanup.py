@@ -26,7 +26,7 @@ from splatrefine.types import Renders
 class CleanupConfig:
     base: str = field(default="argmax", metadata={"help": "the label_aggregator whose output is cleaned"})
     base_params: dict = field(default_factory=dict, metadata={"help": "settings of the base aggregator"})
-    opening_radius: int = field(default=1, metadata={
+    opening_radius: int = field(default=0, metadata={
         "help": "per-class opening radius in pixels (removes specks and thin spurs; 0 = off)", "min": 0, "max": 50})
     closing_radius: int = field(default=1, metadata={
         "help": "per-class closing radius in pixels (fills ignore cracks; 0 = off)", "min": 0, "max": 50})
@@ -56,7 +56,7 @@ def _disk(radius: int) -> np.ndarray:
     return cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * radius + 1, 2 * radius + 1))
 
 
-def clean_labels(labels: np.ndarray, confidence: np.ndarray, num_classes: int, *, opening_radius: int = 1,
+def clean_labels(labels: np.ndarray, confidence: np.ndarray, num_classes: int, *, opening_radius: int = 0,
                  closing_radius: int = 1, min_component: int = 20,
                  max_hole: int = 200) -> tuple[np.ndarray, np.ndarray]:
     """One image: labels uint8 [H,W] (255 = ignore), confidence float32 [H,W] -> cleaned copies."""
