@@ -102,8 +102,12 @@ def test_report_with_gt(tmp_path):
 
 def test_report_without_gt_skips_metrics_once(tmp_path):
     run = _fake_run(tmp_path, gt=False)
+    m = json.loads((run / "refined" / "manifest.json").read_text())
+    m["samples"][1]["yaw"] = None  # a view without a known pose gets its own sheet
+    (run / "refined" / "manifest.json").write_text(json.dumps(m))
     text = write_report(run).read_text()
     assert text.count("no ground truth") == 1
+    assert "report/sheet_input_unposed.png" in _images(text) and "no pose known" in text
     srcs = _images(text)
     assert "report/miou_buckets.png" not in srcs and "report/iou_per_class.png" not in srcs
     assert "report/sheet_novel_extreme.png" in srcs
