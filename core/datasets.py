@@ -136,10 +136,14 @@ class LabelledDataset:
         if labels_dir is None:
             return None
         p = Path(labels_dir)
-        p = p if p.is_absolute() else root / p
-        if not p.is_dir():
-            raise SplatrefineError(f"{p}: no such labels folder")
-        return p
+        if p.is_absolute():
+            candidates = [p]
+        else:  # inside the dataset, or beside it (a run's gt/ beside its refined/)
+            candidates = [root / p, root.parent / p]
+        for c in candidates:
+            if c.is_dir():
+                return c
+        raise SplatrefineError(f"{candidates[0]}: no such labels folder")
 
     def _scan_plain(self, root: Path, labels_dir) -> list[Sample]:
         images_dir = root / "images"

@@ -67,6 +67,16 @@ def test_parse_writes_palettized_labels_named_after_inputs(dataset, tmp_path):
     assert code == 2 and out.splitlines()[0] == f"Error: {tmp_path / 'out'}: already exists and is not empty"
 
 
+def test_parse_with_mediapipe_notes_views_without_a_face(tmp_path):
+    pytest.importorskip("mediapipe")
+    src = tmp_path / "imgs"
+    write_image(src / "wall.png", np.full((64, 64, 3), 90, np.uint8))
+    code, out = run(parse_cmd, [src, "-o", tmp_path / "out", "--plugin", "initial_parser=mediapipe", "-q"])
+    assert code == 0, out
+    assert "Note: mediapipe found no face in view wall: all its pixels are left without labels" in out
+    assert (read_labels(tmp_path / "out" / "wall.png", CELEBAMASK_HQ) == 255).all()
+
+
 def test_parse_with_a_trained_parser_folder_as_checkpoint(trained, dataset, tmp_path):
     model, _ = trained
     _, cap = dataset

@@ -212,3 +212,17 @@ def test_training_loop_is_seeded_checkpoints_and_resumes(tmp_path):
     assert h3["loss"] == h1["loss"]
     for a, b in zip(net.state_dict().values(), nets[0].state_dict().values()):
         assert torch.equal(a, b)
+
+
+def test_dataset_labels_dir_beside_a_runs_refined_folder(tmp_path):
+    root, cap = _folder(tmp_path, "run/refined", views=2)
+    gt = tmp_path / "run" / "gt"
+    gt.mkdir()
+    from splatrefine.io.labels import write_labels
+
+    for v in cap.views:
+        write_labels(gt / f"{v.name}.png", np.full((32, 32), 17, np.uint8), CELEBAMASK_HQ)
+    ds = LabelledDataset(tmp_path / "run", labels_dir="gt")  # the run folder -> refined/, gt/ beside it
+    assert ds[1][1].max() == 17 and ds.yaw is not None
+    with pytest.raises(SplatrefineError, match="no such labels folder"):
+        LabelledDataset(tmp_path / "run", labels_dir="nope")

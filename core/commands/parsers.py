@@ -202,6 +202,8 @@ def parse_cmd(images_dir, out, plugins, sets, config_path, schema, overwrite, de
             labels = labels_from_probs(probs)
             for f, lab in zip(group, labels):
                 write_labels(tmp / f"{f.stem}.png", lab, schema_obj)
+    for note in getattr(parser, "notes", []):
+        click.echo(f"Note: {note}")
     click.echo(f"Wrote {len(files)} label maps to {out}")
 
 
