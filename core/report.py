@@ -233,6 +233,22 @@ def _bucket_miou(m: dict | None, bucket: str) -> float | None:
     return 100.0 * float(v) if isinstance(v, (int, float)) else None
 
 
+def _headline(metrics: dict | None) -> str:
+    """'mIoU initial -> refined at the input views: frontal 64.0 % -> 80.0 %, ...' or ''."""
+    if not metrics:
+        return ""
+    parts = []
+    for b in POSE_BUCKETS:
+        ini, ref = _bucket_miou(metrics.get("initial"), b), _bucket_miou(metrics.get("refined_input"), b)
+        if ini is not None and ref is not None:
+            parts.append(f"{b} {ini:.1f} % → {ref:.1f} %")
+    line = "mIoU, initial → refined at the input views: " + ", ".join(parts) if parts else ""
+    novel = _bucket_miou(metrics.get("refined_novel"), "all")
+    if novel is not None:
+        line += ("; " if line else "") + f"refined at the novel views: {novel:.1f} %"
+    return line
+
+
 def write_report(run_dir: Path) -> Path:
     """Write RUN/report.html and RUN/report/*.png from the run directory; -> the HTML path.
 
@@ -285,7 +301,9 @@ def write_report(run_dir: Path) -> Path:
             notes.append("This run has no ground truth (no metrics.json): metrics sections are skipped.")
         if not samples:
             notes.append("No refined samples (refined/manifest.json is missing): no contact sheets.")
-        parts.append("<h2>Summary</h2>" + _table(["item", "value"], rows))
+        headline = _headline(metrics)
+        parts.append("<h2>Summary</h2>" + (f"<p><b>{html.escape(headline)}</b></p>" if headline else "")
+                     + _table(["item", "value"], rows))
 
         # -- metrics ---------------------------------------------------------------------------
         if metrics:

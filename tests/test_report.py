@@ -98,6 +98,8 @@ def test_report_with_gt(tmp_path):
     assert "view_sampler plugin</td><td>orbit" in text
     assert "no ground truth" not in text
     assert "2 of 2 shown" in text
+    assert ("mIoU, initial → refined at the input views: frontal 64.0 % → 80.0 %, mid 48.0 % → 60.0 %, "
+            "extreme 32.0 % → 40.0 %; refined at the novel views: 54.0 %") in text
 
 
 def test_report_without_gt_skips_metrics_once(tmp_path):
