@@ -160,3 +160,10 @@ def test_registered_through_the_registry():
         pytest.skip("samplers not yet in BUILTIN_PLUGINS")
     r = Registry(make_plugin_manager(entrypoints=False))
     assert {"input", "orbit", "sphere"} <= set(r.names(Role.VIEW_SAMPLER))
+
+
+def test_novel_names_do_not_clash_with_the_captures_views():
+    cap = _capture()
+    cap.views[1].name = "novel_0007"  # e.g. a refined folder read back as a capture
+    cams = OrbitSampler(OrbitConfig(yaw_count=2, pitch_count=1)).sample(cap)
+    assert cams.names == ("novel_0008", "novel_0009")

@@ -106,13 +106,23 @@ def place_cameras(
         viewmats.astype(np.float64),
         np.repeat(K[None], len(viewmats), axis=0).astype(np.float64),
         int(w), int(h),
-        tuple(f"{NOVEL_PREFIX}{i:04d}" for i in range(len(viewmats))),
+        novel_names(capture, len(viewmats)),
     )
     if len(cams):
         y, p = yaw_pitch(cams.centers, subject)
     else:
         y, p = np.zeros(0), np.zeros(0)
     return Cameras(cams.viewmats, cams.Ks, cams.width, cams.height, cams.names, y, p)
+
+
+def novel_names(capture: Capture, n: int) -> tuple[str, ...]:
+    """novel_0000, novel_0001, ...; numbered after the capture's own novel_NNNN views (a refined
+    folder read back as a capture has them), so sampled names never clash with view names."""
+    import re
+
+    used = [int(m.group(1)) for v in capture.views if (m := re.fullmatch(rf"{NOVEL_PREFIX}(\d+)", v.name))]
+    start = max(used) + 1 if used else 0
+    return tuple(f"{NOVEL_PREFIX}{i:04d}" for i in range(start, start + n))
 
 
 def check_range(name: str, lo_hi: tuple[float, float], limit: float) -> tuple[float, float]:
