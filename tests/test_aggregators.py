@@ -215,6 +215,7 @@ def test_every_builtin_aggregator_builds_from_defaults_and_keeps_the_contract():
         spec = r.get(Role.LABEL_AGGREGATOR, name)
         agg = spec.factory(build_settings(spec.config_cls, {}, name), ComponentContext())
         assert isinstance(agg, LabelAggregator)
+        assert agg.needs == ("seg_rgb" if name == "palette-cluster" else "probs")
         labels, conf = agg.aggregate(renders, TINY)
         assert labels.dtype == np.uint8 and conf.dtype == np.float32 and labels.shape == conf.shape == (1, 2, 3)
         if name != "cleanup":  # cleanup's default minimum piece size relabels this 6-pixel image

@@ -60,6 +60,7 @@ def apply_ignore(labels: np.ndarray, confidence: np.ndarray, alpha: np.ndarray,
 
 class ArgmaxAggregator:
     name = "argmax"
+    needs = "probs"  # which Renders field aggregate() reads ("probs" or "seg_rgb")
 
     def __init__(self, config: ArgmaxConfig, context: ComponentContext | None = None):
         self.config = config

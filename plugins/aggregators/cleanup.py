@@ -118,6 +118,7 @@ class CleanupAggregator:
             raise ConfigError("label_aggregator 'cleanup': base cannot be 'cleanup' itself without base_params",
                               "Set base to argmax or palette-cluster.")
         self.base = _build(context, config.base, config.base_params)
+        self.needs = getattr(self.base, "needs", "probs")  # what the base reads from the renders
 
     def aggregate(self, renders: Renders, schema: LabelSchema) -> tuple[np.ndarray, np.ndarray]:
         """-> the base aggregator's (labels uint8 [C,H,W], confidence float32 [C,H,W]), cleaned per image."""

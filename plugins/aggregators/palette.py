@@ -111,6 +111,7 @@ def cluster_centres(colours: np.ndarray, palette: np.ndarray, iterations: int, m
 
 class PaletteClusterAggregator:
     name = "palette-cluster"
+    needs = "seg_rgb"  # which Renders field aggregate() reads
 
     def __init__(self, config: PaletteClusterConfig, context: ComponentContext | None = None):
         self.config = config
