@@ -4,22 +4,24 @@ It stands in for a 2D parser trained on near-frontal faces (as BiSeNet on CelebA
 the project measures refinement against exact ground truth. It never looks at the images.
 
 Protocol "pose" (default), per view, with difficulty
-    d = severity * (frontal + (1 - frontal) * min(|yaw| / 90, 1.25) ** power)
-so d is small at yaw 0 and grows with |yaw|:
-  1. boundary wobble: labels are resampled through a smooth random displacement field of
-     amplitude (0.4 + 2.5 d) px (at 256 px; scaled with resolution), which erodes/dilates every
-     boundary differently in every view;
+    d = severity * (frontal + (1 - frontal) * min(|yaw| / 90, 1.25) ** power)   (frontal 0.15, power 2)
+so d is small at yaw 0 and grows with |yaw| (lengths below are pixels at 256 px, scaled with size):
+  1. boundary wobble: labels are resampled through a smooth random displacement field
+     (correlation 6 px) of amplitude (0.25 + 0.9 d) px, which erodes/dilates every boundary
+     differently in every view;
   2. part erosion/dilation: each small part (brows, eyes, nose, lips, mouth, ears, glasses) is
-     grown or shrunk by up to 1.5 d px;
-  3. confusions: each part region is, with probability ~ d, relabelled wholly or in a blob as a
-     class a real parser confuses it with (ear -> hair/skin, eye -> brow/skin, brow -> skin/hair,
-     lip -> mouth/skin/other lip, nose -> skin, neck -> skin/cloth, eye_g -> skin, and at profile
-     l_/r_ swaps of the visible eye, brow or ear);
-  4. small parts missing: regions smaller than (30 + 500 d) px are dropped (filled with their
-     surroundings) with probability min(0.9, 1.2 d);
-  5. far-side blobs: when |yaw| > 20, smooth random blobs on the far half of the face (the side
-     turning away from the camera) are relabelled hair, background or skin;
-  6. soft probabilities: the one-hot of the corrupted map is blurred by (0.6 + 1.2 d) px and mixed
+     grown or shrunk by round(U(0, 0.8 d)) px;
+  3. confusions: each connected region of a part is, with probability min(0.4, 0.55 c d) (c: how
+     confusable the class is, CONFUSABILITY), relabelled wholly or in a smooth blob as a class a
+     real parser confuses it with (CONFUSIONS: ear -> hair/skin, eye -> brow/skin, brow ->
+     skin/hair, lip -> mouth/skin/other lip, nose -> skin, neck -> skin/cloth, eye_g ->
+     skin/background); beyond |yaw| 50, each l_/r_ pair is swapped with probability 0.15 d;
+  4. small parts missing: regions smaller than (15 + 60 d) px are dropped (filled with the
+     surrounding label) with probability min(0.35, 0.6 d);
+  5. far-side blobs: when |yaw| > 20, smooth random blobs covering a fraction
+     min(0.4, 0.3 d (|yaw| - 20) / 70) of the far half of the face (the side turning away from the
+     camera) are relabelled hair, background or skin;
+  6. soft probabilities: the one-hot of the corrupted map is blurred by (0.5 + 0.4 d) px and mixed
      with a uniform floor eps = 0.03 + 0.2 d, so boundaries are uncertain while wrong regions stay
      confidently wrong, as a real parser's do.
 Protocols "pixel-flip" and "region-flip" are Semantic-NeRF's label-noise settings: each pixel
@@ -65,7 +67,7 @@ FACE_PARTS = ("skin", "l_brow", "r_brow", "l_eye", "r_eye", "eye_g", "nose", "mo
 class NoiseSettings:
     protocol: str = "pose"
     severity: float = 1.0
-    frontal: float = 0.05
+    frontal: float = 0.15
     power: float = 2.0
     ratio: float = 0.1
 
@@ -106,9 +108,13 @@ def _surroundings(labels: np.ndarray, region: np.ndarray, exclude: int) -> int:
     return int(np.bincount(vals).argmax())
 
 
+POSE_STEPS = ("wobble", "erode-dilate", "confuse", "missing", "far-side")
+
+
 def corrupt_pose(labels: np.ndarray, yaw: float, rng: np.random.Generator, s: NoiseSettings,
-                 schema: LabelSchema) -> np.ndarray:
-    """The 'pose' protocol on one GT map uint8 [H,W] -> corrupted uint8 [H,W] (see module doc)."""
+                 schema: LabelSchema, steps: tuple[str, ...] = POSE_STEPS) -> np.ndarray:
+    """The 'pose' protocol on one GT map uint8 [H,W] -> corrupted uint8 [H,W] (see module doc).
+    `steps` selects which of POSE_STEPS to apply (all by default; the others are for ablations)."""
     from scipy.ndimage import binary_dilation, binary_erosion, label as components
 
     H, W = labels.shape
@@ -117,13 +123,14 @@ def corrupt_pose(labels: np.ndarray, yaw: float, rng: np.random.Generator, s: No
     idx = {n: i for i, n in enumerate(schema.classes)}
     out = labels.copy()
     # 1. boundary wobble
-    amp = (0.25 + 2.0 * d) * scale
+    amp = (0.25 + 0.9 * d) * scale
     dy = _smooth_noise(rng, (H, W), 6.0 * scale) * amp
     dx = _smooth_noise(rng, (H, W), 6.0 * scale) * amp
     yy, xx = np.mgrid[0:H, 0:W]
     sy = np.clip(np.round(yy + dy), 0, H - 1).astype(np.int64)
     sx = np.clip(np.round(xx + dx), 0, W - 1).astype(np.int64)
-    out = out[sy, sx]
+    if "wobble" in steps:
+        out = out[sy, sx]
     # 2. part erosion / dilation
     for name in SMALL_PARTS:
         if name not in idx:
@@ -132,8 +139,8 @@ def corrupt_pose(labels: np.ndarray, yaw: float, rng: np.random.Generator, s: No
         mask = out == c
         if not mask.any():
             continue
-        r = int(round(rng.uniform(0.0, 1.5 * d) * scale))
-        if r <= 0:
+        r = int(round(rng.uniform(0.0, 0.8 * d) * scale))
+        if r <= 0 or "erode-dilate" not in steps:
             continue
         if rng.random() < 0.5:
             grown = binary_dilation(mask, iterations=r) & ~mask & (out != 0)
@@ -151,7 +158,7 @@ def corrupt_pose(labels: np.ndarray, yaw: float, rng: np.random.Generator, s: No
         comp, n = components(out == c)
         for k in range(1, n + 1):
             region = comp == k
-            if rng.random() >= min(0.9, CONFUSABILITY[name] * d):
+            if rng.random() >= min(0.4, 0.55 * CONFUSABILITY[name] * d) or "confuse" not in steps:
                 continue
             target = _choose(rng, options)
             if target not in idx:
@@ -161,7 +168,7 @@ def corrupt_pose(labels: np.ndarray, yaw: float, rng: np.random.Generator, s: No
                     blob = _smooth_noise(rng, (H, W), 4.0 * scale)
                 region = region & (blob > rng.uniform(-0.5, 0.8))
             out[region] = idx[target]
-    if abs(yaw) > 50:
+    if abs(yaw) > 50 and "confuse" in steps:
         for a, b in schema.flip_pairs:
             if rng.random() < 0.15 * d:
                 ma, mb = out == a, out == b
@@ -174,10 +181,10 @@ def corrupt_pose(labels: np.ndarray, yaw: float, rng: np.random.Generator, s: No
         comp, n = components(out == c)
         for k in range(1, n + 1):
             region = comp == k
-            if region.sum() < (20.0 + 150.0 * d) * scale ** 2 and rng.random() < min(0.8, d):
+            if "missing" in steps and region.sum() < (15.0 + 60.0 * d) * scale ** 2 and rng.random() < min(0.35, 0.6 * d):
                 out[region] = _surroundings(out, region, c)
     # 5. far-side blobs
-    if abs(yaw) > 20:
+    if abs(yaw) > 20 and "far-side" in steps:
         face = np.isin(out, [idx[n] for n in FACE_PARTS if n in idx])
         if face.any():
             cols = np.nonzero(face.any(axis=0))[0]
@@ -187,7 +194,7 @@ def corrupt_pose(labels: np.ndarray, yaw: float, rng: np.random.Generator, s: No
             # subject's right (far) side is the image-left half of the face
             far = (xx < mid) if yaw > 0 else (xx > mid)
             field_ = _smooth_noise(rng, (H, W), 7.0 * scale)
-            frac = min(0.6, 0.35 * d * (abs(yaw) - 20) / 70)
+            frac = min(0.4, 0.3 * d * (abs(yaw) - 20) / 70)
             thr = np.quantile(field_[face & far], 1.0 - frac) if (face & far).any() and frac > 0 else np.inf
             blobs = face & far & (field_ > thr)
             comp, n = components(blobs)
@@ -233,7 +240,7 @@ def soften(labels: np.ndarray, num_classes: int, d: float, scale: float, blur: b
     for c in present:
         probs[c] = labels == c
     if blur:
-        sigma = (0.5 + 1.0 * d) * scale
+        sigma = (0.5 + 0.4 * d) * scale
         probs[present] = gaussian_filter(probs[present], sigma=(0, sigma, sigma), mode="nearest")
     eps = min(0.5, 0.03 + 0.2 * d)
     probs *= 1.0 - eps
