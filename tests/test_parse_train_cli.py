@@ -116,6 +116,30 @@ def test_evaluate_writes_metrics_table_and_sheet(trained, dataset, tmp_path):
     assert len(list((tmp_path / "eval" / "predictions").iterdir())) == 6
 
 
+def test_evaluate_a_bare_state_dict_file(trained, dataset, tmp_path):
+    pytest.importorskip("splatrefine.metrics")
+    model, _ = trained
+    root, _ = dataset
+    sd = torch.load(model / "weights.pt", weights_only=True)
+    torch.save(sd, tmp_path / "my weights #1.pth")
+    code, out = run(evaluate_cmd, [tmp_path / "my weights #1.pth", root, "-o", tmp_path / "e1", "-q",
+                                   "--set", "target_parser.input_size=64"])
+    assert code == 0, out
+    code, out2 = run(evaluate_cmd, [model, root, "-o", tmp_path / "e2", "-q"])
+    a = json.loads((tmp_path / "e1" / "metrics.json").read_text())
+    b = json.loads((tmp_path / "e2" / "metrics.json").read_text())
+    assert a["miou"] == b["miou"] and a["per_class"] == b["per_class"]
+
+
+def test_commands_module_does_not_import_torch():
+    import subprocess
+    import sys
+
+    code = "import sys, splatrefine.commands.parsers; print('torch' in sys.modules)"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.returncode == 0 and result.stdout.strip() == "False", result.stderr
+
+
 def test_metrics_table_handles_undefined_values():
     rows = metrics_table({"miou": None, "mean_f1": 0.5, "pixel_acc": 1.0, "n_images": 2,
                           "buckets": {"mid": {"miou": 0.25, "mean_f1": 0.5, "pixel_acc": 0.75, "n_views": 2}}})

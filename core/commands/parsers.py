@@ -48,9 +48,11 @@ def _registry():
 
 
 def resolve_component(registry: Any, role: Role, default: str, plugin_args: Sequence[str] = (),
-                      set_args: Sequence[str] = (), config_data: dict | None = None) -> tuple[str, Any]:
+                      set_args: Sequence[str] = (), config_data: dict | None = None,
+                      extra: dict | None = None) -> tuple[str, Any]:
     """(plugin name, validated settings) for one role, with the run config's precedence:
-    defaults < YAML (`config_data[role]`) < --plugin < --set. --set for another role is an error."""
+    defaults < YAML (`config_data[role]`) < --plugin < --set < `extra`. --set for another role is
+    an error (these commands build one component, so the other roles' defaults are not needed)."""
     import yaml
 
     from ..config import ROLE_KEYS, build_settings
@@ -89,6 +91,7 @@ def resolve_component(registry: Any, role: Role, default: str, plugin_args: Sequ
         except yaml.YAMLError:
             value = text
         params[key.strip()] = value
+    params.update(extra or {})
     spec = registry.get(role, name)
     return name, build_settings(spec.config_cls, params, f"{role.value} '{spec.name}'")
 
@@ -293,8 +296,8 @@ def evaluate_cmd(checkpoint, datasets, out, labels_dir, plugins, sets, schema, s
     else:
         if not checkpoint.is_file():
             raise SplatrefineError(f"{checkpoint}: no such parser folder or checkpoint file")
-        name, settings = resolve_component(registry, Role.TARGET_PARSER, "bisenet", plugins,
-                                           [*sets, f"target_parser.checkpoint={checkpoint}"])
+        name, settings = resolve_component(registry, Role.TARGET_PARSER, "bisenet", plugins, sets,
+                                           extra={"checkpoint": str(checkpoint)})
         parser = _build(registry, Role.TARGET_PARSER, name, settings, device, 0)
     if not hasattr(parser, "predict_numpy"):
         raise SplatrefineError(f"{checkpoint}: evaluate needs a trainable parser (with predict)")
