@@ -215,7 +215,11 @@ def train_segmenter(net: torch.nn.Module, forward_train: Callable[[torch.Tensor]
 
     images, labels = dataset.load_all()
     if dataset.schema.name != schema.name:
-        lut = schema_mapping(dataset.schema, schema)
+        try:
+            lut = schema_mapping(dataset.schema, schema)
+        except KeyError:
+            raise ConfigError(f"the dataset's schema '{dataset.schema.name}' has no mapping onto the parser's "
+                              f"schema '{schema.name}'") from None
         labels = [lut[lab] for lab in labels]
     n = len(images)
     bs = options.train_batch_size
@@ -573,6 +577,11 @@ class TorchParser:
 
     def load(self, path: str | os.PathLike) -> None:
         """Load weights from a state-dict file (e.g. a published .pth) or a parser folder."""
+        if Path(path).is_dir() and (Path(path) / PARSER_JSON).is_file():
+            other = read_parser_json(path)["plugin"]
+            if other != self.plugin:
+                raise ConfigError(f"{path}: a saved '{other}' parser cannot be loaded into '{self.plugin}'",
+                                  f"Use --plugin {other}, or give a state-dict file.")
         sd = load_state_dict_file(path)
         apply_state_dict(self.net, sd, strict=self.config.strict, source=str(path), what=self.describe())
         self.net.to(self.device).eval()

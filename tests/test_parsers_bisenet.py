@@ -203,3 +203,8 @@ def test_fit_learns_and_save_load_round_trip(tmp_path):
     q = load_parser(reg, tmp_path / "parser")
     assert q.config.input_size == 64 and q.config.optimizer == "adam"
     np.testing.assert_allclose(q.parse(cap), probs, atol=1e-6)
+    # a folder saved by another plugin is refused by name
+    info = (tmp_path / "parser" / "parser.json").read_text().replace('"bisenet"', '"smp"')
+    (tmp_path / "parser" / "parser.json").write_text(info)
+    with pytest.raises(ConfigError, match="a saved 'smp' parser cannot be loaded into 'bisenet'"):
+        make(checkpoint=str(tmp_path / "parser"))
