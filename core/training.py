@@ -76,8 +76,10 @@ class TrainOptions:
 
 
 @dataclass(frozen=True)
-class ParserOptions(TrainOptions):
-    """Settings every trainable parser has besides training."""
+class ParserOptions:
+    """Settings every trainable parser has besides training. A plugin's config lists its own
+    model settings first, then these, then training: `class MyConfig(TrainOptions, ParserOptions,
+    MyModelOptions)` (dataclass fields follow the reversed MRO)."""
 
     checkpoint: str | None = field(default=None, metadata={"help": "weights to load: a state-dict file or a saved parser folder"})
     strict: bool = field(default=True, metadata={"help": "refuse a checkpoint whose keys or shapes differ (false: load what matches)"})

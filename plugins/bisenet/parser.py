@@ -5,14 +5,19 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from splatrefine.training import ParserOptions, TorchParser
+from splatrefine.training import ParserOptions, TorchParser, TrainOptions
 
 
 @dataclass(frozen=True)
-class BiSeNetConfig(ParserOptions):
+class BiSeNetModelOptions:
     spatial_path: str = field(default="resnet", metadata={
         "help": "resnet: the ResNet's 1/8 feature as in face-parsing.PyTorch (its checkpoint needs this); "
                 "conv: a separate three-conv spatial path", "choices": ("resnet", "conv")})
+
+
+@dataclass(frozen=True)
+class BiSeNetConfig(TrainOptions, ParserOptions, BiSeNetModelOptions):
+    """bisenet settings: model, then loading/inference, then training."""
 
 
 class BiSeNetParser(TorchParser):

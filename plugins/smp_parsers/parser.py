@@ -6,20 +6,25 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from splatrefine.errors import ConfigError, PluginError, did_you_mean
-from splatrefine.training import ParserOptions, TorchParser
+from splatrefine.training import ParserOptions, TorchParser, TrainOptions
 
 INSTALL_HINT = ("Install it with pip install 'splatrefine[smp]' (it needs torchvision built for your torch: "
                 "see docs/parsers.md).")
 
 
 @dataclass(frozen=True)
-class SmpConfig(ParserOptions):
+class SmpModelOptions:
     arch: str = field(default="Unet", metadata={
         "help": "smp architecture: Unet, UnetPlusPlus, FPN, DeepLabV3Plus, Linknet, PSPNet, PAN, MAnet, ..."})
     encoder: str = field(default="resnet18", metadata={
         "help": "smp encoder (resnet18, mobilenet_v2, efficientnet-b0, ...) or tu-<timm model>"})
     encoder_weights: str | None = field(default=None, metadata={
         "help": "pretrained encoder weights smp would download (e.g. imagenet); null = random init, nothing downloads"})
+
+
+@dataclass(frozen=True)
+class SmpConfig(TrainOptions, ParserOptions, SmpModelOptions):
+    """smp settings: model, then loading/inference, then training."""
 
 
 def import_smp():
