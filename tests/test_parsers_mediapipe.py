@@ -26,7 +26,10 @@ def grace_hopper() -> np.ndarray:
 
     from splatrefine.io.labels import read_image
 
-    return read_image(os.path.join(matplotlib.get_data_path(), "sample_data", "grace_hopper.jpg"))
+    path = os.path.join(matplotlib.get_data_path(), "sample_data", "grace_hopper.jpg")
+    if not os.path.isfile(path):
+        pytest.skip("this matplotlib ships no sample_data/grace_hopper.jpg")
+    return read_image(path)
 
 
 def centroid(lab, cls):
@@ -74,12 +77,15 @@ def test_parse_gives_probabilities_and_notes_views_without_a_face():
 
 def test_fails_at_large_yaw_on_synthetic_heads():
     """The failure this project repairs: frontal fine, profile nothing (see docs/parsers.md)."""
-    synth = pytest.importorskip("splatrefine.plugins.synthetic.render")
-    from splatrefine.plugins.synthetic.head import sample_head
-    from splatrefine.plugins.synthetic.rigs import pose_cameras
+    try:
+        from splatrefine.plugins.synthetic.head import sample_head
+        from splatrefine.plugins.synthetic.render import render_head
+        from splatrefine.plugins.synthetic.rigs import pose_cameras
+    except (ImportError, AttributeError) as exc:
+        pytest.skip(f"synthetic heads not available ({exc})")
 
     cams = pose_cameras([(0.0, 0.0), (90.0, 0.0)], 192)
-    r = synth.render_head(sample_head(0), cams)
+    r = render_head(sample_head(0), cams)
     p = make()
     rgb = r.rgb if r.rgb.dtype == np.uint8 else (np.clip(r.rgb, 0, 1) * 255).astype(np.uint8)
     frontal, profile = p.labels(rgb[0], "frontal"), p.labels(rgb[1], "profile")
