@@ -208,3 +208,16 @@ def test_fit_learns_and_save_load_round_trip(tmp_path):
     (tmp_path / "parser" / "parser.json").write_text(info)
     with pytest.raises(ConfigError, match="a saved 'smp' parser cannot be loaded into 'bisenet'"):
         make(checkpoint=str(tmp_path / "parser"))
+
+
+@pytest.mark.gpu
+def test_cuda_predict_matches_cpu(tmp_path):
+    torch.save(fake_checkpoint(seed=1), tmp_path / "w.pth")
+    from splatrefine.config import build_settings
+    from splatrefine.plugins.bisenet.plugin import BiSeNetConfig, make_bisenet
+
+    settings = build_settings(BiSeNetConfig, {"input_size": 128, "checkpoint": str(tmp_path / "w.pth")}, "bisenet")
+    cpu = make_bisenet(settings, ComponentContext(device="cpu"))
+    gpu = make_bisenet(settings, ComponentContext(device="cuda"))
+    x = torch.rand(2, 3, 96, 80, generator=torch.Generator().manual_seed(0))
+    torch.testing.assert_close(gpu.predict(x.cuda()).cpu(), cpu.predict(x), atol=1e-4, rtol=1e-3)
