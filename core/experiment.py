@@ -81,7 +81,7 @@ class ExperimentConfig:
     device: str = "auto"
     rig: str = "facescape-like"
     resolution: int = 128
-    train_identities: tuple[int, ...] = (0, 1, 2, 3)
+    train_identities: tuple[int, ...] = (0, 1, 2)
     test_identities: tuple[int, ...] = (1000, 1001)
     frontal_max_yaw: float = 30.0
     refine: dict = field(default_factory=dict)
@@ -90,6 +90,7 @@ class ExperimentConfig:
     targets: tuple[TargetSpec, ...] = ()
     contact_views: int = 4
     refine_reports: bool = False
+    finetune_min_yaw: float = 30.0
 
     def to_dict(self) -> dict:
         return {
@@ -103,11 +104,12 @@ class ExperimentConfig:
             "targets": [{"name": t.name, "plugin": t.plugin, "params": dict(t.params),
                          "baseline": dict(t.baseline), "finetune": dict(t.finetune),
                          "variants": list(t.variants), "optional": t.optional} for t in self.targets],
+            "finetune": {"min_yaw": self.finetune_min_yaw},
             "report": {"contact_views": self.contact_views, "refine_reports": self.refine_reports},
         }
 
 
-TOP_KEYS = ("seed", "device", "data", "refine", "palette", "simulated", "targets", "report")
+TOP_KEYS = ("seed", "device", "data", "refine", "palette", "simulated", "targets", "finetune", "report")
 DATA_KEYS = ("rig", "resolution", "train_identities", "test_identities", "frontal_max_yaw")
 TARGET_KEYS = ("name", "plugin", "params", "baseline", "finetune", "variants", "optional")
 REPORT_KEYS = ("contact_views", "refine_reports")
@@ -152,8 +154,11 @@ def _role_block(d: Any, where: str) -> dict:
     return d
 
 
+# The defaults are the reduced CPU scale; examples/extreme_pose/cpu.yaml spells them out (a test
+# checks that the two agree) and gpu.yaml is the full scale.
 DEFAULT_REFINE = {
-    "representation": {"plugin": "dual-gs", "params": {"iterations": 600}},
+    "representation": {"plugin": "dual-gs", "params": {"iterations": 600, "init_points": 4000,
+                                                       "max_gaussians": 10000}},
     "view_sampler": {"plugin": "orbit", "params": {"yaw": [-90.0, 90.0], "pitch": [-20.0, 20.0],
                                                     "yaw_count": 13, "pitch_count": 2}},
     "label_aggregator": {"plugin": "argmax", "params": {"min_confidence": 0.5}},
@@ -163,10 +168,18 @@ DEFAULT_PALETTE = {
     "label_aggregator": {"plugin": "palette-cluster", "params": {}},
 }
 DEFAULT_TARGETS = (
-    {"name": "bisenet", "plugin": "bisenet", "params": {"input_size": 128, "batch_size": 8},
-     "baseline": {"steps": 600, "lr": 0.01}, "finetune": {"steps": 400, "lr": 0.005},
+    {"name": "bisenet", "plugin": "bisenet",
+     "params": {"input_size": 128, "batch_size": 16, "train_batch_size": 8},
+     "baseline": {"steps": 400, "lr": 0.01}, "finetune": {"steps": 250, "lr": 0.005},
      "variants": list(VARIANTS)},
+    {"name": "smp-unet", "plugin": "smp", "optional": True,
+     "params": {"arch": "Unet", "encoder": "resnet18", "input_size": 128, "batch_size": 16, "train_batch_size": 8},
+     "baseline": {"steps": 400, "optimizer": "adam", "lr": 0.001},
+     "finetune": {"steps": 250, "optimizer": "adam", "lr": 0.0005},
+     "variants": ["refined", "simulated"]},
 )
+DEFAULT_DATA = {"rig": "facescape-like", "resolution": 128, "train_identities": [0, 1, 2],
+                "test_identities": [1000, 1001], "frontal_max_yaw": 30.0}
 REFINE_ROLES = ("representation", "view_sampler", "label_aggregator")
 
 
@@ -181,18 +194,19 @@ def config_from_dict(data: dict | None, source: str = "config") -> ExperimentCon
     device = data.get("device", "auto")
     if device not in ("auto", "cpu", "cuda"):
         raise ConfigError(f"{source}: device must be auto, cpu or cuda, got {device!r}")
-    rig = d.get("rig", "facescape-like")
+    d = {**DEFAULT_DATA, **d}
+    rig = d["rig"]
     if rig not in RIGS:
         raise ConfigError(f"{source}: data.rig {rig!r} is not one of {', '.join(RIGS)}.{did_you_mean(str(rig), RIGS)}")
-    resolution = _int(d.get("resolution", 128), f"{source}: data.resolution", 16)
-    train = _ids(d.get("train_identities", [0, 1, 2, 3]), f"{source}: data.train_identities")
-    test = _ids(d.get("test_identities", [1000, 1001]), f"{source}: data.test_identities")
+    resolution = _int(d["resolution"], f"{source}: data.resolution", 16)
+    train = _ids(d["train_identities"], f"{source}: data.train_identities")
+    test = _ids(d["test_identities"], f"{source}: data.test_identities")
     shared = sorted(set(train) & set(test))
     if shared:
         raise SplatrefineError(
             f"{source}: identities {', '.join(map(str, shared))} are in both data.train_identities and "
             "data.test_identities; train and test identities must be disjoint")
-    fmy = d.get("frontal_max_yaw", 30.0)
+    fmy = d["frontal_max_yaw"]
     if isinstance(fmy, bool) or not isinstance(fmy, (int, float)) or not 0 < fmy <= 90:
         raise ConfigError(f"{source}: data.frontal_max_yaw must be a number in (0, 90], got {fmy!r}")
 
@@ -203,8 +217,11 @@ def config_from_dict(data: dict | None, source: str = "config") -> ExperimentCon
     for role in REFINE_ROLES:
         _role_block(palette.get(role), f"{source}: palette.{role}")
     simulated = _check_keys(data.get("simulated"), ("params",), f"{source}: simulated")
+    if not isinstance(simulated.get("params") or {}, dict):
+        raise ConfigError(f"{source}: simulated.params: expected a mapping")
+    simulated = {"params": dict(simulated.get("params") or {})}
 
-    raw_targets = data.get("targets", list(DEFAULT_TARGETS))
+    raw_targets = data.get("targets", copy.deepcopy(list(DEFAULT_TARGETS)))
     if not isinstance(raw_targets, list) or not raw_targets:
         raise ConfigError(f"{source}: targets must be a non-empty list of target parsers")
     targets = []
@@ -240,8 +257,12 @@ def config_from_dict(data: dict | None, source: str = "config") -> ExperimentCon
     refine_reports = rep.get("refine_reports", False)
     if not isinstance(refine_reports, bool):
         raise ConfigError(f"{source}: report.refine_reports: expected true or false")
+    ft = _check_keys(data.get("finetune"), ("min_yaw",), f"{source}: finetune")
+    min_yaw = ft.get("min_yaw", 30.0)
+    if isinstance(min_yaw, bool) or not isinstance(min_yaw, (int, float)) or not 0 <= min_yaw < 90:
+        raise ConfigError(f"{source}: finetune.min_yaw must be a number in [0, 90), got {min_yaw!r}")
     return ExperimentConfig(seed, device, rig, resolution, train, test, float(fmy), refine, palette,
-                            simulated, tuple(targets), contact, refine_reports)
+                            simulated, tuple(targets), contact, refine_reports, float(min_yaw))
 
 
 def _merge(base: dict, over: dict) -> dict:
@@ -551,40 +572,53 @@ class Experiment:
             engine_cls(self.registry, config, cap, run_dir).run()
 
     def _dataset_roots(self, target: TargetSpec, variant: str) -> list[Path]:
+        """The frontal GT dataset plus the variant's labels at views with |yaw| >= finetune.min_yaw."""
         key = self.refine_key(target, variant)
-        roots = [self.frontal_dir]
-        if variant in ("raw", "simulated-raw"):
-            roots.append(self._raw_dataset(key))
-        else:
-            roots += [self.run_dir(key, i) / "refined" for i in self.config.train_identities]
-        return roots
+        kind = "raw" if variant in ("raw", "simulated-raw") else "refined"
+        return [self.frontal_dir, self._variant_dataset(key, kind)]
 
-    def _raw_dataset(self, key: str) -> Path:
-        """images + the initial parser's argmax labels at the input views of every train identity."""
+    def _variant_dataset(self, key: str, kind: str) -> Path:
+        """OUT/datasets/KEY-KIND: images + labels (the refined ones, or the initial parser's argmax
+        at the input views for KIND raw) of every train identity, views with |yaw| below
+        `finetune.min_yaw` left out (the frontal GT data covers those poses)."""
         from .io.atomic import atomic_dir
+        from .io.labels import write_image
 
-        root = self.out / "datasets" / f"{key}-raw"
+        root = self.out / "datasets" / f"{key}-{kind}"
         if (root / "manifest.json").is_file():
             return root
+        min_yaw = self.config.finetune_min_yaw
         samples = []
         with atomic_dir(root) as tmp:
+            (tmp / "images").mkdir(parents=True, exist_ok=True)
+            (tmp / "labels").mkdir(parents=True, exist_ok=True)
             for ident in self.config.train_identities:
-                cap_dir = self.capture_dir("train", ident)
-                cap = self.registry.open_capture(str(cap_dir))
-                yaw = cap.cameras().yaw
                 run = self.run_dir(key, ident)
-                for k, view in enumerate(cap.views):
-                    name = f"id_{ident:04d}_{view.name}"
-                    src = run / "initial" / "labels" / f"{view.name}.png"
-                    if not src.is_file():
-                        raise SplatrefineError(f"{src}: initial labels missing; rerun with --overwrite")
-                    from .io.labels import write_image
-
-                    write_image(tmp / "images" / f"{name}.png", view.image)
-                    (tmp / "labels").mkdir(parents=True, exist_ok=True)
-                    shutil.copyfile(src, tmp / "labels" / f"{name}.png")
-                    samples.append({"name": name, "image": f"images/{name}.png", "labels": f"labels/{name}.png",
-                                    "yaw": None if yaw is None else float(yaw[k]), "identity": ident})
+                if kind == "raw":
+                    cap = self.registry.open_capture(str(self.capture_dir("train", ident)))
+                    yaws = cap.cameras().yaw
+                    items = [(v.name, None, run / "initial" / "labels" / f"{v.name}.png", float(y), v.image)
+                             for v, y in zip(cap.views, yaws)]
+                else:
+                    man = json.loads((run / "refined" / "manifest.json").read_text())
+                    items = [(s["name"], run / "refined" / s["image"], run / "refined" / s["labels"], s.get("yaw"), None)
+                             for s in man["samples"]]
+                for name, img, lab, yaw, pixels in items:
+                    if yaw is None or abs(yaw) < min_yaw:
+                        continue
+                    if not lab.is_file():
+                        raise SplatrefineError(f"{lab}: labels missing in the refine run; rerun with --overwrite")
+                    out_name = f"id_{ident:04d}_{name}"
+                    if pixels is not None:
+                        write_image(tmp / "images" / f"{out_name}.png", pixels)
+                    else:
+                        shutil.copyfile(img, tmp / "images" / f"{out_name}.png")
+                    shutil.copyfile(lab, tmp / "labels" / f"{out_name}.png")
+                    samples.append({"name": out_name, "image": f"images/{out_name}.png",
+                                    "labels": f"labels/{out_name}.png", "yaw": float(yaw), "identity": ident})
+            if not samples:
+                raise SplatrefineError(f"no {kind} labels of '{key}' at |yaw| >= {min_yaw:g}",
+                                       "Lower finetune.min_yaw or widen the view sampler's yaw range.")
             _write_manifest(tmp, samples, self.schema)
         return root
 

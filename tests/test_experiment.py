@@ -1,0 +1,186 @@
+"""The extreme-pose experiment: bad-input refusals, config validation, and a tiny end-to-end run."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+from click.testing import CliRunner
+
+from splatrefine.commands.experiment import experiment_cmd
+from splatrefine.errors import ConfigError, SplatrefineError
+from splatrefine.experiment import (
+    MARKER,
+    VARIANTS,
+    ExperimentConfig,
+    apply_sets,
+    config_from_dict,
+    load_config,
+    prepare_out,
+)
+
+ROOT = Path(__file__).resolve().parents[1]
+EXAMPLES = ROOT / "examples" / "extreme_pose"
+
+# a minimal experiment: 2 train + 1 test identity at 32 px, a few steps, tiny fits (< 90 s on 2 cores)
+TINY = {
+    "seed": 0, "device": "cpu",
+    "data": {"resolution": 32, "train_identities": [3, 4], "test_identities": [1000]},
+    "refine": {
+        "representation": {"plugin": "dual-gs", "params": {"iterations": 8, "init_points": 300,
+                                                           "checkpoint_every": 1000}},
+        "view_sampler": {"plugin": "orbit", "params": {"yaw_count": 3, "pitch_count": 1}},
+    },
+    "targets": [{"name": "bisenet", "plugin": "bisenet",
+                 "params": {"input_size": 32, "batch_size": 32, "train_batch_size": 2},
+                 "baseline": {"steps": 2}, "finetune": {"steps": 1},
+                 "variants": ["refined", "raw", "palette", "simulated"]}],
+    "report": {"contact_views": 2},
+}
+
+
+def _run(args: list[str]):
+    return CliRunner().invoke(experiment_cmd, args, catch_exceptions=False)
+
+
+def _write(tmp_path: Path, data: dict) -> Path:
+    p = tmp_path / "exp.yaml"
+    p.write_text(yaml.safe_dump(data))
+    return p
+
+
+def test_overlapping_identities_refused(tmp_path):
+    cfg = _write(tmp_path, {"data": {"train_identities": [0, 1, 2], "test_identities": [2, 7]}})
+    out = tmp_path / "out"
+    r = _run([str(out), "-c", str(cfg), "-q"])
+    assert r.exit_code == 2
+    assert r.output.strip().splitlines()[0] == (
+        f"Error: {cfg}: identities 2 are in both data.train_identities and data.test_identities; "
+        "train and test identities must be disjoint")
+    assert not out.exists()
+
+
+def test_out_with_results_refused_unless_overwrite_or_resume(tmp_path):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / MARKER).write_text(json.dumps({"format": "splatrefine-experiment", "completed": ["data"]}))
+    (out / "results.json").write_text("{}")
+    cfg = ExperimentConfig()
+    with pytest.raises(SplatrefineError, match="already holds an experiment"):
+        prepare_out(out, cfg, resume=False, overwrite=False)
+    r = _run([str(out), "-q"])
+    assert r.exit_code == 2
+    assert r.output.splitlines()[0] == f"Error: {out}: already holds an experiment"
+    assert (out / "results.json").is_file()  # untouched
+    with pytest.raises(SplatrefineError, match="exclude each other"):
+        prepare_out(out, cfg, resume=True, overwrite=True)
+    prepare_out(out, cfg, resume=True, overwrite=False)  # no stored config: resumes
+    assert (out / "results.json").is_file()
+    prepare_out(out, cfg, resume=False, overwrite=True)
+    assert out.is_dir() and not any(out.iterdir())
+
+
+def test_foreign_folder_never_deleted(tmp_path):
+    out = tmp_path / "mine"
+    out.mkdir()
+    (out / "thesis.tex").write_text("precious")
+    for flags in ([], ["--overwrite"], ["--resume"]):
+        r = _run([str(out), "-q", *flags])
+        assert r.exit_code == 2, flags
+        assert "is not an experiment folder" in r.output
+    assert (out / "thesis.tex").read_text() == "precious"
+
+
+def test_resume_with_another_config_refused(tmp_path):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / MARKER).write_text(json.dumps({"format": "splatrefine-experiment", "completed": []}))
+    (out / "experiment.yaml").write_text(yaml.safe_dump(config_from_dict({"seed": 1}).to_dict()))
+    with pytest.raises(SplatrefineError, match="another configuration"):
+        prepare_out(out, config_from_dict({"seed": 2}), resume=True, overwrite=False)
+    prepare_out(out, config_from_dict({"seed": 1}), resume=True, overwrite=False)
+
+
+@pytest.mark.parametrize("data, message", [
+    ({"data": {"train_identities": [1, 1]}}, "identity 1 is listed twice"),
+    ({"data": {"test_identities": []}}, "expected a non-empty list"),
+    ({"data": {"rig": "dome"}}, "data.rig 'dome' is not one of"),
+    ({"targets": [{"plugin": "bisenet", "variants": ["refind"]}]}, "Did you mean 'refined'?"),
+    ({"traget": {}}, "unknown key 'traget'. Did you mean 'targets'?"),
+    ({"finetune": {"min_yaw": 95}}, "finetune.min_yaw must be a number in [0, 90)"),
+])
+def test_config_errors(data, message):
+    with pytest.raises(ConfigError) as exc:
+        config_from_dict(data, "exp.yaml")
+    assert message in str(exc.value)
+
+
+def test_unknown_plugin_or_setting_refused_before_writing(tmp_path):
+    out = tmp_path / "out"
+    cfg = _write(tmp_path, {"targets": [{"plugin": "bisnet"}]})
+    r = _run([str(out), "-c", str(cfg), "-q"])
+    assert r.exit_code == 2 and "no target_parser named 'bisnet'. Did you mean 'bisenet'?" in r.output
+    r = _run([str(out), "--set", "refine.representation.params.iteratons=3", "-q"])
+    assert r.exit_code == 2 and "Did you mean 'iterations'?" in r.output
+    r = _run([str(out), "--set", "targets.0.baseline.step=3", "-q"])
+    assert r.exit_code == 2 and "Did you mean 'steps'?" in r.output
+    assert not out.exists()
+
+
+def test_cpu_yaml_is_the_default_and_gpu_yaml_validates():
+    cpu, _ = load_config(EXAMPLES / "cpu.yaml")
+    assert cpu.to_dict() == config_from_dict({}).to_dict()
+    gpu, _ = load_config(EXAMPLES / "gpu.yaml")
+    assert gpu.resolution > cpu.resolution and len(gpu.train_identities) > len(cpu.train_identities)
+    assert not set(gpu.train_identities) & set(gpu.test_identities)
+
+
+def test_apply_sets():
+    d = apply_sets({}, ["data.resolution=64", "targets.0.baseline.steps=5", "seed=3"])
+    c = config_from_dict(d)
+    assert (c.resolution, c.seed, c.targets[0].baseline["steps"], c.targets[0].variants) == (64, 3, 5, VARIANTS)
+
+
+def test_tiny_experiment_end_to_end(tmp_path):
+    out = tmp_path / "exp"
+    r = _run([str(out), "-c", str(_write(tmp_path, TINY)), "-q"])
+    assert r.exit_code == 0, r.output
+    assert f"Results: {out / 'results.md'}" in r.output
+    res = json.loads((out / "results.json").read_text())
+    rows = res["targets"]["bisenet"]["parsers"]
+    assert list(rows) == ["baseline", "refined", "raw", "palette", "simulated"]
+    for v, row in rows.items():
+        assert set(row["scores"]) == {"all", "frontal", "mid", "extreme"}
+        for b in ("frontal", "mid", "extreme"):
+            assert 0.0 <= row["scores"][b]["miou"] <= 1.0 and 0.0 <= row["scores"][b]["mean_f1"] <= 1.0
+        assert "skin" in row["per_class"] and "extreme" in row["per_class_by_bucket"]
+        if v != "baseline":
+            d = row["delta"]["extreme"]["miou"]
+            assert d == pytest.approx(row["scores"]["extreme"]["miou"] - rows["baseline"]["scores"]["extreme"]["miou"])
+    assert res["test_views"] == {"frontal": 21, "mid": 20, "extreme": 20}
+    goals = res["targets"]["bisenet"]["goals"]
+    assert set(goals) >= {"extreme_gain", "extreme_met", "frontal_change", "frontal_met"}
+    assert set(res["refine"]) == {"bisenet-argmax", "bisenet-palette", "simulated-argmax"}
+    assert {"initial", "refined_input"} <= set(res["refine"]["simulated-argmax"])
+    # train and test data are disjoint identities; the frontal set holds only |yaw| < 30
+    frontal = json.loads((out / "data" / "frontal" / "manifest.json").read_text())["samples"]
+    assert {s["identity"] for s in frontal} == {3, 4} and max(abs(s["yaw"]) for s in frontal) < 30
+    raw = json.loads((out / "datasets" / "bisenet-argmax-raw" / "manifest.json").read_text())["samples"]
+    assert min(abs(s["yaw"]) for s in raw) >= 30
+    md = (out / "results.md").read_text()
+    for needle in ("| parser | mIoU frontal | mIoU mid | mIoU extreme |", "| baseline |", "| refined |",
+                   "| palette |", "| simulated |", "Per-class IoU", "| l_ear |", "Label quality", "Goals"):
+        assert needle in md, needle
+    for name in ("miou_bisenet.png", "contact_bisenet_frontal.png", "contact_bisenet_mid.png",
+                 "contact_bisenet_extreme.png"):
+        assert (out / "figures" / name).stat().st_size > 1000
+    # a second run refuses; --resume only redoes the results stage
+    r = _run([str(out), "-c", str(_write(tmp_path, TINY)), "-q"])
+    assert r.exit_code == 2 and "already holds an experiment" in r.output
+    before = json.loads((out / MARKER).read_text())["timings"]
+    r = _run([str(out), "-c", str(_write(tmp_path, TINY)), "-q", "--resume"])
+    assert r.exit_code == 0, r.output
+    after = json.loads((out / MARKER).read_text())["timings"]
+    assert {k: v for k, v in after.items() if k != "results"} == {k: v for k, v in before.items() if k != "results"}
