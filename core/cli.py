@@ -188,8 +188,12 @@ def config_show(config_path, plugins, sets) -> None:
     click.echo(cfg.dump(), nl=False)
 
 
-def run() -> None:  # pragma: no cover - console entry point alias
-    main(prog_name="splatrefine")
+# parsers and the experiment live in their own modules (torch is imported inside the commands)
+from .commands.experiment import experiment_cmd  # noqa: E402
+from .commands.parsers import evaluate_cmd, parse_cmd, train_cmd  # noqa: E402
+
+for _cmd in (parse_cmd, train_cmd, evaluate_cmd, experiment_cmd):
+    main.add_command(_cmd)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -110,3 +110,34 @@ def test_third_party_example_plugin_is_listed_and_selectable(runner, tmp_path):
     result = runner.invoke(cli.main, ["config", "show", "--plugin", "view_sampler=spiral", "--set", "view_sampler.count=5"])
     assert result.exit_code == 0, result.output
     assert "plugin: spiral" in result.output and "count: 5" in result.output
+
+
+def test_capture_info_json_layout(runner, tmp_path):
+    import numpy as np
+
+    from splatrefine.io.capture_folder import write_capture_folder
+    from splatrefine.testing import tiny_capture
+
+    cap = tiny_capture(views=3)
+    path = write_capture_folder(cap, tmp_path / "cap")
+    result = runner.invoke(cli.main, ["capture", "info", str(path), "--json"])
+    assert result.exit_code == 0, result.output
+    info = json.loads(result.output)
+    assert [v["name"] for v in info["views"]] == [v.name for v in cap.views]
+    first = info["views"][0]
+    assert (first["width"], first["height"]) == (32, 32)
+    assert np.allclose(first["K"], cap.views[0].camera.K) and np.allclose(first["viewmat"], cap.views[0].camera.viewmat)
+    text = runner.invoke(cli.main, ["capture", "info", str(path)])
+    assert text.exit_code == 0 and "3 views" in text.output
+
+
+def test_capture_info_broken_capture_is_one_line(runner, tmp_path):
+    from splatrefine.io.capture_folder import write_capture_folder
+    from splatrefine.testing import tiny_capture
+
+    path = write_capture_folder(tiny_capture(views=2), tmp_path / "cap")
+    image = sorted((path / "images").iterdir())[0]
+    image.unlink()
+    result = runner.invoke(cli.main, ["capture", "info", str(path)])
+    assert result.exit_code == 2
+    assert len(_lines(result)) <= 2 and str(image.name) in result.output and "Traceback" not in result.output
