@@ -156,6 +156,12 @@ class Capture:
 
     def cameras(self) -> Cameras:
         """All views' cameras as one batch, with yaw/pitch when the subject is known."""
+        sizes = sorted({(v.camera.width, v.camera.height) for v in self.views})
+        if len(sizes) > 1:
+            from .errors import CaptureError
+
+            raise CaptureError(f"{self.source or 'capture'}: views come in {len(sizes)} image sizes {sizes}; "
+                               "refinement needs one size", "Resize the images (and scale K) to one size first.")
         cams = Cameras.stack([v.camera for v in self.views], [v.name for v in self.views])
         if self.subject is None:
             return cams
