@@ -9,7 +9,6 @@ from splatrefine.errors import ConfigError
 from splatrefine.plugins.samplers.input import InputConfig, InputSampler
 from splatrefine.plugins.samplers.orbit import OrbitConfig, OrbitSampler
 from splatrefine.plugins.samplers.sphere import SphereConfig, SphereSampler
-from splatrefine.poses import look_at
 from splatrefine.roles import ComponentContext
 from splatrefine.types import Camera, Capture, Subject, View
 
@@ -25,12 +24,23 @@ def _dir(yaw: float, pitch: float) -> np.ndarray:
     return np.array([np.cos(p) * np.sin(y), np.sin(p), np.cos(p) * np.cos(y)])
 
 
+def _look_at(eye: np.ndarray, target: np.ndarray) -> np.ndarray:
+    # an upright OpenCV world-to-camera, written here independently of splatrefine.poses
+    z = (target - eye) / np.linalg.norm(target - eye)
+    x = np.cross(z, UP)
+    x /= np.linalg.norm(x)
+    R = np.stack([x, np.cross(z, x), z])
+    M = np.eye(4)
+    M[:3, :3], M[:3, 3] = R, -R @ eye
+    return M
+
+
 def _capture(with_subject: bool = True, radius: float = 2.0, focal=(50.0, 52.0, 54.0)) -> Capture:
     views = []
     for i, (yaw, f) in enumerate(zip((-40.0, 0.0, 40.0), focal)):
         K = np.array([[f, 0, W / 2], [0, f, H / 2], [0, 0, 1.0]])
         r = radius * (1.0 + 0.1 * (i - 1))  # distances 1.8, 2.0, 2.2 -> median 2.0
-        vm = look_at(CENTRE + r * _dir(yaw, 10.0), CENTRE, UP)
+        vm = _look_at(CENTRE + r * _dir(yaw, 10.0), CENTRE)
         views.append(View(f"cam{i}", Camera(vm, K, W, H), np.zeros((H, W, 3), np.uint8)))
     subject = Subject(CENTRE, FRONTAL, UP) if with_subject else None
     return Capture(views, subject=subject)
@@ -51,14 +61,17 @@ def _assert_look_at_centre(cams, centre=CENTRE):
         np.testing.assert_allclose(uv[0], [cams.width / 2, cams.height / 2], atol=1e-6)
 
 
-@pytest.mark.xfail(strict=True, reason="splatrefine.poses.look_at rolls cameras by 180 degrees "
-                   "(x = cross(z, -up) should be cross(z, up)); remove this marker once fixed")
 def test_sampled_cameras_are_upright():
     cams = OrbitSampler(OrbitConfig(yaw_count=3, pitch_count=2)).sample(_capture())
-    for i in range(len(cams)):
-        # a point above the centre projects above the image centre
-        uv_up, _ = cams[i].project((CENTRE + 0.1 * UP)[None])
-        assert uv_up[0, 1] < cams.height / 2
+    sph = SphereSampler(SphereConfig(count=5)).sample(_capture())
+    for cams in (cams, sph):
+        for i in range(len(cams)):
+            R = cams.viewmats[i, :3, :3]
+            assert abs(np.linalg.det(R) - 1.0) < 1e-9  # a rotation, not a mirror
+            assert abs(R[0] @ UP) < 1e-9  # the image's x axis is horizontal (no roll)
+            # a point above the centre projects above the image centre
+            uv_up, _ = cams[i].project((CENTRE + 0.1 * UP)[None])
+            assert uv_up[0, 1] < cams.height / 2
 
 
 def test_orbit_grid_matches_request():
@@ -110,8 +123,8 @@ def test_estimated_subject_when_the_capture_has_none():
     d = (cams.centers[2] - CENTRE) / np.linalg.norm(cams.centers[2] - CENTRE)
     np.testing.assert_allclose(d, mean / np.linalg.norm(mean), atol=1e-9)
     yaw_true, _ = _yaw_pitch_from_viewmats(cams.viewmats)
-    np.testing.assert_allclose(np.abs(yaw_true), np.abs(yaw_true[::-1]), atol=1e-9)  # symmetric rig
-    assert abs(yaw_true[2]) < 1e-9 and 60.0 < abs(yaw_true[0]) < 61.0
+    np.testing.assert_allclose(yaw_true, -yaw_true[::-1], atol=1e-9)  # symmetric rig
+    assert abs(yaw_true[2]) < 1e-9 and -61.0 < yaw_true[0] < -60.0
     _assert_look_at_centre(cams)
 
 
