@@ -159,6 +159,10 @@ def render_head(head: HeadParams, cameras: Cameras, rgb: bool = True, threads: i
     if C > 1 and threads > 1:
         from concurrent.futures import ThreadPoolExecutor
 
+        from .texture import _kernel
+
+        _kernels(), _kernel()  # compile (or load) the kernels once, before the threads start
+
         with ThreadPoolExecutor(max_workers=min(threads, C)) as pool:
             list(pool.map(one, range(C)))
     else:

@@ -35,11 +35,11 @@ from view to view but a run is reproducible.
 from __future__ import annotations
 
 import zlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
-from splatrefine.errors import CaptureError
+from splatrefine.errors import CaptureError, ConfigError
 from splatrefine.schema import IGNORE, LabelSchema
 
 PROTOCOLS = ("pose", "pixel-flip", "region-flip")
@@ -257,7 +257,7 @@ def simulate(capture, settings: NoiseSettings, seed: int = 0, run_seed: int = 0)
             "the 'simulated' initial parser needs ground-truth labels in every view, and this capture has none",
             "Use a synthetic capture ('splatrefine synth'), or a real parser (--plugin initial_parser=NAME).")
     if settings.protocol not in PROTOCOLS:
-        raise CaptureError(f"unknown noise protocol '{settings.protocol}'")
+        raise ConfigError(f"unknown noise protocol '{settings.protocol}'; expected one of {', '.join(PROTOCOLS)}")
     schema = capture.schema
     K = schema.num_classes
     cams = capture.cameras()
