@@ -200,3 +200,19 @@ def test_parts_are_ellipsoids_with_rotations():
     for part in build_parts(sample_head(0)):
         np.testing.assert_allclose(part.rot.T @ part.rot, np.eye(3), atol=1e-9)
         assert (part.radii > 0).all()
+
+
+def test_synth_command(tmp_path):
+    from click.testing import CliRunner
+
+    from splatrefine.cli import main
+
+    runner = CliRunner()
+    ok = runner.invoke(main, ["synth", str(tmp_path / "set"), "--identities", "1", "--rig", "frontal-only",
+                              "--resolution", "24"])
+    assert ok.exit_code == 0, ok.output
+    assert (tmp_path / "set" / "id_000" / "capture.json").is_file()
+    bad = runner.invoke(main, ["synth", str(tmp_path / "bad"), "--seed", "-1", "--resolution", "24"])
+    assert bad.exit_code == 2
+    assert "seed must be a non-negative integer" in bad.output and "Traceback" not in bad.output
+    assert not (tmp_path / "bad").exists()
