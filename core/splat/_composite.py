@@ -6,6 +6,7 @@ import numpy as np
 import torch
 
 from . import _kernels as K
+from . import _native
 
 TILE = 16
 
@@ -43,6 +44,12 @@ def depth_order(depths: torch.Tensor, visible: torch.Tensor) -> torch.Tensor:
     return torch.cat(parts)
 
 
+def _p(a: np.ndarray) -> int:
+    """Address of a C-contiguous array for the native kernels."""
+    assert a.flags.c_contiguous
+    return a.ctypes.data
+
+
 class _Composite(torch.autograd.Function):
     @staticmethod
     def forward(ctx, means2d, conics, opac, feats, bgs, radii, depths, width, height):
@@ -60,7 +67,9 @@ class _Composite(torch.autograd.Function):
             m2 = means2d.detach().reshape(C * N, 2).contiguous().numpy()
             cn = conics.detach().reshape(C * N, 3).contiguous().numpy()
             op = opac.detach().reshape(C * N).contiguous().numpy()
-            fe = feats.detach().reshape(C * N, D).contiguous().numpy()
+            Dp = max(8, (D + 7) // 8 * 8)
+            fe = np.zeros((C * N, Dp), npdtype)
+            fe[:, :D] = feats.detach().reshape(C * N, D).numpy()
             has_bg = bgs is not None
             bg = bgs.detach().contiguous().numpy() if has_bg else np.zeros((C, D), npdtype)
             geom = np.zeros((C * N, 8), npdtype)
@@ -73,16 +82,26 @@ class _Composite(torch.autograd.Function):
             alpha = torch.empty((C, height, width), dtype=dtype)
             T = torch.empty((C, height, width), dtype=dtype)
             last = torch.empty((C, height, width), dtype=torch.int32)
-            K.raster_forward(geom, rect, fe, bg, has_bg, tile_start, gid, width, height, tiles_x,
-                             tiles_y, consts, out.numpy(), alpha.numpy(), T.numpy(), last.numpy())
+            lib = _native.load()
+            used = np.empty(max(1, gid.shape[0]), np.uint8)  # did intersection s reach a pixel
+            if lib is not None:
+                suf = "f32" if npdtype == np.float32 else "f64"
+                getattr(lib, "sr_forward_" + suf)(
+                    _p(geom), _p(rect), _p(fe), fe.shape[1], _p(bg), int(has_bg), _p(tile_start),
+                    _p(gid), width, height, tiles_x, tiles_y, tile_start.shape[0] - 1, D,
+                    _p(out.numpy()), _p(alpha.numpy()), _p(T.numpy()), _p(last.numpy()), _p(used))
+            else:
+                K.raster_forward(geom, rect, fe, bg, has_bg, tile_start, gid, width, height,
+                                 tiles_x, tiles_y, consts, out.numpy(), alpha.numpy(), T.numpy(),
+                                 last.numpy())
         ctx.state = (geom, rect, fe, bg, has_bg, tile_start, gid, slot, slot_start, order,
-                     T, last, consts, width, height, tiles_x, tiles_y, C, N, D)
+                     T, last, consts, width, height, tiles_x, tiles_y, C, N, D, lib, used)
         return out, alpha[..., None]
 
     @staticmethod
     def backward(ctx, g_out, g_alpha):
         (geom, rect, fe, bg, has_bg, tile_start, gid, slot, slot_start, order,
-         T, last, consts, width, height, tiles_x, tiles_y, C, N, D) = ctx.state
+         T, last, consts, width, height, tiles_x, tiles_y, C, N, D, lib, used) = ctx.state
         dtype = T.dtype
         if g_out is None:
             g_out = torch.zeros((C, height, width, D), dtype=dtype)
@@ -91,17 +110,27 @@ class _Composite(torch.autograd.Function):
         go = g_out.contiguous()
         ga = g_alpha.reshape(C, height, width).contiguous()
         M = gid.shape[0]
-        gbuf = np.empty((M, 6 + D), consts.dtype)
-        K.raster_backward(geom, rect, fe, bg, has_bg, tile_start, gid, slot, width, height,
-                          tiles_x, tiles_y, consts, T.numpy(), last.numpy(), go.numpy(),
-                          ga.numpy(), gbuf)
-        grads = torch.zeros((C * N, 6 + D), dtype=dtype)
-        K.reduce_grads(order, slot_start, gbuf, grads.numpy())
-        grads = grads.reshape(C, N, 6 + D)
+        gbuf = np.empty((M, 8 + fe.shape[1]), consts.dtype)
+        grads = torch.zeros((C * N, gbuf.shape[1]), dtype=dtype)
+        if lib is not None:
+            suf = "f32" if dtype == torch.float32 else "f64"
+            getattr(lib, "sr_backward_" + suf)(
+                _p(geom), _p(rect), _p(fe), fe.shape[1], _p(bg), int(has_bg), _p(tile_start),
+                _p(gid), _p(slot), width, height, tiles_x, tiles_y, tile_start.shape[0] - 1, D,
+                _p(T.numpy()), _p(last.numpy()), _p(go.numpy()), _p(ga.numpy()), _p(used),
+                _p(gbuf))
+            getattr(lib, "sr_reduce_" + suf)(_p(order), order.shape[0], _p(slot_start), _p(gbuf),
+                                              gbuf.shape[1], _p(grads.numpy()))
+        else:
+            K.raster_backward(geom, rect, fe, bg, has_bg, tile_start, gid, slot, width, height,
+                              tiles_x, tiles_y, consts, T.numpy(), last.numpy(), go.numpy(),
+                              ga.numpy(), gbuf)
+            K.reduce_grads(order, slot_start, gbuf, grads.numpy())
+        grads = grads.reshape(C, N, gbuf.shape[1])
         v_means2d = grads[..., 0:2]
         v_conics = grads[..., 2:5]
         v_opac = grads[..., 5]
-        v_feats = grads[..., 6:]
+        v_feats = grads[..., 8:8 + D]
         v_bg = torch.einsum("chwd,chw->cd", go, T) if has_bg else None
         return v_means2d, v_conics, v_opac, v_feats, v_bg, None, None, None, None
 

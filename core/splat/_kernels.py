@@ -7,7 +7,7 @@ dtype of the data (a Python float literal would promote float32 maths to float64
 Layouts (G = C*N flattened camera-major Gaussian slots):
     geom  [G,8]  mean x, mean y, conic a, b, c, opacity, prefilter sigma threshold, unused
     rect  [G,4]  inclusive pixel bbox x0, x1, y0, y1 where alpha can reach 1/255 (clipped)
-    feats [G,D]  features per slot
+    feats [G,Dp] features per slot, zero padded to a multiple of 8 channels (SIMD-friendly)
     isect_gid [M]  slot of each intersection, sorted by (camera, tile, depth)
     isect_slot [M] position of the intersection in slot-major order (for the gradient reduction)
     tile_start [C*T+1] offsets of each tile's run in the sorted list
@@ -22,21 +22,32 @@ from numba import njit, prange
 
 # indices into `consts`
 K_HALF, K_ONE, K_ZERO, K_ALPHA_MIN, K_ALPHA_MAX, K_T_MIN = 0, 1, 2, 3, 4, 5
-N_CONSTS = 6
+K_LOG2E, K_LN2_HI, K_LN2_LO = 6, 7, 8
+K_POW2 = 10  # 2^-n, n = 0..11
+K_POLY = 24  # 1/k!, k = 0..11
+K_NF = 36  # float(n), n = 0..11 (int -> float in the data dtype without a float64 detour)
 
 
 def make_consts(dtype: np.dtype) -> np.ndarray:
     """The float constants of the kernels in `dtype` (gsplat's float32 values for float32)."""
-    return np.array([0.5, 1.0, 0.0, 1.0 / 255.0, 0.999, 1e-4], dtype=dtype)
+    c = np.zeros(48, dtype=np.float64)
+    c[:6] = [0.5, 1.0, 0.0, 1.0 / 255.0, 0.999, 1e-4]
+    c[K_LOG2E] = 1.4426950408889634
+    c[K_LN2_HI] = 0.693359375  # few mantissa bits: n * LN2_HI is exact
+    c[K_LN2_LO] = math.log(2.0) - 0.693359375
+    c[K_POW2:K_POW2 + 12] = [2.0 ** -n for n in range(12)]
+    c[K_POLY:K_POLY + 12] = [1.0 / math.factorial(k) for k in range(12)]
+    c[K_NF:K_NF + 12] = np.arange(12)
+    return c.astype(dtype)
 
 
-@njit(cache=True, parallel=True)
+@njit(cache=True)
 def prepare_geometry(means2d, conics, opac, visible, width, height, consts, geom, rect):  # pragma: no cover
     """Fill geom [G,8] and rect [G,4] for visible slots (visible [G] bool)."""
     G = means2d.shape[0]
     half = consts[K_HALF]
     one = consts[K_ONE]
-    for g in prange(G):
+    for g in range(G):
         if not visible[g]:
             rect[g, 0] = 1
             rect[g, 1] = 0
@@ -126,15 +137,54 @@ def bin_tiles(order, tile_rect, cam_of, n_tiles_cam, tiles_x, n_cams):  # pragma
     return tile_start, isect_gid, isect_slot, slot_start
 
 
+@njit(cache=True, inline="always")
+def _exp_neg(s, consts):  # pragma: no cover
+    """exp(-s) for 0 <= s < 13.5, branch-free (vectorizes), ~1 ulp in float32 and float64.
+
+    s = n ln2 + r with |r| <= ln2/2 (Cody-Waite split of ln2), e^-r by a degree 11 Taylor
+    polynomial, 2^-n by four selects."""
+    fn = np.floor(s * consts[K_LOG2E] + consts[K_HALF])
+    r = (s - fn * consts[K_LN2_HI]) - fn * consts[K_LN2_LO]
+    mr = -r
+    q = consts[K_POLY + 11]
+    q = q * mr + consts[K_POLY + 10]
+    q = q * mr + consts[K_POLY + 9]
+    q = q * mr + consts[K_POLY + 8]
+    q = q * mr + consts[K_POLY + 7]
+    q = q * mr + consts[K_POLY + 6]
+    q = q * mr + consts[K_POLY + 5]
+    q = q * mr + consts[K_POLY + 4]
+    q = q * mr + consts[K_POLY + 3]
+    q = q * mr + consts[K_POLY + 2]
+    q = q * mr + consts[K_POLY + 1]
+    q = q * mr + consts[K_POLY + 0]
+    one = consts[K_ONE]
+    e8 = fn >= consts[K_NF + 8]
+    q = q * (consts[K_POW2 + 8] if e8 else one)
+    fn = fn - (consts[K_NF + 8] if e8 else consts[K_ZERO])
+    e4 = fn >= consts[K_NF + 4]
+    q = q * (consts[K_POW2 + 4] if e4 else one)
+    fn = fn - (consts[K_NF + 4] if e4 else consts[K_ZERO])
+    e2 = fn >= consts[K_NF + 2]
+    q = q * (consts[K_POW2 + 2] if e2 else one)
+    fn = fn - (consts[K_NF + 2] if e2 else consts[K_ZERO])
+    e1 = fn >= consts[K_NF + 1]
+    return q * (consts[K_POW2 + 1] if e1 else one)
+
+
 @njit(cache=True, parallel=True)
 def raster_forward(geom, rect, feats, bgs, has_bg, tile_start, isect_gid, width, height,
                    tiles_x, tiles_y, consts, out, out_alpha, out_T, out_last):  # pragma: no cover
     """Front-to-back compositing per 16x16 tile.
 
-    out [C,H,W,D], out_alpha/out_T [C,H,W], out_last [C,H,W] int32 (index of the last
-    intersection that contributed, -1 if none).
+    Per intersection and bbox row, the 16 pixels of the tile row are evaluated branch-free
+    (SIMD), then the contributing pixels accumulate their Dp channels (SIMD).
+    feats [G,Dp] with Dp a multiple of 8 (zero padded); out [C,H,W,D] (D <= Dp),
+    out_alpha/out_T [C,H,W], out_last [C,H,W] int32 (index of the last intersection that
+    contributed, -1 if none).
     """
-    D = feats.shape[1]
+    D = out.shape[3]
+    Dp = feats.shape[1]
     n_tiles_cam = tiles_x * tiles_y
     n_tiles = tile_start.shape[0] - 1
     half = consts[K_HALF]
@@ -152,20 +202,22 @@ def raster_forward(geom, rect, feats, bgs, has_bg, tile_start, isect_gid, width,
         py0 = tyi * 16
         px1 = min(px0 + 16, width)
         py1 = min(py0 + 16, height)
-        tw = px1 - px0
-        npix = tw * (py1 - py0)
+        npix = (px1 - px0) * (py1 - py0)
         T = np.empty(256, consts.dtype)
-        acc = np.zeros(256 * D, consts.dtype)
+        alive = np.empty(256, consts.dtype)
+        acc = np.zeros((256, Dp), consts.dtype)
         last = np.empty(256, np.int32)
-        done = np.zeros(256, np.bool_)
+        wrow = np.empty(16, consts.dtype)
         pxc = np.empty(16, consts.dtype)
         pyc = np.empty(16, consts.dtype)
         for i in range(16):
-            pxc[i] = consts.dtype.type(px0 + i) + half
-            pyc[i] = consts.dtype.type(py0 + i) + half
+            pxc[i] = (zero + (px0 + i)) + half
+            pyc[i] = (zero + (py0 + i)) + half
         for p in range(256):
             T[p] = one
             last[p] = -1
+            inside = (p // 16) < (py1 - py0) and (p % 16) < (px1 - px0)
+            alive[p] = one if inside else zero
         n_done = 0
         for s in range(tile_start[t], tile_start[t + 1]):
             g = isect_gid[s]
@@ -184,51 +236,63 @@ def raster_forward(geom, rect, feats, bgs, has_bg, tile_start, isect_gid, width,
             smax = geom[g, 6]
             for y in range(y0, y1 + 1):
                 dy = my - pyc[y - py0]
-                for x in range(x0, x1 + 1):
-                    p = (y - py0) * 16 + (x - px0)
-                    if done[p]:
-                        continue
-                    dx = mx - pxc[x - px0]
+                row = (y - py0) * 16
+                hdy = half * cc * dy * dy
+                bdy = cb * dy
+                stops = 0
+                for j in range(16):
+                    p = row + j
+                    dx = mx - pxc[j]
                     sigma = half * (ca * dx * dx + cc * dy * dy) + cb * dx * dy
-                    if sigma < zero or sigma > smax:
-                        continue
-                    alpha = min(amax, o * np.exp(-sigma))
-                    if alpha < amin:
-                        continue
+                    sc = min(max(sigma, zero), smax)
+                    a = min(amax, o * _exp_neg(sc, consts))
+                    ok = (sigma >= zero) and (sigma <= smax) and (a >= amin) and (alive[p] > zero)
                     Tp = T[p]
-                    nT = Tp * (one - alpha)
-                    if nT <= tmin:
-                        done[p] = True
-                        n_done += 1
-                        continue
-                    w = alpha * Tp
-                    base = p * D
-                    for k in range(D):
-                        acc[base + k] += w * feats[g, k]
-                    T[p] = nT
-                    last[p] = s
+                    nT = Tp * (one - a)
+                    stop = ok and (nT <= tmin)
+                    con = ok and (nT > tmin)
+                    wrow[j] = a * Tp if con else zero
+                    T[p] = nT if con else Tp
+                    alive[p] = zero if stop else alive[p]
+                    last[p] = s if con else last[p]
+                    stops += 1 if stop else 0
+                n_done += stops
+                for j in range(x0 - px0, x1 - px0 + 1):
+                    w = wrow[j]
+                    if w != zero:
+                        p = row + j
+                        for k0 in range(0, Dp, 8):
+                            f0 = feats[g, k0]
+                            f1 = feats[g, k0 + 1]
+                            f2 = feats[g, k0 + 2]
+                            f3 = feats[g, k0 + 3]
+                            f4 = feats[g, k0 + 4]
+                            f5 = feats[g, k0 + 5]
+                            f6 = feats[g, k0 + 6]
+                            f7 = feats[g, k0 + 7]
+                            acc[p, k0] += w * f0
+                            acc[p, k0 + 1] += w * f1
+                            acc[p, k0 + 2] += w * f2
+                            acc[p, k0 + 3] += w * f3
+                            acc[p, k0 + 4] += w * f4
+                            acc[p, k0 + 5] += w * f5
+                            acc[p, k0 + 6] += w * f6
+                            acc[p, k0 + 7] += w * f7
             if n_done >= npix:
                 break
         for y in range(py0, py1):
             for x in range(px0, px1):
                 p = (y - py0) * 16 + (x - px0)
                 Tp = T[p]
-                for k in range(D):
-                    v = acc[p * D + k]
-                    if has_bg:
-                        v += Tp * bgs[cam, k]
-                    out[cam, y, x, k] = v
+                if has_bg:
+                    for k in range(D):
+                        out[cam, y, x, k] = acc[p, k] + Tp * bgs[cam, k]
+                else:
+                    for k in range(D):
+                        out[cam, y, x, k] = acc[p, k]
                 out_alpha[cam, y, x] = one - Tp
                 out_T[cam, y, x] = Tp
                 out_last[cam, y, x] = last[p]
-
-
-@njit(cache=True, fastmath={"reassoc", "nsz", "arcp", "contract"}, inline="never")
-def _dot(a, ia, b, ib, n):  # pragma: no cover
-    s = a[ia, 0] * 0
-    for k in range(n):
-        s += a[ia, k] * b[ib, k]
-    return s
 
 
 @njit(cache=True, parallel=True)
@@ -236,8 +300,13 @@ def raster_backward(geom, rect, feats, bgs, has_bg, tile_start, isect_gid, isect
                     height, tiles_x, tiles_y, consts, out_T, out_last, g_out, g_alpha,
                     gbuf):  # pragma: no cover
     """Back-to-front pass per tile; writes per-intersection gradients to gbuf[slot, :]:
-    [d mean x, d mean y, d conic a, b, c, d opacity, d feats (D)]."""
-    D = feats.shape[1]
+    [d mean x, d mean y, d conic a, b, c, d opacity, 0, 0, d feats (Dp)].
+
+    Per pixel (front-to-back weights w_i = alpha_i T_i, T_i recovered from the final T by
+    division): dL/dfeat_i += w_i g; dL/dalpha_i = T_i (feat_i . g) + (gA T_final - S_i)/(1-alpha_i)
+    with S_i = sum_{j>i} w_j (feat_j . g) + T_final (bg . g)."""
+    D = g_out.shape[3]
+    Dp = feats.shape[1]
     n_tiles_cam = tiles_x * tiles_y
     n_tiles = tile_start.shape[0] - 1
     half = consts[K_HALF]
@@ -259,25 +328,35 @@ def raster_backward(geom, rect, feats, bgs, has_bg, tile_start, isect_gid, isect
         px1 = min(px0 + 16, width)
         py1 = min(py0 + 16, height)
         T = np.ones(256, consts.dtype)
-        Tf = np.zeros(256, consts.dtype)
+        TfGA = np.zeros(256, consts.dtype)
         SG = np.zeros(256, consts.dtype)
-        GA = np.zeros(256, consts.dtype)
         last = np.full(256, -1, np.int32)
-        gp = np.zeros((256, D), consts.dtype)
-        vloc = np.empty(6 + D, consts.dtype)
+        gp = np.zeros((256, Dp), consts.dtype)
+        vf = np.empty(Dp, consts.dtype)
         pxc = np.empty(16, consts.dtype)
         pyc = np.empty(16, consts.dtype)
+        wrow = np.empty(16, consts.dtype)
+        cgrow = np.empty(16, consts.dtype)
+        l_mx = np.empty(16, consts.dtype)
+        l_my = np.empty(16, consts.dtype)
+        l_a = np.empty(16, consts.dtype)
+        l_b = np.empty(16, consts.dtype)
+        l_c = np.empty(16, consts.dtype)
+        l_o = np.empty(16, consts.dtype)
+        r_ra = np.empty(16, consts.dtype)
+        r_ti = np.empty(16, consts.dtype)
+        r_raw = np.empty(16, consts.dtype)
+        r_vis = np.empty(16, consts.dtype)
         for i in range(16):
-            pxc[i] = consts.dtype.type(px0 + i) + half
-            pyc[i] = consts.dtype.type(py0 + i) + half
+            pxc[i] = (zero + (px0 + i)) + half
+            pyc[i] = (zero + (py0 + i)) + half
         max_last = -1
         for y in range(py0, py1):
             for x in range(px0, px1):
                 p = (y - py0) * 16 + (x - px0)
                 Tp = out_T[cam, y, x]
                 T[p] = Tp
-                Tf[p] = Tp
-                GA[p] = g_alpha[cam, y, x]
+                TfGA[p] = Tp * g_alpha[cam, y, x]
                 lp = out_last[cam, y, x]
                 last[p] = lp
                 if lp > max_last:
@@ -291,8 +370,16 @@ def raster_backward(geom, rect, feats, bgs, has_bg, tile_start, isect_gid, isect
                 SG[p] = Tp * sg
         for s in range(s_end - 1, s_begin - 1, -1):
             g = isect_gid[s]
-            for k in range(6 + D):
-                vloc[k] = zero
+            slot = isect_slot[s]
+            for k in range(Dp):
+                vf[k] = zero
+            for j in range(16):
+                l_mx[j] = zero
+                l_my[j] = zero
+                l_a[j] = zero
+                l_b[j] = zero
+                l_c[j] = zero
+                l_o[j] = zero
             x0 = max(rect[g, 0], px0)
             x1 = min(rect[g, 1], px1 - 1)
             y0 = max(rect[g, 2], py0)
@@ -307,39 +394,106 @@ def raster_backward(geom, rect, feats, bgs, has_bg, tile_start, isect_gid, isect
                 smax = geom[g, 6]
                 for y in range(y0, y1 + 1):
                     dy = my - pyc[y - py0]
-                    for x in range(x0, x1 + 1):
-                        p = (y - py0) * 16 + (x - px0)
-                        if s > last[p]:
-                            continue
-                        dx = mx - pxc[x - px0]
+                    row = (y - py0) * 16
+                    # phase 1: the 16 pixels of the row, branch-free
+                    for j in range(16):
+                        p = row + j
+                        dx = mx - pxc[j]
                         sigma = half * (ca * dx * dx + cc * dy * dy) + cb * dx * dy
-                        if sigma < zero or sigma > smax:
-                            continue
-                        vis = np.exp(-sigma)
+                        sc = min(max(sigma, zero), smax)
+                        vis = _exp_neg(sc, consts)
                         raw = o * vis
                         alpha = min(amax, raw)
-                        if alpha < amin:
-                            continue
+                        ok = (s <= last[p]) and (sigma >= zero) and (sigma <= smax) and (alpha >= amin)
                         ra = one / (one - alpha)
-                        Ti = T[p] * ra
-                        w = alpha * Ti
-                        cg = _dot(feats, g, gp, p, D)
-                        for k in range(D):
-                            vloc[6 + k] += w * gp[p, k]
-                        v_alpha = Ti * cg + (GA[p] * Tf[p] - SG[p]) * ra
-                        if raw <= amax:
-                            v_sigma = -v_alpha * raw
-                            vloc[0] += v_sigma * (ca * dx + cb * dy)
-                            vloc[1] += v_sigma * (cb * dx + cc * dy)
-                            vloc[2] += v_sigma * half * dx * dx
-                            vloc[3] += v_sigma * dx * dy
-                            vloc[4] += v_sigma * half * dy * dy
-                            vloc[5] += v_alpha * vis
+                        Tp = T[p]
+                        Ti = Tp * ra
+                        wrow[j] = alpha * Ti if ok else zero
+                        T[p] = Ti if ok else Tp
+                        r_ra[j] = ra
+                        r_ti[j] = Ti
+                        r_raw[j] = raw
+                        r_vis[j] = vis
+                        cgrow[j] = zero
+                    # phase 2: channels of the contributing pixels
+                    for j in range(x0 - px0, x1 - px0 + 1):
+                        w = wrow[j]
+                        if w != zero:
+                            p = row + j
+                            c0 = zero
+                            c1 = zero
+                            c2 = zero
+                            c3 = zero
+                            c4 = zero
+                            c5 = zero
+                            c6 = zero
+                            c7 = zero
+                            for k0 in range(0, Dp, 8):
+                                g0 = gp[p, k0]
+                                g1 = gp[p, k0 + 1]
+                                g2 = gp[p, k0 + 2]
+                                g3 = gp[p, k0 + 3]
+                                g4 = gp[p, k0 + 4]
+                                g5 = gp[p, k0 + 5]
+                                g6 = gp[p, k0 + 6]
+                                g7 = gp[p, k0 + 7]
+                                c0 += feats[g, k0] * g0
+                                c1 += feats[g, k0 + 1] * g1
+                                c2 += feats[g, k0 + 2] * g2
+                                c3 += feats[g, k0 + 3] * g3
+                                c4 += feats[g, k0 + 4] * g4
+                                c5 += feats[g, k0 + 5] * g5
+                                c6 += feats[g, k0 + 6] * g6
+                                c7 += feats[g, k0 + 7] * g7
+                                vf[k0] += w * g0
+                                vf[k0 + 1] += w * g1
+                                vf[k0 + 2] += w * g2
+                                vf[k0 + 3] += w * g3
+                                vf[k0 + 4] += w * g4
+                                vf[k0 + 5] += w * g5
+                                vf[k0 + 6] += w * g6
+                                vf[k0 + 7] += w * g7
+                            cgrow[j] = ((c0 + c1) + (c2 + c3)) + ((c4 + c5) + (c6 + c7))
+                    # phase 3: geometry gradients, branch-free over the 16 pixels
+                    for j in range(16):
+                        p = row + j
+                        w = wrow[j]
+                        cg = cgrow[j]
+                        dx = mx - pxc[j]
+                        v_alpha = r_ti[j] * cg + (TfGA[p] - SG[p]) * r_ra[j]
+                        raw = r_raw[j]
+                        use = (w != zero) and (raw <= amax)
+                        v_sigma = -v_alpha * raw if use else zero
+                        l_mx[j] += v_sigma * (ca * dx + cb * dy)
+                        l_my[j] += v_sigma * (cb * dx + cc * dy)
+                        l_a[j] += v_sigma * half * dx * dx
+                        l_b[j] += v_sigma * dx * dy
+                        l_c[j] += v_sigma * half * dy * dy
+                        l_o[j] += v_alpha * r_vis[j] if use else zero
                         SG[p] += w * cg
-                        T[p] = Ti
-            slot = isect_slot[s]
-            for k in range(6 + D):
-                gbuf[slot, k] = vloc[k]
+            s_mx = zero
+            s_my = zero
+            s_a = zero
+            s_b = zero
+            s_c = zero
+            s_o = zero
+            for j in range(16):
+                s_mx += l_mx[j]
+                s_my += l_my[j]
+                s_a += l_a[j]
+                s_b += l_b[j]
+                s_c += l_c[j]
+                s_o += l_o[j]
+            gbuf[slot, 0] = s_mx
+            gbuf[slot, 1] = s_my
+            gbuf[slot, 2] = s_a
+            gbuf[slot, 3] = s_b
+            gbuf[slot, 4] = s_c
+            gbuf[slot, 5] = s_o
+            gbuf[slot, 6] = zero
+            gbuf[slot, 7] = zero
+            for k in range(Dp):
+                gbuf[slot, 8 + k] = vf[k]
 
 
 @njit(cache=True, parallel=True)

@@ -1,0 +1,198 @@
+"""Benchmark of splatrefine.splat.rasterize (CPU backend) against the pure-torch reference.
+
+    OMP_WAIT_POLICY=PASSIVE python bench/raster.py            # full table (a few minutes)
+    python bench/raster.py --cases 20000x256x22 --repeat 5     # one case
+
+For N in {5k, 20k, 100k}, resolution {256, 512}, D in {3, 22}: forward and forward+backward
+median ms, peak memory of one forward+backward (MB above the process's resident size before the
+call, from VmHWM after resetting it through /proc/self/clear_refs), and the speedup of
+forward+backward over tests/splat_reference.py measured in the same run (n/a where the
+reference would evaluate more than --ref-pairs pixel-Gaussian pairs).
+
+The scene is a fitted-head-like cloud: flat Gaussians on an ellipsoid surface (spacing-sized,
+log-normal scales, opacities spread over 0.05..1) plus a volume of smaller interior ones, seen
+from 2.2 head radii so the head fills about 70% of the frame.
+"""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+import argparse  # noqa: E402
+import math  # noqa: E402
+import statistics  # noqa: E402
+import sys  # noqa: E402
+import time  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import torch  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+
+from splatrefine.splat import rasterize  # noqa: E402
+
+
+def head_scene(n: int, d: int, res: int, seed: int = 0, dtype=torch.float32):
+    """(means, quats, scales, opacities, colors, viewmats [1,4,4], Ks [1,3,3]) of a head-like cloud."""
+    g = torch.Generator().manual_seed(seed)
+    n_surf = int(n * 0.85)
+    n_vol = n - n_surf
+    axes = torch.tensor([0.8, 1.0, 0.9])
+    v = torch.randn(n_surf, 3, generator=g)
+    v = v / v.norm(dim=1, keepdim=True)
+    surf = v * axes
+    normal = v / axes
+    normal = normal / normal.norm(dim=1, keepdim=True)
+    vol = (torch.rand(n_vol, 3, generator=g) * 2 - 1) * axes * 0.9
+    means = torch.cat([surf, vol])
+    area = 4 * math.pi * 0.9 ** 2
+    spacing = math.sqrt(area / n_surf)
+    sc = spacing * torch.exp(0.35 * torch.randn(n, 3, generator=g)) * 0.8
+    sc[:n_surf, 2] *= 0.15  # flat along the local normal
+    sc[n_surf:] *= 0.6
+    # quaternion that turns z onto the surface normal (random spin for volume Gaussians)
+    z = torch.tensor([0.0, 0.0, 1.0]).expand(n_surf, 3)
+    axis = torch.cross(z, normal, dim=1)
+    cosang = (z * normal).sum(1).clamp(-1, 1)
+    ang = torch.acos(cosang)
+    axis = axis / axis.norm(dim=1, keepdim=True).clamp(min=1e-9)
+    q_surf = torch.cat([torch.cos(ang / 2)[:, None], axis * torch.sin(ang / 2)[:, None]], 1)
+    q_vol = torch.randn(n_vol, 4, generator=g)
+    quats = torch.cat([q_surf, q_vol])
+    opac = torch.sigmoid(torch.randn(n, generator=g) * 1.5 + 0.5).clamp(0.05, 1.0)
+    colors = torch.rand(n, d, generator=g)
+    dist = 2.2
+    viewmat = torch.eye(4)
+    viewmat[2, 3] = dist
+    f = 0.5 * res / math.tan(math.radians(25.0))
+    K = torch.tensor([[f, 0, res / 2], [0, f, res / 2], [0, 0, 1.0]])
+    out = (means, quats, sc, opac, colors, viewmat[None], K[None])
+    return tuple(t.to(dtype).contiguous() for t in out)
+
+
+def _rss_mb() -> float:
+    with open("/proc/self/status") as fh:
+        for line in fh:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024.0
+    return float("nan")
+
+
+def _peak_mb() -> float:
+    with open("/proc/self/status") as fh:
+        for line in fh:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024.0
+    return float("nan")
+
+
+def _reset_peak() -> bool:
+    try:
+        with open("/proc/self/clear_refs", "w") as fh:
+            fh.write("5")
+        return True
+    except OSError:
+        return False
+
+
+def _fwd(fn, args, res):
+    with torch.no_grad():
+        r, a, _ = fn(*args, res, res)
+    return r
+
+
+def _fwd_bwd(fn, args, res):
+    params = [t.detach().requires_grad_(True) for t in args[:5]]
+    r, a, _ = fn(*params, *args[5:], res, res)
+    loss = r.sum() + a.sum()
+    loss.backward()
+    return r
+
+
+def _time(fn, repeat):
+    ts = []
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        fn()
+        ts.append((time.perf_counter() - t0) * 1000.0)
+    return statistics.median(ts)
+
+
+def _ref_pairs(args, res) -> int:
+    """Pixel-Gaussian pairs the reference evaluates (Gaussians x pixels of the bands they cover)."""
+    from splat_reference import ref_project
+
+    means, quats, scales, _, _, vm, K = args
+    with torch.no_grad():
+        radii, m2, _, _ = ref_project(means, quats, scales, vm, K, res, res)
+    vis = (radii[0] > 0).all(-1)
+    y = m2[0, vis, 1]
+    r = radii[0, vis, 1].to(y.dtype)
+    tiles_y = math.ceil(res / 16)
+    t0 = torch.floor(y / 16 - r / 16).clamp(0, tiles_y)
+    t1 = torch.ceil(y / 16 + r / 16).clamp(0, tiles_y)
+    return int(((t1 - t0).clamp(min=0) * 16 * res).sum().item())
+
+
+def run_case(n, res, d, repeat, ref_pairs_limit, ref_repeat):
+    from splat_reference import ref_rasterize
+
+    args = head_scene(n, d, res)
+    _fwd_bwd(rasterize, args, res)  # warm-up (compiles or loads the numba cache)
+    fwd = _time(lambda: _fwd(rasterize, args, res), repeat)
+    fb = _time(lambda: _fwd_bwd(rasterize, args, res), repeat)
+    base = _rss_mb()
+    ok = _reset_peak()
+    _fwd_bwd(rasterize, args, res)
+    peak = _peak_mb() - base if ok else float("nan")
+    pairs = _ref_pairs(args, res)
+    if pairs <= ref_pairs_limit:
+        ref = _time(lambda: _fwd_bwd(lambda *a, **k: ref_rasterize(*a, **k), args, res), ref_repeat)
+        speed = f"{ref / fb:7.1f}x"
+        ref_s = f"{ref:9.0f}"
+    else:
+        speed, ref_s = "    n/a", "      n/a"
+    with torch.no_grad():
+        _, _, meta = rasterize(*args, res, res)
+    return fwd, fb, peak, ref_s, speed, int((meta["radii"] > 0).all(-1).sum())
+
+
+def main(argv=None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--cases", nargs="*", default=None, help="NxRESxD, e.g. 20000x256x22")
+    ap.add_argument("--repeat", type=int, default=7)
+    ap.add_argument("--ref-repeat", type=int, default=1)
+    ap.add_argument("--ref-pairs", type=float, default=6e8,
+                    help="skip the reference above this many pixel-Gaussian pairs")
+    a = ap.parse_args(argv)
+    if a.cases:
+        cases = [tuple(int(v) for v in c.split("x")) for c in a.cases]
+    else:
+        cases = [(n, r, d) for n in (5000, 20000, 100000) for r in (256, 512) for d in (3, 22)]
+    import numba
+
+    print(f"torch {torch.__version__} threads={torch.get_num_threads()}  numba {numba.__version__} "
+          f"threads={numba.get_num_threads()} layer={numba.threading_layer() if _layer_ready() else '?'}  "
+          f"OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY')}")
+    print(f"{'N':>7} {'res':>4} {'D':>3} {'visible':>7} {'fwd ms':>8} {'fwd+bwd ms':>10} "
+          f"{'peak MB':>8} {'ref ms':>9} {'speedup':>8}")
+    for n, r, d in cases:
+        fwd, fb, peak, ref_s, speed, vis = run_case(n, r, d, a.repeat, a.ref_pairs, a.ref_repeat)
+        print(f"{n:>7} {r:>4} {d:>3} {vis:>7} {fwd:8.1f} {fb:10.1f} {peak:8.0f} {ref_s} {speed}",
+              flush=True)
+
+
+def _layer_ready() -> bool:
+    try:
+        import numba
+
+        numba.threading_layer()
+        return True
+    except ValueError:
+        return False
+
+
+if __name__ == "__main__":
+    main()
