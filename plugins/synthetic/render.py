@@ -118,6 +118,29 @@ def _window(part: Part, viewmat: np.ndarray, K: np.ndarray, width: int, height: 
     return slice(y0, y1), slice(x0, x1)
 
 
+SMOOTH_KINDS = ("skin", "neck")
+
+
+def _normal(part: Part, loc: np.ndarray) -> np.ndarray:
+    """Unit outward normals [N,3] at unit-sphere coordinates `loc` of an ellipsoid."""
+    n = np.einsum("nj,kj->nk", loc / part.radii, part.rot)
+    return n / np.linalg.norm(n, axis=1, keepdims=True)
+
+
+def _blend_normals(part: Part, normal: np.ndarray, pts: np.ndarray, others: list[Part], width: float = 0.12) -> np.ndarray:
+    """Soften the shading crease where two skin ellipsoids meet: near another part's surface
+    (|implicit value| < width) its normal is blended in. Shading only; labels are untouched."""
+    acc = normal.copy()
+    for q in others:
+        lq = _local(q, pts)
+        f = np.einsum("ij,ij->i", lq, lq) - 1.0
+        w = np.exp(-(f / width) ** 2)
+        near = w > 1e-3
+        if near.any():
+            acc[near] += w[near, None] * _normal(q, lq[near])
+    return acc / np.maximum(np.linalg.norm(acc, axis=1, keepdims=True), 1e-9)
+
+
 def _shade(normal: np.ndarray, view: np.ndarray, albedo: np.ndarray, gloss: np.ndarray) -> np.ndarray:
     """Diffuse + ambient + a little Blinn-Phong specular. normal, view (towards camera) [N,3]."""
     light = np.full(len(normal), AMBIENT, dtype=np.float32)
@@ -234,8 +257,9 @@ def _render_view(head: HeadParams, parts: list[Part], vm: np.ndarray, K: np.ndar
         d = dirs[win][sel]
         pts = origin + best_t[win][sel][:, None] * d
         loc = _local(part, pts)
-        normal = np.einsum("nj,kj->nk", loc / part.radii, part.rot)
-        normal /= np.linalg.norm(normal, axis=1, keepdims=True)
+        normal = _normal(part, loc)
+        if part.kind in SMOOTH_KINDS:
+            normal = _blend_normals(part, normal, pts, [q for q in opaque if q.kind in SMOOTH_KINDS and q is not part])
         normal[inside[win][sel]] *= -1.0
         labels_k, albedo, gloss = material(part, loc, pts, head)
         view = -d / np.linalg.norm(d, axis=1, keepdims=True)
