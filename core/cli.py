@@ -82,7 +82,7 @@ def refine(capture, demo, config_path, plugins, sets, output, resume, overwrite,
 @click.option("--resolution", default=256, show_default=True, type=click.IntRange(16, 4096))
 def synth(out_dir, identities, seed, rig, resolution) -> None:
     """Write procedural head captures with exact GT labels to OUT_DIR (one folder per identity)."""
-    from .plugins.synthetic.capture import write_synthetic
+    from .plugins.synthetic import write_synthetic
 
     paths = write_synthetic(out_dir, identities=identities, seed=seed, rig=rig, resolution=resolution)
     for p in paths:

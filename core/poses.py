@@ -33,7 +33,7 @@ def look_at(eye: np.ndarray, target: np.ndarray, up: np.ndarray) -> np.ndarray:
     """World-to-camera [4,4] (OpenCV axes) for a camera at `eye` looking at `target`."""
     z = target - eye
     z = z / np.linalg.norm(z)
-    x = np.cross(z, -up)
+    x = np.cross(z, up)  # image right; then y = z x x points image-down, opposite to `up`
     if np.linalg.norm(x) < 1e-9:  # looking straight along up: pick any perpendicular
         x = np.cross(z, np.array([1.0, 0.0, 0.0]) if abs(z[0]) < 0.9 else np.array([0.0, 1.0, 0.0]))
     x = x / np.linalg.norm(x)

@@ -52,7 +52,7 @@ def run_refine(*, capture: Path | None, demo: bool, config_path: Path | None, pl
             prepare_run_dir(run_dir, resume=True, overwrite=False)
         else:
             prepare_run_dir(run_dir, resume=resume, overwrite=overwrite)
-            from .plugins.synthetic.capture import write_synthetic
+            from .plugins.synthetic import write_synthetic
 
             write_synthetic(capture_dir, identities=1, seed=config.seed, rig="facescape-like", resolution=256)
         cap = registry.open_capture(str(capture_dir / "id_000"))

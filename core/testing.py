@@ -54,10 +54,10 @@ def render_sphere(cameras: Cameras, schema: LabelSchema = CELEBAMASK_HQ) -> tupl
         s = -b - np.sqrt(np.where(hit, disc, 0))
         p = origin + s[..., None] * d
         lab = np.zeros((H, W), np.uint8)
-        # the subject's left is +x (left = up x frontal with up = -y, frontal = +z)
+        # the subject's left is -x here (left = up x frontal with up = -y, frontal = +z)
         part = np.where(p[..., 1] < -0.45, schema.index("hair"),
-               np.where(p[..., 0] > 0.75, schema.index("l_ear"),
-               np.where(p[..., 0] < -0.75, schema.index("r_ear"),
+               np.where(p[..., 0] < -0.75, schema.index("l_ear"),
+               np.where(p[..., 0] > 0.75, schema.index("r_ear"),
                np.where(p[..., 2] > 0.0, schema.index("skin"), schema.index("hair")))))
         lab[hit] = part[hit]
         rgb = schema.palette_array()[lab].astype(np.float32)

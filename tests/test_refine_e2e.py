@@ -31,7 +31,7 @@ RES = 40
 
 @pytest.fixture(scope="module")
 def small_capture(tmp_path_factory) -> Path:
-    from splatrefine.plugins.synthetic.capture import write_synthetic
+    from splatrefine.plugins.synthetic import write_synthetic
 
     out = tmp_path_factory.mktemp("caps")
     return write_synthetic(out, identities=1, seed=3, rig="facescape-like", resolution=RES)[0]
