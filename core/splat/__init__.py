@@ -72,6 +72,11 @@ def rasterize(
     kwargs = dict(near_plane=near_plane, far_plane=far_plane, eps2d=eps2d,
                   backgrounds=backgrounds, render_mode=render_mode)
     if chosen == "gsplat":
+        if not means.is_cuda:
+            raise ValueError("backend: 'gsplat' needs CUDA tensors (means is on "
+                             f"{means.device}); use backend='cpu' or 'auto'")
+        if not _gsplat_available():
+            raise ValueError("backend: 'gsplat' is not installed (pip install gsplat)")
         from .gsplat_backend import rasterize_gsplat
 
         return rasterize_gsplat(means, quats, scales, opacities, colors, viewmats, Ks,

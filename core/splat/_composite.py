@@ -142,3 +142,26 @@ def composite(means2d, conics, opac, feats, bgs, radii, depths, width, height):
     radii [C,N,2] int32, depths [C,N] -> (render [C,H,W,D], alpha [C,H,W,1]).
     """
     return _Composite.apply(means2d, conics, opac, feats, bgs, radii, depths, width, height)
+
+
+def isect_tiles(means2d: torch.Tensor, radii: torch.Tensor, depths: torch.Tensor, width: int,
+                height: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The tile/Gaussian intersection list of the CPU backend, in compositing order.
+
+    means2d [C,N,2], radii int32 [C,N,2], depths [C,N] -> (camera [M], tile [M] (row-major tile
+    index within the camera), slot [M] (c*N + n)), sorted by (camera, tile, depth) as gsplat's
+    isect_tiles + sort.
+    """
+    C, N = depths.shape
+    tiles_x = (width + TILE - 1) // TILE
+    tiles_y = (height + TILE - 1) // TILE
+    visible = (radii > 0).all(-1)
+    order = depth_order(depths, visible).numpy()
+    trect = tile_rects(means2d, radii, tiles_x, tiles_y).reshape(C * N, 4).numpy()
+    cam_of = np.repeat(np.arange(C, dtype=np.int32), N)
+    tile_start, gid, _, _ = K.bin_tiles(order, trect, cam_of, tiles_x * tiles_y, tiles_x, C)
+    counts = np.diff(tile_start)
+    tile_flat = np.repeat(np.arange(C * tiles_x * tiles_y), counts)
+    cam = tile_flat // (tiles_x * tiles_y)
+    tile = tile_flat % (tiles_x * tiles_y)
+    return torch.from_numpy(cam), torch.from_numpy(tile), torch.from_numpy(gid.astype(np.int64))
