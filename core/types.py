@@ -155,7 +155,8 @@ class Capture:
         return bool(self.views) and all(v.mask is not None for v in self.views)
 
     def cameras(self) -> Cameras:
-        """All views' cameras as one batch, with yaw/pitch when the subject is known."""
+        """All views' cameras as one batch, with yaw/pitch relative to the subject: the capture's
+        own subject frame when known, else one estimated from the cameras (poses.estimate_subject)."""
         sizes = sorted({(v.camera.width, v.camera.height) for v in self.views})
         if len(sizes) > 1:
             from .errors import CaptureError
@@ -163,11 +164,9 @@ class Capture:
             raise CaptureError(f"{self.source or 'capture'}: views come in {len(sizes)} image sizes {sizes}; "
                                "refinement needs one size", "Resize the images (and scale K) to one size first.")
         cams = Cameras.stack([v.camera for v in self.views], [v.name for v in self.views])
-        if self.subject is None:
-            return cams
-        from .poses import yaw_pitch
+        from .poses import estimate_subject, yaw_pitch
 
-        yaw, pitch = yaw_pitch(cams.centers, self.subject)
+        yaw, pitch = yaw_pitch(cams.centers, self.subject or estimate_subject(cams))
         return replace(cams, yaw=yaw, pitch=pitch)
 
     def images(self) -> np.ndarray:
