@@ -4,10 +4,11 @@
     python bench/raster.py --cases 20000x256x22 --repeat 5     # one case
 
 For N in {5k, 20k, 100k}, resolution {256, 512}, D in {3, 22}: forward and forward+backward
-median ms, peak memory of one forward+backward (MB above the process's resident size before the
-call, from VmHWM after resetting it through /proc/self/clear_refs), and the speedup of
-forward+backward over tests/splat_reference.py measured in the same run (n/a where the
-reference would evaluate more than --ref-pairs pixel-Gaussian pairs).
+median ms, the process CPU time of forward+backward (robust when other work shares the cores),
+peak memory of one forward+backward (MB of resident memory it adds, measured in a fresh child
+process from ru_maxrss), and the speedup of
+forward+backward over tests/splat_reference.py (dense per-tile pure torch, autograd) measured in
+the same run (n/a where the reference would evaluate more than --ref-pairs pixel-Gaussian pairs).
 
 The scene is a fitted-head-like cloud: flat Gaussians on an ellipsoid surface (spacing-sized,
 log-normal scales, opacities spread over 0.05..1) plus a volume of smaller interior ones, seen
@@ -80,21 +81,24 @@ def _rss_mb() -> float:
     return float("nan")
 
 
-def _peak_mb() -> float:
-    with open("/proc/self/status") as fh:
-        for line in fh:
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024.0
-    return float("nan")
+def peak_of(n: int, res: int, d: int) -> float:
+    """In a fresh process: peak resident MB added by one forward+backward (after a tiny warm-up
+    call has loaded the kernels), from ru_maxrss."""
+    import resource
+
+    _fwd_bwd(rasterize, head_scene(200, d, 32), 32)
+    args = head_scene(n, d, res)
+    base = _rss_mb()
+    _fwd_bwd(rasterize, args, res)
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0 - base
 
 
-def _reset_peak() -> bool:
-    try:
-        with open("/proc/self/clear_refs", "w") as fh:
-            fh.write("5")
-        return True
-    except OSError:
-        return False
+def _peak_child(n: int, res: int, d: int) -> float:
+    import subprocess
+
+    out = subprocess.run([sys.executable, __file__, "--peak-of", f"{n}x{res}x{d}"],
+                         capture_output=True, text=True, check=True).stdout
+    return float(out.strip().splitlines()[-1])
 
 
 def _fwd(fn, args, res):
@@ -112,51 +116,51 @@ def _fwd_bwd(fn, args, res):
 
 
 def _time(fn, repeat):
-    ts = []
+    """(median wall ms, median process CPU ms) over `repeat` calls."""
+    ts, cs = [], []
     for _ in range(repeat):
         t0 = time.perf_counter()
+        c0 = time.process_time()
         fn()
+        cs.append((time.process_time() - c0) * 1000.0)
         ts.append((time.perf_counter() - t0) * 1000.0)
-    return statistics.median(ts)
+    return statistics.median(ts), statistics.median(cs)
 
 
 def _ref_pairs(args, res) -> int:
-    """Pixel-Gaussian pairs the reference evaluates (Gaussians x pixels of the bands they cover)."""
+    """Pixel-Gaussian pairs the reference evaluates: tile intersections x 256."""
     from splat_reference import ref_project
 
     means, quats, scales, _, _, vm, K = args
     with torch.no_grad():
         radii, m2, _, _ = ref_project(means, quats, scales, vm, K, res, res)
     vis = (radii[0] > 0).all(-1)
-    y = m2[0, vis, 1]
-    r = radii[0, vis, 1].to(y.dtype)
-    tiles_y = math.ceil(res / 16)
-    t0 = torch.floor(y / 16 - r / 16).clamp(0, tiles_y)
-    t1 = torch.ceil(y / 16 + r / 16).clamp(0, tiles_y)
-    return int(((t1 - t0).clamp(min=0) * 16 * res).sum().item())
+    r = radii[0, vis].to(m2.dtype)
+    m = m2[0, vis]
+    tiles = math.ceil(res / 16)
+    lo = torch.floor(m / 16 - r / 16).clamp(0, tiles)
+    hi = torch.ceil(m / 16 + r / 16).clamp(0, tiles)
+    return int(((hi - lo).clamp(min=0).prod(-1) * 256).sum().item())
 
 
 def run_case(n, res, d, repeat, ref_pairs_limit, ref_repeat):
     from splat_reference import ref_rasterize
 
     args = head_scene(n, d, res)
-    _fwd_bwd(rasterize, args, res)  # warm-up (compiles or loads the numba cache)
-    fwd = _time(lambda: _fwd(rasterize, args, res), repeat)
-    fb = _time(lambda: _fwd_bwd(rasterize, args, res), repeat)
-    base = _rss_mb()
-    ok = _reset_peak()
-    _fwd_bwd(rasterize, args, res)
-    peak = _peak_mb() - base if ok else float("nan")
+    _fwd_bwd(rasterize, args, res)  # warm-up (builds or loads the cached kernels)
+    fwd, _ = _time(lambda: _fwd(rasterize, args, res), repeat)
+    fb, fb_cpu = _time(lambda: _fwd_bwd(rasterize, args, res), repeat)
+    peak = _peak_child(n, res, d)
     pairs = _ref_pairs(args, res)
     if pairs <= ref_pairs_limit:
-        ref = _time(lambda: _fwd_bwd(lambda *a, **k: ref_rasterize(*a, **k), args, res), ref_repeat)
+        ref, _ = _time(lambda: _fwd_bwd(ref_rasterize, args, res), ref_repeat)
         speed = f"{ref / fb:7.1f}x"
         ref_s = f"{ref:9.0f}"
     else:
         speed, ref_s = "    n/a", "      n/a"
     with torch.no_grad():
         _, _, meta = rasterize(*args, res, res)
-    return fwd, fb, peak, ref_s, speed, int((meta["radii"] > 0).all(-1).sum())
+    return fwd, fb, fb_cpu, peak, ref_s, speed, int((meta["radii"] > 0).all(-1).sum())
 
 
 def main(argv=None) -> None:
@@ -164,9 +168,13 @@ def main(argv=None) -> None:
     ap.add_argument("--cases", nargs="*", default=None, help="NxRESxD, e.g. 20000x256x22")
     ap.add_argument("--repeat", type=int, default=7)
     ap.add_argument("--ref-repeat", type=int, default=1)
-    ap.add_argument("--ref-pairs", type=float, default=6e8,
+    ap.add_argument("--ref-pairs", type=float, default=3e8,
                     help="skip the reference above this many pixel-Gaussian pairs")
+    ap.add_argument("--peak-of", default=None, help=argparse.SUPPRESS)
     a = ap.parse_args(argv)
+    if a.peak_of:
+        print(peak_of(*(int(v) for v in a.peak_of.split("x"))))
+        return
     if a.cases:
         cases = [tuple(int(v) for v in c.split("x")) for c in a.cases]
     else:
@@ -176,12 +184,16 @@ def main(argv=None) -> None:
     print(f"torch {torch.__version__} threads={torch.get_num_threads()}  numba {numba.__version__} "
           f"threads={numba.get_num_threads()} layer={numba.threading_layer() if _layer_ready() else '?'}  "
           f"OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY')}")
+    print(f"load average before: {os.getloadavg()[0]:.2f} (wall times assume idle cores; "
+          "'cpu ms' is process CPU time of fwd+bwd over both threads)")
     print(f"{'N':>7} {'res':>4} {'D':>3} {'visible':>7} {'fwd ms':>8} {'fwd+bwd ms':>10} "
-          f"{'peak MB':>8} {'ref ms':>9} {'speedup':>8}")
+          f"{'cpu ms':>7} {'peak MB':>8} {'ref ms':>9} {'speedup':>8}")
     for n, r, d in cases:
-        fwd, fb, peak, ref_s, speed, vis = run_case(n, r, d, a.repeat, a.ref_pairs, a.ref_repeat)
-        print(f"{n:>7} {r:>4} {d:>3} {vis:>7} {fwd:8.1f} {fb:10.1f} {peak:8.0f} {ref_s} {speed}",
-              flush=True)
+        fwd, fb, cpu, peak, ref_s, speed, vis = run_case(n, r, d, a.repeat, a.ref_pairs,
+                                                         a.ref_repeat)
+        print(f"{n:>7} {r:>4} {d:>3} {vis:>7} {fwd:8.1f} {fb:10.1f} {cpu:7.1f} {peak:8.0f} "
+              f"{ref_s} {speed}", flush=True)
+    print(f"load average after: {os.getloadavg()[0]:.2f}")
 
 
 def _layer_ready() -> bool:

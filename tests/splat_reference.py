@@ -6,10 +6,10 @@ culling, 3.33-sigma radii, 16x16 tiles, front-to-back compositing with
 alpha = min(0.999, opacity * exp(-sigma)), alpha < 1/255 or sigma < 0 skipped, a pixel stops
 before the Gaussian that would take its transmittance to <= 1e-4, pixel centres at +0.5).
 
-Compositing is dense: for each band of 16 image rows, every Gaussian whose tile range covers the
-band is evaluated at every pixel of the band (a pixel only sees Gaussians whose tile range covers
-its tile, as in gsplat), sorted by depth, and composited with a cumulative product. Bands are
-checkpointed so memory stays bounded; time is O(pixels x Gaussians).
+Compositing is dense per 16x16 tile, literally as gsplat defines it: every Gaussian whose tile
+range covers the tile is evaluated at every pixel of the tile, in depth order, and composited with
+a cumulative product. Tiles are checkpointed so memory stays bounded; time is O(tile pixels x
+Gaussians per tile), with a Python loop over tiles.
 """
 
 from __future__ import annotations
@@ -72,30 +72,26 @@ def ref_project(means, quats, scales, viewmats, Ks, width, height, eps2d=0.3, ne
     return torch.stack(radii_l), torch.stack(m2_l), torch.stack(d_l), torch.stack(con_l)
 
 
-def _band(m2, con, op, feats, tx0, tx1, y0, y1, width):
-    """Composite the Gaussians (already depth sorted) over image rows y0..y1-1.
+def _tile(m2, con, op, feats, x0, x1, y0, y1):
+    """Composite depth-sorted Gaussians over the pixels [x0, x1) x [y0, y1).
 
-    m2 [n,2], con [n,3], op [n], feats [n,D], tile ranges tx0/tx1 [n] -> ([P,D], [P], T [P])."""
+    m2 [n,2], con [n,3], op [n], feats [n,D] -> (colour [P,D], alpha [P])."""
     ys = torch.arange(y0, y1, dtype=m2.dtype) + 0.5
-    xs = torch.arange(width, dtype=m2.dtype) + 0.5
+    xs = torch.arange(x0, x1, dtype=m2.dtype) + 0.5
     py, px = torch.meshgrid(ys, xs, indexing="ij")
     px, py = px.reshape(-1), py.reshape(-1)
-    ptx = (px.floor().long() // TILE)  # tile column of each pixel
     dx = m2[None, :, 0] - px[:, None]  # [P,n]
     dy = m2[None, :, 1] - py[:, None]
     sigma = 0.5 * (con[None, :, 0] * dx * dx + con[None, :, 2] * dy * dy) + con[None, :, 1] * dx * dy
     alpha = torch.clamp(op[None] * torch.exp(-sigma), max=0.999)
-    in_tile = (ptx[:, None] >= tx0[None]) & (ptx[:, None] < tx1[None])
-    used = in_tile & (sigma >= 0) & (alpha >= 1.0 / 255.0)
+    used = (sigma >= 0) & (alpha >= 1.0 / 255.0)
     alpha = torch.where(used, alpha, torch.zeros_like(alpha))
     trans_after = torch.cumprod(1.0 - alpha, dim=1)
     trans_before = torch.cat([torch.ones_like(trans_after[:, :1]), trans_after[:, :-1]], dim=1)
     # a pixel stops before the Gaussian that would take it to <= 1e-4 (and everything after it)
     alive = (trans_after > 1e-4).detach()
     weights = torch.where(alive, alpha * trans_before, torch.zeros_like(alpha))
-    color = weights @ feats
-    acc = weights.sum(1)
-    return color, acc
+    return weights @ feats, weights.sum(1)
 
 
 def ref_rasterize(means, quats, scales, opacities, colors, viewmats, Ks, width, height, *,
@@ -132,17 +128,22 @@ def ref_rasterize(means, quats, scales, opacities, colors, viewmats, Ks, width, 
         rows_c, rows_a = [], []
         for ty in range(tiles_y):
             y0, y1 = ty * TILE, min(height, (ty + 1) * TILE)
-            sel = torch.nonzero((ty0 <= ty) & (ty < ty1)).squeeze(1)
-            if sel.numel() == 0:
-                rows_c.append(torch.zeros((y1 - y0) * width, D, dtype=means.dtype))
-                rows_a.append(torch.zeros((y1 - y0) * width, dtype=means.dtype))
-                continue
-            col, acc = checkpoint(_band, m2[sel], con[sel], op[sel], fe[sel], tx0[sel], tx1[sel],
-                                  y0, y1, width, use_reentrant=False)
-            rows_c.append(col)
-            rows_a.append(acc)
-        img = torch.cat(rows_c).reshape(height, width, D)
-        a = torch.cat(rows_a).reshape(height, width, 1)
+            tiles_c, tiles_a = [], []
+            for tx in range(tiles_x):
+                x0, x1 = tx * TILE, min(width, (tx + 1) * TILE)
+                sel = torch.nonzero((ty0 <= ty) & (ty < ty1) & (tx0 <= tx) & (tx < tx1)).squeeze(1)
+                if sel.numel() == 0:
+                    col = torch.zeros((y1 - y0) * (x1 - x0), D, dtype=means.dtype)
+                    acc = torch.zeros((y1 - y0) * (x1 - x0), dtype=means.dtype)
+                else:
+                    col, acc = checkpoint(_tile, m2[sel], con[sel], op[sel], fe[sel], x0, x1, y0,
+                                          y1, use_reentrant=False)
+                tiles_c.append(col.reshape(y1 - y0, x1 - x0, D))
+                tiles_a.append(acc.reshape(y1 - y0, x1 - x0, 1))
+            rows_c.append(torch.cat(tiles_c, dim=1))
+            rows_a.append(torch.cat(tiles_a, dim=1))
+        img = torch.cat(rows_c, dim=0)
+        a = torch.cat(rows_a, dim=0)
         if bgs is not None:
             img = img + (1.0 - a) * bgs[c]
         images.append(img)
