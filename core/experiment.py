@@ -169,14 +169,16 @@ DEFAULT_PALETTE = {
 }
 DEFAULT_TARGETS = (
     {"name": "bisenet", "plugin": "bisenet",
-     "params": {"input_size": 96, "batch_size": 16, "train_batch_size": 8, "checkpoint_every": 100},
-     "baseline": {"steps": 300, "lr": 0.01}, "finetune": {"steps": 150, "lr": 0.005},
+     "params": {"input_size": 96, "batch_size": 16, "train_batch_size": 8, "checkpoint_every": 100,
+                "optimizer": "adam", "weight_decay": 0.0001, "warmup_steps": 20, "ohem_thresh": 1.0,
+                "jitter": 0.2, "scale_range": [0.9, 1.2]},
+     "baseline": {"steps": 600, "lr": 0.003}, "finetune": {"steps": 200, "lr": 0.001},
      "variants": ["refined", "raw", "palette", "simulated"]},
     {"name": "smp-unet", "plugin": "smp", "optional": True,
      "params": {"arch": "Unet", "encoder": "resnet18", "input_size": 96, "batch_size": 16, "train_batch_size": 8,
-                "checkpoint_every": 100},
-     "baseline": {"steps": 300, "optimizer": "adam", "lr": 0.001},
-     "finetune": {"steps": 150, "optimizer": "adam", "lr": 0.0005},
+                "checkpoint_every": 100, "optimizer": "adam", "weight_decay": 0.0001, "warmup_steps": 20,
+                "ohem_thresh": 1.0, "jitter": 0.2, "scale_range": [0.9, 1.2]},
+     "baseline": {"steps": 600, "lr": 0.003}, "finetune": {"steps": 200, "lr": 0.001},
      "variants": ["refined", "simulated"]},
 )
 DEFAULT_DATA = {"rig": "facescape-like", "resolution": 96, "train_identities": [0, 1, 2],

@@ -140,7 +140,10 @@ def test_cpu_yaml_is_the_default_and_gpu_yaml_validates():
 def test_apply_sets():
     d = apply_sets({}, ["data.resolution=64", "targets.0.baseline.steps=5", "seed=3"])
     c = config_from_dict(d)
-    assert (c.resolution, c.seed, c.targets[0].baseline["steps"], c.targets[0].variants) == (64, 3, 5, VARIANTS)
+    assert (c.resolution, c.seed, c.targets[0].baseline["steps"]) == (64, 3, 5)
+    assert c.targets[0].variants == ("refined", "raw", "palette", "simulated")
+    assert set(c.targets[0].variants) < set(VARIANTS)
+    assert c.targets[1].optional and c.targets[1].plugin == "smp"
 
 
 def test_tiny_experiment_end_to_end(tmp_path):
