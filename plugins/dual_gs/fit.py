@@ -43,6 +43,25 @@ class FitData:
     def __len__(self) -> int:
         return int(self.viewmats.shape[0])
 
+    def downsampled(self, factor: int) -> FitData:
+        """The same views at 1/factor resolution (box-filtered targets, intrinsics scaled)."""
+        if factor == 1:
+            return self
+        H, W = self.height // factor, self.width // factor
+
+        def pool(t: torch.Tensor | None) -> torch.Tensor | None:
+            if t is None:
+                return None
+            x = t[:, : H * factor, : W * factor]
+            shape = x.shape
+            x = x.reshape(shape[0], H, factor, W, factor, *shape[3:])
+            return x.mean(dim=(2, 4))
+
+        Ks = self.Ks.clone()
+        Ks[:, :2, :] /= factor
+        return FitData(self.viewmats, Ks, W, H, pool(self.images), pool(self.targets), pool(self.weights),
+                       pool(self.masks))
+
     def fingerprint(self) -> str:
         h = hashlib.sha256()
         for t in (self.viewmats, self.Ks, self.images, self.targets, self.weights):
@@ -66,6 +85,7 @@ class Trainer:
         self.config = config
         self.model = model
         self.data = data
+        self._coarse: FitData | None = None
         self.seed = seed
         self.workdir = Path(workdir) if workdir is not None else None
         self.total = int(config.iterations)
@@ -84,7 +104,9 @@ class Trainer:
                 refine_start=config.refine_start, refine_stop=stop, refine_every=config.refine_every,
                 max_gaussians=config.max_gaussians, min_opacity=config.prune_opacity, noise_lr=5e5, seed=seed)
         self.step = 0
-        self.history: dict[str, list] = {"iteration": [], "loss": [], "gaussians": []}
+        self.history: dict[str, list] = {"iteration": [], "loss": [], "gaussians": [], "seconds": []}
+        self._elapsed = 0.0  # fit seconds before this session (resume)
+        self._t0 = time.perf_counter()
         self._acc: dict[str, float] = {}
         self._acc_n = 0
         self._snapshot: dict | None = None
@@ -128,6 +150,7 @@ class Trainer:
             "active_sh_degree": self.model.active_sh_degree,
             "history": copy.deepcopy(self.history),
             "acc": dict(self._acc), "acc_n": self._acc_n,
+            "elapsed": self._elapsed + time.perf_counter() - self._t0,
         }
 
     def _restore(self, st: dict) -> None:
@@ -151,6 +174,8 @@ class Trainer:
         self.history = copy.deepcopy(st["history"])
         self._acc = dict(st.get("acc", {}))
         self._acc_n = int(st.get("acc_n", 0))
+        self._elapsed = float(st.get("elapsed", 0.0))
+        self._t0 = time.perf_counter()
 
     def save_checkpoint(self) -> None:
         if self.workdir is None:
@@ -197,9 +222,17 @@ class Trainer:
         perm = np.random.default_rng([self.seed, epoch]).permutation(V)
         return perm[k * b:(k + 1) * b]
 
+    def level(self, step: int) -> FitData:
+        """The training data at `step`: half resolution for the first `coarse_fraction` of the steps."""
+        if step < int(self.config.coarse_fraction * self.total) and min(self.data.width, self.data.height) >= 64:
+            if self._coarse is None:
+                self._coarse = self.data.downsampled(2)
+            return self._coarse
+        return self.data
+
     def _losses(self, idx: np.ndarray) -> tuple[dict[str, torch.Tensor], dict]:
         c = self.config
-        d = self.data
+        d = self.level(self.step)
         ti = torch.as_tensor(idx, device=d.images.device)
         rgb, cls, alpha, _, meta = render_model(self.model, d.viewmats[ti], d.Ks[ti], d.width, d.height, self.params,
                                                 background_sh=self.bg)
@@ -263,6 +296,7 @@ class Trainer:
             n = max(self._acc_n, 1)
             self.history["iteration"].append(self.step)
             self.history["gaussians"].append(int(self.params["means"].shape[0]))
+            self.history["seconds"].append(round(self._elapsed + time.perf_counter() - self._t0, 3))
             for k, v in self._acc.items():
                 self.history.setdefault(k, []).append(v / n)
             self._acc, self._acc_n = {}, 0
@@ -271,6 +305,7 @@ class Trainer:
         c = self.config
         if not self.try_resume():
             self.step = 0
+            self._t0 = time.perf_counter()
         self._snapshot = self._state()
         t0 = time.perf_counter()
         done0 = self.step
@@ -288,13 +323,17 @@ class Trainer:
                 terms, meta = self._losses(self._views_for_step(step))
                 loss = self._backward(terms)
                 if not (torch.isfinite(loss) and self._grads_finite()):
-                    self._rollback(step)
+                    bad = [k for k, v in terms.items() if not torch.isfinite(v)]
+                    bad += [f"grad {k}" for k, p in self.params.items()
+                             if p.grad is not None and not torch.isfinite(p.grad).all()]
+                    self._rollback(step, ", ".join(bad))
                     continue
                 self.step = step + 1
                 for o in self._optimizers():
                     o.step()
+                lv = self.level(step)
                 info = self.densifier.step_post_backward(self.params, self.optims, self.step, meta,
-                                                         self.data.width, self.data.height)
+                                                         lv.width, lv.height)
                 if isinstance(self.densifier, MCMCDensifier):
                     self.densifier.step_post_optimizer(self.params, self.step, lr)
                 self._record(terms, float(loss))
@@ -316,13 +355,13 @@ class Trainer:
         self.write_history()
         return self.model
 
-    def _rollback(self, step: int) -> None:
+    def _rollback(self, step: int, what: str = "") -> None:
         self.rollbacks += 1
         if self.rollbacks > MAX_ROLLBACKS:
             raise SplatrefineError(
                 f"dual-gs fit: the loss stayed non-finite after {MAX_ROLLBACKS} rollbacks (step {step})",
                 "Lower the learning rates (representation.lr_*) or check the input images and probabilities.")
-        log.warning("dual-gs fit: non-finite loss at step %d; rolled back to step %d", step,
+        log.warning("dual-gs fit: non-finite loss at step %d (%s); rolled back to step %d", step, what,
                     self._snapshot["step"])
         self._restore(self._snapshot)
         # carry on from the last good parameters past the failing step, so a NaN tied to one view
@@ -350,7 +389,7 @@ def plot_history(history: dict, path: Path) -> None:
     it = history["iteration"]
     fig, ax = plt.subplots(1, 2, figsize=(10, 3.5))
     for k, v in history.items():
-        if k in ("iteration", "gaussians") or len(v) != len(it):
+        if k in ("iteration", "gaussians", "seconds") or len(v) != len(it):
             continue
         ax[0].plot(it, v, label=k)
     ax[0].set_yscale("log")

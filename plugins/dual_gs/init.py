@@ -110,6 +110,55 @@ def _sample_attributes(cams: Cameras, pts: np.ndarray, center: np.ndarray, image
     return rgb.astype(np.float32), cls.astype(np.float32)
 
 
+def _carve(capture: Capture, cams: Cameras, center: np.ndarray, radius: float, count: int,
+           rng: np.random.Generator) -> np.ndarray:
+    """`count` random points in the common volume: in frame of most views and, with masks, inside
+    the visual hull; with masks the points nearest the hull's surface are kept (a shell, where the
+    visible surface is), measured by the distance to the silhouette edge in the views."""
+    need_views = max(2, int(math.ceil(0.6 * len(cams))))
+    masks = None
+    depth_into = None
+    if capture.has_masks:
+        from scipy.ndimage import distance_transform_edt
+
+        masks = np.stack([v.mask for v in capture.views]).astype(bool)
+        depth_into = np.stack([distance_transform_edt(m) for m in masks]).astype(np.float32)
+    pool = 4 * count if masks is not None else count
+    kept: list[np.ndarray] = []
+    depth: list[np.ndarray] = []
+    total = 0
+    V = len(cams)
+    for _ in range(60):
+        cand = center + rng.uniform(-radius, radius, size=(max(4 * count, 4096), 3))
+        uv, z, inside = _project(cams, cand)
+        ok = inside.sum(0) >= need_views
+        if masks is not None:
+            ui = np.clip(uv[..., 0].astype(np.int64), 0, cams.width - 1)
+            vi = np.clip(uv[..., 1].astype(np.int64), 0, cams.height - 1)
+            rows = np.arange(V)[:, None]
+            fg = masks[rows, vi, ui] & inside
+            ok &= fg.sum(0) >= 0.9 * inside.sum(0)
+            # world distance to the hull surface, seen from the view where it is smallest
+            world = depth_into[rows, vi, ui] * z / cams.Ks[:, 0, 0][:, None]
+            world = np.where(inside, world, np.inf)
+            depth.append(world.min(0)[ok])
+        kept.append(cand[ok])
+        total += int(ok.sum())
+        if total >= pool:
+            break
+    pts = np.concatenate(kept)
+    if masks is not None and len(pts) > count:
+        order = np.argsort(np.concatenate(depth), kind="stable")
+        pts = pts[np.sort(order[:count])]
+    pts = pts[:count]
+    if len(pts) < min(count, 16):
+        raise CaptureError(
+            f"the cameras do not see a common volume: only {len(pts)} sample points are in frame "
+            f"of {need_views} of the {len(cams)} views" + (" and inside the masks" if masks is not None else ""),
+            "Check the camera poses and the foreground masks of the capture.")
+    return pts
+
+
 def initial_points(capture: Capture, probs_vhwk: np.ndarray, prob_weights: np.ndarray, count: int,
                    seed: int) -> InitialPoints:
     """Initial Gaussian centres and attributes.
@@ -133,29 +182,7 @@ def initial_points(capture: Capture, probs_vhwk: np.ndarray, prob_weights: np.nd
         if len(pts) > count:
             pts = pts[np.sort(rng.choice(len(pts), count, replace=False))]
     else:
-        need_views = max(2, int(math.ceil(0.6 * len(cams))))
-        kept: list[np.ndarray] = []
-        total = 0
-        for _ in range(40):
-            cand = center + rng.uniform(-radius, radius, size=(max(4 * count, 4096), 3))
-            uv, _, inside = _project(cams, cand)
-            ok = inside.sum(0) >= need_views
-            if capture.has_masks:
-                masks = np.stack([v.mask for v in capture.views]).astype(bool)
-                ui = np.clip(uv[..., 0].astype(np.int64), 0, cams.width - 1)
-                vi = np.clip(uv[..., 1].astype(np.int64), 0, cams.height - 1)
-                fg = masks[np.arange(len(cams))[:, None], vi, ui] & inside
-                ok &= fg.sum(0) >= 0.9 * inside.sum(0)
-            kept.append(cand[ok])
-            total += int(ok.sum())
-            if total >= count:
-                break
-        pts = np.concatenate(kept)[:count]
-        if len(pts) < min(count, 16):
-            raise CaptureError(
-                f"the cameras do not see a common volume: only {len(pts)} sample points are in frame "
-                f"of {need_views} of the {len(cams)} views" + (" and inside the masks" if capture.has_masks else ""),
-                "Check the camera poses and the foreground masks of the capture.")
+        pts = _carve(capture, cams, center, radius, count, rng)
     rgb, cls = _sample_attributes(cams, pts, center, images, probs_vhwk, prob_weights)
     if capture.points is not None and capture.point_colors is not None and len(capture.point_colors) == len(capture.points):
         if len(pts) == len(capture.points):

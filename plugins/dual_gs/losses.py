@@ -93,3 +93,20 @@ def target_weights(probs: torch.Tensor, confidence_weighting: bool) -> torch.Ten
     else:
         w = torch.ones_like(mx)
     return torch.where(valid, w, torch.zeros_like(w))
+
+
+def class_balance_weights(probs: torch.Tensor, weights: torch.Tensor, power: float) -> torch.Tensor:
+    """Per-pixel factors [V,H,W] that lift rare classes: (median class frequency / frequency of the
+    pixel's argmax class) ** power, clipped to 0.1..10. Frequencies count weighted pixels of the
+    classes present; power 0 gives ones."""
+    lab = probs.argmax(-1)
+    if power <= 0:
+        return torch.ones_like(weights)
+    K = probs.shape[-1]
+    freq = torch.bincount(lab.reshape(-1), weights=weights.reshape(-1).double(), minlength=K)
+    present = freq > 0
+    if not present.any():
+        return torch.ones_like(weights)
+    med = freq[present].median()
+    factor = torch.where(present, (med / freq.clamp_min(1e-12)) ** power, torch.ones_like(freq))
+    return factor.clamp(0.1, 10.0).to(weights.dtype)[lab]

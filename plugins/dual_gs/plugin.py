@@ -24,6 +24,10 @@ class DualGSConfig:
     init_points: int = field(default=6000, metadata={
         "help": "random initial Gaussians in the volume the cameras see (ignored when the capture has points)",
         "min": 1})
+    init_scale: float = field(default=0.5, metadata={
+        "help": "initial Gaussian size, times the mean distance to the 3 nearest neighbours", "min": 0.01})
+    coarse_fraction: float = field(default=0.5, metadata={
+        "help": "train at half resolution for this fraction of the steps (faster on CPU)", "min": 0.0, "max": 1.0})
     init_opacity: float = field(default=0.3, metadata={"help": "initial opacity", "min": 0.001, "max": 0.999})
     background: tuple[float, float, float] | None = field(default=None, metadata={
         "help": "RGB background 0..1 behind the Gaussians; null = estimated from the image borders",
@@ -40,6 +44,9 @@ class DualGSConfig:
     class_weight: float = field(default=0.5, metadata={"help": "weight of the class (or palette) loss", "min": 0.0})
     confidence_weighting: bool = field(default=True, metadata={
         "help": "weight each pixel's class loss by the initial parser's max probability"})
+    class_balance: float = field(default=0.0, metadata={
+        "help": "lift rare classes in the class loss: weight (median frequency / class frequency) ** this",
+        "min": 0.0, "max": 2.0})
     class_moves_geometry: bool = field(default=True, metadata={
         "help": "let class-loss gradients move the shared geometry (false: they only train the class head)"})
     mask_weight: float = field(default=0.1, metadata={

@@ -97,7 +97,7 @@ class DualGS:
         pts = initial_points(capture, probs_vhwk, weights, c.init_points, self.context.seed)
         n = len(pts.means)
         K = capture.schema.num_classes
-        scale = knn_scale(pts.means)
+        scale = knn_scale(pts.means) * c.init_scale
         gen = torch.Generator().manual_seed(self.context.seed)
         quats = torch.randn((n, 4), generator=gen)
         quats = quats / quats.norm(dim=-1, keepdim=True)
@@ -138,7 +138,10 @@ class DualGS:
         """
         self._check(capture, initial_probs)
         probs = np.ascontiguousarray(np.moveaxis(np.asarray(initial_probs, dtype=np.float32), 1, -1))
-        weights = losses.target_weights(torch.from_numpy(probs), self.config.confidence_weighting).numpy()
+        tp = torch.from_numpy(probs)
+        w = losses.target_weights(tp, self.config.confidence_weighting)
+        weights = (w * losses.class_balance_weights(tp, w, self.config.class_balance)).numpy()
+        del tp, w
         if not np.isfinite(probs).all():
             probs = np.nan_to_num(probs, nan=0.0, posinf=0.0, neginf=0.0)
         model = self.init_model(capture, probs, weights)

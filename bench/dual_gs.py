@@ -1,0 +1,187 @@
+"""Benchmark of the dual-gs representation on synthetic FaceScape-like captures.
+
+For each identity: synthesize the 61-view rig (exact GT), run the simulated parser, leave every 4th
+camera out, fit dual-gs on the rest with the simulated probabilities, then compare
+  - input (fitted) views: rendered-label mIoU vs the simulated parser's, per pose bucket;
+  - held-out views: rendered-label mIoU and RGB PSNR.
+Both class heads (logits, palette) are fitted on the same data.
+
+    python bench/dual_gs.py --identities 3 --modes logits palette --out bench/results/dual_gs.json
+    python bench/dual_gs.py --identities 1 --set iterations=800 --set strategy=mcmc
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import sys
+import time
+from pathlib import Path
+
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+import numpy as np  # noqa: E402
+
+
+def parse_value(text: str):
+    import yaml
+
+    return yaml.safe_load(text)
+
+
+def simulated_probs(capture, seed: int) -> np.ndarray:
+    """The `simulated` initial parser with its default settings, through the registry."""
+    from splatrefine.registry import Registry
+    from splatrefine.roles import ComponentContext, Role
+
+    spec = Registry().get(Role.INITIAL_PARSER, "simulated")
+    return spec.factory(spec.config_cls(), ComponentContext(device="cpu", seed=seed)).parse(capture)
+
+
+def palette_labels(seg_rgb: np.ndarray, schema) -> np.ndarray:
+    """Nearest palette colour per pixel: [C,H,W,3] 0..1 -> uint8 [C,H,W]."""
+    pal = schema.palette_array().astype(np.float32) / 255.0
+    out = np.empty(seg_rgb.shape[:3], np.uint8)
+    for i in range(len(seg_rgb)):
+        d = ((seg_rgb[i][..., None, :] - pal) ** 2).sum(-1)
+        out[i] = d.argmin(-1)
+    return out
+
+
+def psnr(a: np.ndarray, b: np.ndarray) -> float:
+    return 10 * math.log10(1.0 / max(float(np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2)), 1e-12))
+
+
+def run_identity(identity: int, resolution: int, modes: list[str], overrides: dict, seed: int, workroot: Path | None):
+    from splatrefine.plugins.dual_gs.plugin import DualGSConfig
+    from splatrefine.plugins.dual_gs.representation import DualGS
+    from splatrefine.plugins.synthetic.rigs import synthesize_capture
+    from splatrefine.roles import ComponentContext
+    from splatrefine.types import Capture
+
+    cap = synthesize_capture(identity, "facescape-like", resolution)
+    probs = simulated_probs(cap, seed)
+    V = len(cap.views)
+    held = np.arange(V) % 4 == 3
+    train_idx, held_idx = np.where(~held)[0], np.where(held)[0]
+    train = Capture([cap.views[i] for i in train_idx], cap.schema, cap.subject, cap.points, cap.point_colors,
+                    cap.source, cap.render_gt)
+    cams = cap.cameras()
+    gt = np.stack([v.labels for v in cap.views])
+    images = cap.images().astype(np.float32) / 255.0
+    out = {"identity": identity, "views": V, "train_views": len(train_idx), "held_out_views": len(held_idx),
+           "resolution": resolution, "initial_labels": probs.argmax(1).astype(np.uint8)}
+    for mode in modes:
+        config = DualGSConfig(**{**overrides, "mode": mode})
+        rep = DualGS(config, ComponentContext(device="auto", seed=seed))
+        wd = None if workroot is None else workroot / f"id{identity}_{mode}"
+        t0 = time.perf_counter()
+        model = rep.fit(train, probs[train_idx], workdir=wd)
+        fit_s = time.perf_counter() - t0
+        r = rep.render(model, cams)
+        labels = r.probs.argmax(-1).astype(np.uint8) if mode == "logits" else palette_labels(r.seg_rgb, cap.schema)
+        out[mode] = {
+            "fit_seconds": fit_s, "gaussians": model.num_gaussians, "labels": labels,
+            "psnr_input": psnr(r.rgb[train_idx], images[train_idx]),
+            "psnr_held_out": psnr(r.rgb[held_idx], images[held_idx]),
+        }
+    return out, gt, cams.yaw, train_idx, held_idx
+
+
+def evaluate(results, schema, modes):
+    """Pool every identity's views, then score: initial vs refined at input views, refined held-out."""
+    from splatrefine.metrics import evaluate_labels
+
+    def pooled(key_fn, idx_name):
+        pred, gt, yaw = [], [], []
+        for res, g, y, tr, ho in results:
+            idx = tr if idx_name == "input" else ho
+            pred.append(key_fn(res)[idx])
+            gt.append(g[idx])
+            yaw.append(y[idx])
+        return evaluate_labels(np.concatenate(pred), np.concatenate(gt), np.concatenate(yaw), schema)
+
+    summary = {"initial_input": pooled(lambda r: r["initial_labels"], "input"),
+               "initial_held_out": pooled(lambda r: r["initial_labels"], "held_out")}
+    for mode in modes:
+        summary[f"{mode}_input"] = pooled(lambda r, m=mode: r[m]["labels"], "input")
+        summary[f"{mode}_held_out"] = pooled(lambda r, m=mode: r[m]["labels"], "held_out")
+        summary[f"{mode}_psnr_held_out"] = float(np.mean([r[0][mode]["psnr_held_out"] for r in results]))
+        summary[f"{mode}_psnr_input"] = float(np.mean([r[0][mode]["psnr_input"] for r in results]))
+        summary[f"{mode}_fit_seconds"] = [r[0][mode]["fit_seconds"] for r in results]
+        summary[f"{mode}_gaussians"] = [r[0][mode]["gaussians"] for r in results]
+    return summary
+
+
+def table(summary, modes, schema) -> str:
+    rows = ["| | " + " | ".join(["initial"] + [f"{m}" for m in modes]) + " |",
+            "|---|" + "---|" * (1 + len(modes))]
+    for split in ("input", "held_out"):
+        for b in ("frontal", "mid", "extreme"):
+            vals = [summary[f"initial_{split}"]["buckets"].get(b, {}).get("miou", float("nan"))]
+            vals += [summary[f"{m}_{split}"]["buckets"].get(b, {}).get("miou", float("nan")) for m in modes]
+            rows.append(f"| mIoU {split} {b} | " + " | ".join(f"{v:.3f}" for v in vals) + " |")
+        vals = [summary[f"initial_{split}"]["miou"]] + [summary[f"{m}_{split}"]["miou"] for m in modes]
+        rows.append(f"| mIoU {split} all | " + " | ".join(f"{v:.3f}" for v in vals) + " |")
+    for key in ("psnr_input", "psnr_held_out"):
+        rows.append(f"| RGB {key[5:]} PSNR dB | - | " + " | ".join(f"{summary[f'{m}_{key}']:.2f}" for m in modes) + " |")
+    rows.append("| fit seconds (per identity) | - | " + " | ".join(
+        ", ".join(f"{s:.0f}" for s in summary[f"{m}_fit_seconds"]) for m in modes) + " |")
+    rows.append("| Gaussians | - | " + " | ".join(
+        ", ".join(str(g) for g in summary[f"{m}_gaussians"]) for m in modes) + " |")
+    rows += ["", "| class (IoU, held-out) | initial | " + " | ".join(modes) + " |", "|---|---|" + "---|" * len(modes)]
+    for name in schema.classes:
+        ini = summary["initial_held_out"]["per_class"].get(name)
+        if ini is None:
+            continue
+        vals = [ini["iou"]] + [summary[f"{m}_held_out"]["per_class"].get(name, {}).get("iou", float("nan"))
+                               for m in modes]
+        rows.append(f"| {name} | " + " | ".join(f"{v:.3f}" for v in vals) + " |")
+    return "\n".join(rows)
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--identities", type=int, default=3)
+    ap.add_argument("--first-identity", type=int, default=0)
+    ap.add_argument("--resolution", type=int, default=256)
+    ap.add_argument("--modes", nargs="+", default=["logits", "palette"], choices=["logits", "palette"])
+    ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="dual-gs setting override")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--threads", type=int, default=2, help="torch threads (the goal is stated for 2 cores)")
+    ap.add_argument("--workdir", type=Path, default=None, help="keep each fit's checkpoint/history here")
+    ap.add_argument("--out", type=Path, default=None, help="write the summary JSON here")
+    args = ap.parse_args(argv)
+
+    import torch
+
+    torch.set_num_threads(args.threads)
+    from splatrefine.progress import set_progress_enabled
+    from splatrefine.schema import CELEBAMASK_HQ
+
+    set_progress_enabled(sys.stderr.isatty())
+    overrides = {}
+    for item in args.set:
+        k, v = item.split("=", 1)
+        overrides[k.strip()] = parse_value(v)
+    results = []
+    for ident in range(args.first_identity, args.first_identity + args.identities):
+        res = run_identity(ident, args.resolution, args.modes, overrides, args.seed, args.workdir)
+        results.append(res)
+        line = {m: {k: round(v, 3) if isinstance(v, float) else v for k, v in res[0][m].items() if k != "labels"}
+                for m in args.modes}
+        print(f"identity {ident}: {json.dumps(line)}", flush=True)
+    summary = evaluate(results, CELEBAMASK_HQ, args.modes)
+    summary["settings"] = overrides
+    summary["identities"] = list(range(args.first_identity, args.first_identity + args.identities))
+    print(table(summary, args.modes, CELEBAMASK_HQ))
+    if args.out is not None:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps(summary, indent=1, default=float))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
