@@ -6,7 +6,7 @@
 For N in {5k, 20k, 100k}, resolution {256, 512}, D in {3, 22}: forward and forward+backward
 median ms, the process CPU time of forward+backward (robust when other work shares the cores),
 peak memory of one forward+backward (MB of resident memory it adds, measured in a fresh child
-process from ru_maxrss), and the speedup of
+process from VmHWM), and the speedup of
 forward+backward over tests/splat_reference.py (dense per-tile pure torch, autograd) measured in
 the same run (n/a where the reference would evaluate more than --ref-pairs pixel-Gaussian pairs).
 
@@ -73,24 +73,26 @@ def head_scene(n: int, d: int, res: int, seed: int = 0, dtype=torch.float32):
     return tuple(t.to(dtype).contiguous() for t in out)
 
 
-def _rss_mb() -> float:
+def _status_mb(key: str) -> float:
     with open("/proc/self/status") as fh:
         for line in fh:
-            if line.startswith("VmRSS:"):
+            if line.startswith(key):
                 return int(line.split()[1]) / 1024.0
     return float("nan")
 
 
+def _rss_mb() -> float:
+    return _status_mb("VmRSS:")
+
+
 def peak_of(n: int, res: int, d: int) -> float:
     """In a fresh process: peak resident MB added by one forward+backward (after a tiny warm-up
-    call has loaded the kernels), from ru_maxrss."""
-    import resource
-
+    call has loaded the kernels), from VmHWM (ru_maxrss would carry the parent's peak over exec)."""
     _fwd_bwd(rasterize, head_scene(200, d, 32), 32)
     args = head_scene(n, d, res)
     base = _rss_mb()
     _fwd_bwd(rasterize, args, res)
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0 - base
+    return _status_mb("VmHWM:") - base
 
 
 def _peak_child(n: int, res: int, d: int) -> float:

@@ -322,6 +322,7 @@ void backward_impl(const R* __restrict geom, const int32_t* __restrict rect,
                     const int row = (y - tl.py0) * 16;
                     const int gb0 = (x0 - tl.px0) / L, gb1 = (x1 - tl.px0) / L;
                     // phase 1: SIMD over the pixels of the row, T_i recovered by division
+                    M anyv = {};
                     for (int gi = gb0; gi <= gb1; ++gi) {
                         const int j0 = gi * L;
                         const V dx = mx - vload<V>(pxc + j0);
@@ -344,7 +345,11 @@ void backward_impl(const R* __restrict geom, const int32_t* __restrict rect,
                         vstore(r_raw + j0, raw);
                         vstore(r_vis + j0, vis);
                         vstore(cgrow + j0, zv);
+                        anyv |= ok;
                     }
+                    bool any = false;
+                    for (int l = 0; l < L; ++l) any |= anyv[l] != 0;
+                    if (!any) continue;  // no pixel of this row took part: nothing to add
                     // phase 2: channels of the contributing pixels
                     for (int j = x0 - tl.px0; j <= x1 - tl.px0; ++j) {
                         const R w = wrow[j];
