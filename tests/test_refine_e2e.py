@@ -99,19 +99,24 @@ def test_sigint_then_resume_matches_an_uninterrupted_run(small_capture, small_co
         assert got[key]["miou"] == pytest.approx(ref[key]["miou"], abs=0.02), key
 
 
-def test_same_head_through_every_format_gives_the_same_metrics(small_capture, small_config, reference_run, tmp_path):
+def test_same_head_through_every_format_gives_the_same_metrics(small_capture, tmp_path):
+    """Our folder, transforms.json and COLMAP text of one head refine to the same numbers. The
+    noise here (region flips) does not depend on the pose, which COLMAP cannot carry."""
     from splatrefine.io.colmap import write_colmap_text
     from splatrefine.io.nerfstudio import write_nerfstudio
 
+    config = tmp_path / "formats.yaml"
+    cfg = {**SMALL, "initial_parser": {"plugin": "simulated", "params": {"protocol": "region-flip", "ratio": 0.15}},
+           "representation": {"plugin": "dual-gs", "params": {"iterations": 80, "init_points": 1500}}}
+    config.write_text(yaml.safe_dump(cfg))
     capture = read_capture_folder(small_capture)
-    ns = tmp_path / "ns"
-    write_nerfstudio(capture, ns)
-    colmap = tmp_path / "colmap"
-    write_colmap_text(capture, colmap)
-    ref = _metrics(reference_run)
-    for name, path in (("nerfstudio", ns), ("colmap", colmap)):
-        run = tmp_path / f"run_{name}"
-        _refine(path, small_config, run)
-        got = _metrics(run)
+    paths = {"folder": small_capture, "nerfstudio": write_nerfstudio(capture, tmp_path / "ns"),
+             "colmap": write_colmap_text(capture, tmp_path / "colmap")}
+    metrics = {}
+    for name, path in paths.items():
+        _refine(path, config, tmp_path / f"run_{name}")
+        metrics[name] = _metrics(tmp_path / f"run_{name}")
+    for name in ("nerfstudio", "colmap"):
         for key in ("initial", "refined_input"):
-            assert got[key]["miou"] == pytest.approx(ref[key]["miou"], abs=0.03), (name, key)
+            assert metrics[name][key]["miou"] == pytest.approx(metrics["folder"][key]["miou"], abs=0.02), (name, key)
+    assert metrics["folder"]["initial"]["miou"] == metrics["colmap"]["initial"]["miou"]  # same labels in, same noise
