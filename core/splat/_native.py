@@ -35,14 +35,19 @@ _ERROR: str | None = None
 
 
 def _cpu_model() -> str:
+    """CPU model and feature flags (-march=native code is only valid on a matching CPU)."""
+    found: dict[str, str] = {}
     try:
         with open("/proc/cpuinfo") as fh:
             for line in fh:
-                if line.startswith(("model name", "flags")):
-                    return line
+                key = line.split(":", 1)[0].strip()
+                if key in ("model name", "flags") and key not in found:
+                    found[key] = line
+                if len(found) == 2:
+                    break
     except OSError:
         pass
-    return platform.processor()
+    return "".join(found.values()) or platform.machine() + platform.processor()
 
 
 def _compiler() -> str | None:
