@@ -34,6 +34,8 @@ TILE_HEIGHT = 128
 METRIC_SETS = (("initial", "initial parser (input views)"),
                ("refined_input", "refined (input views)"),
                ("refined_novel", "refined (novel views)"))
+# history.json series that are not loss terms (plotted apart or not at all)
+NOT_LOSSES = frozenset({"iteration", "gaussians", "seconds", "time", "elapsed", "step", "its", "epoch"})
 BUCKET_TEXT = {"frontal": "frontal (|yaw| < 30°)", "mid": "mid (30° ≤ |yaw| < 60°)",
                "extreme": "extreme (|yaw| ≥ 60°)", "unposed": "no pose known"}
 
@@ -170,8 +172,8 @@ def _pick(samples: list[Sample], n: int) -> list[Sample]:
 def _pose_text(s: Sample) -> str:
     if s.yaw is None:
         return s.name
-    pitch = "" if s.pitch is None else f", pitch {s.pitch:+.0f}°"
-    return f"{s.name}\nyaw {s.yaw:+.0f}°{pitch}"
+    pitch = "" if s.pitch is None else f", pitch {int(round(s.pitch)):+d}°"
+    return f"{s.name}\nyaw {int(round(s.yaw)):+d}°{pitch}"
 
 
 def _sheet(run: Path, samples: list[Sample], schema: LabelSchema, novel: bool) -> np.ndarray:
@@ -217,6 +219,20 @@ def _numeric_series(values: Any) -> list[float] | None:
     out = []
     for v in values:
         out.append(float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else float("nan"))
+    return out
+
+
+def loss_series(history: dict) -> dict[str, tuple[list[float], list[float]]]:
+    """The loss terms of a history.json as {name: (iterations, values)}: every numeric series but
+    the iteration, the Gaussian count, timings (NOT_LOSSES) and learning rates (lr*)."""
+    it = _numeric_series(history.get("iteration"))
+    out = {}
+    for key, vals in history.items():
+        if key in NOT_LOSSES or str(key).startswith("lr"):
+            continue
+        ys = _numeric_series(vals)
+        if ys is not None:
+            out[str(key)] = (it if it is not None and len(it) == len(ys) else [float(i) for i in range(len(ys))], ys)
     return out
 
 
@@ -345,14 +361,7 @@ def write_report(run_dir: Path) -> Path:
         # -- training --------------------------------------------------------------------------
         if isinstance(history, dict):
             it = _numeric_series(history.get("iteration"))
-            losses = {}
-            for key, vals in history.items():
-                if key in ("iteration", "gaussians"):
-                    continue
-                ys = _numeric_series(vals)
-                if ys is not None:
-                    xs = it if it is not None and len(it) == len(ys) else list(range(len(ys)))
-                    losses[key] = (xs, ys)
+            losses = loss_series(history)
             block = ""
             if losses:
                 save_png(pics / "loss.png", line_chart(losses, title="fitting losses", xlabel="iteration",

@@ -14,7 +14,7 @@ from PIL import Image
 from splatrefine.errors import SplatrefineError
 from splatrefine.figures import ERROR_COLOURS, bar_chart, contact_sheet, error_map, line_chart, text_tile
 from splatrefine.io.labels import write_image, write_labels
-from splatrefine.report import write_report
+from splatrefine.report import loss_series, write_report
 from splatrefine.schema import CELEBAMASK_HQ
 
 S = CELEBAMASK_HQ
@@ -58,6 +58,7 @@ def _fake_run(root: Path, *, gt: bool = True) -> Path:
     it = list(range(0, 200, 10))
     (run / "model" / "history.json").write_text(json.dumps({
         "iteration": it, "loss": [1.0 / (1 + i) for i in it], "rgb": [0.5 / (1 + i) for i in it],
+        "seconds": [0.1 * i for i in it], "lr_means": [1e-3] * len(it),
         "gaussians": [1000 + 5 * i for i in it]}))
     (run / "stages.json").write_text(json.dumps({"completed": ["parse", "fit", "sample", "render"],
                                                  "timings": {"parse": 1.5, "fit": 60.25, "sample": 0.1,
@@ -216,3 +217,12 @@ document.getElementById('f').addEventListener('load', () => {
         src, size = line.split()
         w, h = (int(v) for v in size.split("x"))
         assert (w, h) == Image.open(run / src).size and w > 0, line
+
+
+def test_loss_series_keeps_only_loss_terms():
+    h = {"iteration": [0, 10], "loss": [1.0, 0.5], "rgb": [0.4, None], "seconds": [0.0, 3.0],
+         "gaussians": [100, 120], "lr_means": [1e-3, 1e-4], "note": "text"}
+    out = loss_series(h)
+    assert set(out) == {"loss", "rgb"}
+    assert out["loss"] == ([0.0, 10.0], [1.0, 0.5])
+    assert out["rgb"][1][0] == 0.4 and np.isnan(out["rgb"][1][1])
