@@ -17,7 +17,7 @@ class ArgmaxConfig:
     min_confidence: float = field(default=0.0, metadata={
         "help": "pixels whose top class probability is below this become 255 (ignore); depends on how "
                 "confident the initial parser is", "min": 0.0, "max": 1.0})
-    min_margin: float = field(default=0.1, metadata={
+    min_margin: float = field(default=0.0, metadata={
         "help": "pixels where the second class is nearly as likely as the first, 1 - p2/p1 below this, "
                 "become 255 (ignore); independent of the parser's calibration", "min": 0.0, "max": 1.0})
     min_alpha: float = field(default=0.0, metadata={

@@ -30,7 +30,7 @@ class CleanupConfig:
         "help": "per-class opening radius in pixels (removes specks and thin spurs; 0 = off)", "min": 0, "max": 50})
     closing_radius: int = field(default=1, metadata={
         "help": "per-class closing radius in pixels (fills ignore cracks; 0 = off)", "min": 0, "max": 50})
-    min_component: int = field(default=20, metadata={
+    min_component: int = field(default=10, metadata={
         "help": "connected pieces of a class smaller than this many pixels are relabelled from their "
                 "surroundings (0 = off)", "min": 0})
     max_hole: int = field(default=200, metadata={
@@ -57,7 +57,7 @@ def _disk(radius: int) -> np.ndarray:
 
 
 def clean_labels(labels: np.ndarray, confidence: np.ndarray, num_classes: int, *, opening_radius: int = 0,
-                 closing_radius: int = 1, min_component: int = 20,
+                 closing_radius: int = 1, min_component: int = 10,
                  max_hole: int = 200) -> tuple[np.ndarray, np.ndarray]:
     """One image: labels uint8 [H,W] (255 = ignore), confidence float32 [H,W] -> cleaned copies."""
     import cv2
