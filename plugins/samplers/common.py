@@ -75,16 +75,6 @@ def scaled(K: np.ndarray, width: int, height: int, scale: float) -> tuple[np.nda
     return S @ K, w, h
 
 
-def upright(viewmat: np.ndarray, up: np.ndarray) -> np.ndarray:
-    """The same camera rolled by 180 degrees about its optical axis when the world's `up` points
-    down in its image (OpenCV: image y points down, so up must have a negative camera-y)."""
-    if viewmat[1, :3] @ up <= 0:
-        return viewmat
-    out = viewmat.copy()
-    out[:2] *= -1.0  # negate the camera's x and y axes (rows) and their translations
-    return out
-
-
 def place_cameras(
     yaw: np.ndarray,
     pitch: np.ndarray,
@@ -109,7 +99,7 @@ def place_cameras(
     K, w, h = scaled(d.K, d.width, d.height, scale)
     up = np.asarray(subject.up, dtype=np.float64)
     viewmats = np.stack([
-        upright(look_at(centre + r * direction(float(y), float(p), subject), centre, up), up)
+        look_at(centre + r * direction(float(y), float(p), subject), centre, up)
         for y, p in zip(np.atleast_1d(yaw), np.atleast_1d(pitch))
     ]) if len(np.atleast_1d(yaw)) else np.zeros((0, 4, 4))
     cams = Cameras(
