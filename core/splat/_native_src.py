@@ -108,13 +108,16 @@ static inline Tile tile_of(int64_t t, int tiles_x, int tiles_y, int width, int h
     return T;
 }
 
-template <typename R>
+// DPC: the padded channel count as a compile-time constant (0 = runtime Dp): the channel loops of
+// the common widths (8, 16, 24, 32) unroll completely.
+template <typename R, int DPC>
 void forward_impl(const R* __restrict geom, const int32_t* __restrict rect,
-                  const R* __restrict feats, int64_t Dp, const R* __restrict bgs, int has_bg,
+                  const R* __restrict feats, int64_t Dp_rt, const R* __restrict bgs, int has_bg,
                   const int64_t* __restrict tile_start, const int32_t* __restrict gid,
                   int width, int height, int tiles_x, int tiles_y, int64_t n_tiles, int64_t D,
                   R* __restrict out, R* __restrict out_alpha, R* __restrict out_T,
                   int32_t* __restrict out_last, uint8_t* __restrict used) {
+    const int64_t Dp = DPC ? int64_t(DPC) : Dp_rt;
     const R amin = Cst<R>::amin, amax = Cst<R>::amax, tmin = Cst<R>::tmin;
     typedef typename VT<R>::V V;
     typedef typename VT<R>::M M;
@@ -223,15 +226,16 @@ void forward_impl(const R* __restrict geom, const int32_t* __restrict rect,
     }
 }
 
-template <typename R>
+template <typename R, int DPC>
 void backward_impl(const R* __restrict geom, const int32_t* __restrict rect,
-                   const R* __restrict feats, int64_t Dp, const R* __restrict bgs, int has_bg,
+                   const R* __restrict feats, int64_t Dp_rt, const R* __restrict bgs, int has_bg,
                    const int64_t* __restrict tile_start, const int32_t* __restrict gid,
                    const int32_t* __restrict slot_of, int width, int height, int tiles_x,
                    int tiles_y, int64_t n_tiles, int64_t D, const R* __restrict out_T,
                    const int32_t* __restrict out_last, const R* __restrict g_out,
                    const R* __restrict g_alpha, const uint8_t* __restrict used,
                    R* __restrict gbuf) {
+    const int64_t Dp = DPC ? int64_t(DPC) : Dp_rt;
     const R amin = Cst<R>::amin, amax = Cst<R>::amax;
     const int64_t K = 8 + Dp;
     typedef typename VT<R>::V V;
@@ -416,6 +420,15 @@ void reduce_impl(const int64_t* __restrict order, int64_t V, const int64_t* __re
 
 #define SR_EXPORT extern "C" __attribute__((visibility("default")))
 
+#define SR_DISPATCH(FN, R, DP, ARGS)          \
+    switch (DP) {                             \
+        case 8: FN<R, 8> ARGS; break;         \
+        case 16: FN<R, 16> ARGS; break;       \
+        case 24: FN<R, 24> ARGS; break;       \
+        case 32: FN<R, 32> ARGS; break;       \
+        default: FN<R, 0> ARGS; break;        \
+    }
+
 #define SR_INSTANTIATE(R, SUF)                                                                  \
     SR_EXPORT void sr_forward_##SUF(const R* geom, const int32_t* rect, const R* feats,        \
                                     int64_t Dp, const R* bgs, int has_bg,                       \
@@ -423,8 +436,9 @@ void reduce_impl(const int64_t* __restrict order, int64_t V, const int64_t* __re
                                     int height, int tiles_x, int tiles_y, int64_t n_tiles,     \
                                     int64_t D, R* out, R* out_alpha, R* out_T,                 \
                                     int32_t* out_last, uint8_t* used) {                        \
-        forward_impl<R>(geom, rect, feats, Dp, bgs, has_bg, tile_start, gid, width, height,    \
-                        tiles_x, tiles_y, n_tiles, D, out, out_alpha, out_T, out_last, used);  \
+        SR_DISPATCH(forward_impl, R, Dp, (geom, rect, feats, Dp, bgs, has_bg, tile_start, gid, \
+                    width, height, tiles_x, tiles_y, n_tiles, D, out, out_alpha, out_T,        \
+                    out_last, used));                                                          \
     }                                                                                          \
     SR_EXPORT void sr_backward_##SUF(const R* geom, const int32_t* rect, const R* feats,       \
                                      int64_t Dp, const R* bgs, int has_bg,                      \
@@ -433,9 +447,9 @@ void reduce_impl(const int64_t* __restrict order, int64_t V, const int64_t* __re
                                      int tiles_x, int tiles_y, int64_t n_tiles, int64_t D,     \
                                      const R* out_T, const int32_t* out_last, const R* g_out,  \
                                      const R* g_alpha, const uint8_t* used, R* gbuf) {         \
-        backward_impl<R>(geom, rect, feats, Dp, bgs, has_bg, tile_start, gid, slot_of, width,  \
-                         height, tiles_x, tiles_y, n_tiles, D, out_T, out_last, g_out,         \
-                         g_alpha, used, gbuf);                                                 \
+        SR_DISPATCH(backward_impl, R, Dp, (geom, rect, feats, Dp, bgs, has_bg, tile_start, gid,\
+                    slot_of, width, height, tiles_x, tiles_y, n_tiles, D, out_T, out_last,     \
+                    g_out, g_alpha, used, gbuf));                                              \
     }                                                                                          \
     SR_EXPORT void sr_reduce_##SUF(const int64_t* order, int64_t V, const int64_t* slot_start, \
                                    const R* gbuf, int64_t K, R* grads) {                       \
