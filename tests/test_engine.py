@@ -146,3 +146,17 @@ def test_cli_refine_end_to_end_with_fakes(tmp_path, monkeypatch):
     assert result.exit_code == 0, result.output
     assert f"Report: {run / 'report.html'}" in result.output
     assert "mIoU initial -> refined (input views):" in result.output
+
+
+def test_atomic_writes_get_normal_permissions(tmp_path):
+    import os
+
+    from splatrefine.io.atomic import atomic_dir, write_text
+
+    write_text(tmp_path / "a.txt", "x")
+    with atomic_dir(tmp_path / "d") as d:
+        (d / "f").write_text("y")
+    mask = os.umask(0)
+    os.umask(mask)
+    assert (tmp_path / "a.txt").stat().st_mode & 0o777 == 0o666 & ~mask
+    assert (tmp_path / "d").stat().st_mode & 0o777 == 0o777 & ~mask
