@@ -97,7 +97,8 @@ def target_weights(probs: torch.Tensor, confidence_weighting: bool) -> torch.Ten
 
 def class_balance_weights(probs: torch.Tensor, weights: torch.Tensor, power: float) -> torch.Tensor:
     """Per-pixel factors [V,H,W] that lift rare classes: (median class frequency / frequency of the
-    pixel's argmax class) ** power, clipped to 0.1..10. Frequencies count weighted pixels of the
+    pixel's argmax class) ** power, clipped to 0.1..3 (so a class that is only parser noise, a few
+    pixels in a few views, is not blown up). Frequencies count weighted pixels of the
     classes present; power 0 gives ones."""
     lab = probs.argmax(-1)
     if power <= 0:
@@ -109,4 +110,4 @@ def class_balance_weights(probs: torch.Tensor, weights: torch.Tensor, power: flo
         return torch.ones_like(weights)
     med = freq[present].median()
     factor = torch.where(present, (med / freq.clamp_min(1e-12)) ** power, torch.ones_like(freq))
-    return factor.clamp(0.1, 10.0).to(weights.dtype)[lab]
+    return factor.clamp(0.1, 3.0).to(weights.dtype)[lab]

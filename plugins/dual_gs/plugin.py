@@ -16,7 +16,7 @@ class DualGSConfig:
         "help": "class head: 'logits' (per-Gaussian class logits, softmax composited to class "
                 "probabilities) or 'palette' (3-channel colour-coded segmentation fitted to palette images)",
         "choices": ("logits", "palette")})
-    iterations: int = field(default=1500, metadata={"help": "optimisation steps", "min": 0})
+    iterations: int = field(default=800, metadata={"help": "optimisation steps", "min": 0})
     batch_views: int = field(default=1, metadata={"help": "views rendered per step", "min": 1})
     sh_degree: int = field(default=1, metadata={"help": "spherical-harmonics degree of the RGB head", "min": 0, "max": 3})
     sh_degree_every: int = field(default=300, metadata={
@@ -38,13 +38,13 @@ class DualGSConfig:
     # losses
     ssim_lambda: float = field(default=0.2, metadata={"help": "weight of D-SSIM in the RGB loss (1 - lambda on L1)",
                                                       "min": 0.0, "max": 1.0})
-    class_loss: str = field(default="kl", metadata={
+    class_loss: str = field(default="ce", metadata={
         "help": "class loss against the initial probabilities: 'ce' (hard argmax labels) or 'kl' (soft)",
         "choices": ("ce", "kl")})
     class_weight: float = field(default=0.5, metadata={"help": "weight of the class (or palette) loss", "min": 0.0})
     confidence_weighting: bool = field(default=True, metadata={
         "help": "weight each pixel's class loss by the initial parser's max probability"})
-    class_balance: float = field(default=0.0, metadata={
+    class_balance: float = field(default=0.5, metadata={
         "help": "lift rare classes in the class loss: weight (median frequency / class frequency) ** this",
         "min": 0.0, "max": 2.0})
     class_moves_geometry: bool = field(default=True, metadata={
@@ -66,10 +66,10 @@ class DualGSConfig:
     strategy: str = field(default="default", metadata={
         "help": "'default' (gradient-driven clone/split/prune with opacity resets) or 'mcmc' (relocation)",
         "choices": ("default", "mcmc")})
-    refine_start: int = field(default=100, metadata={"help": "first densification step", "min": 0})
+    refine_start: int = field(default=50, metadata={"help": "first densification step", "min": 0})
     refine_stop: float = field(default=0.6, metadata={"help": "stop densifying after this fraction of the steps",
                                                       "min": 0.0, "max": 1.0})
-    refine_every: int = field(default=100, metadata={"help": "densify every this many steps", "min": 1})
+    refine_every: int = field(default=50, metadata={"help": "densify every this many steps", "min": 1})
     reset_every: int = field(default=3000, metadata={"help": "reset opacities every this many steps", "min": 1})
     grow_grad2d: float = field(default=0.0002, metadata={"help": "view-space gradient threshold to clone/split",
                                                          "min": 0.0})
@@ -78,7 +78,7 @@ class DualGSConfig:
     prune_opacity: float = field(default=0.005, metadata={"help": "prune Gaussians below this opacity", "min": 0.0})
     prune_scale3d: float = field(default=0.1, metadata={"help": "prune Gaussians larger than this (scene fraction)",
                                                         "min": 0.0})
-    max_gaussians: int = field(default=60000, metadata={"help": "cap on the Gaussian count (MCMC: the budget)",
+    max_gaussians: int = field(default=15000, metadata={"help": "cap on the Gaussian count (MCMC: the budget)",
                                                         "min": 1})
     # persistence
     checkpoint_every: int = field(default=500, metadata={"help": "write a checkpoint to the workdir every N steps",

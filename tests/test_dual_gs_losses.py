@@ -1,0 +1,72 @@
+"""dual-gs loss helpers: pixel weights, class balancing, SSIM, SH."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from splatrefine.plugins.dual_gs import losses
+from splatrefine.plugins.dual_gs.model import eval_sh_rgb, rgb_to_sh0, sh_basis
+
+
+def test_uniform_and_nonfinite_pixels_carry_no_weight():
+    K = 4
+    p = torch.full((1, 2, 2, K), 1.0 / K)
+    p[0, 0, 0] = torch.tensor([1.0, 0, 0, 0])
+    p[0, 0, 1] = torch.tensor([0.55, 0.15, 0.15, 0.15])
+    p[0, 1, 0] = torch.tensor([float("nan"), 0.5, 0.5, 0])
+    w = losses.target_weights(p, confidence_weighting=True)
+    assert w[0, 0, 0] == pytest.approx(1.0)
+    assert w[0, 0, 1] == pytest.approx((0.55 - 0.25) / 0.75)
+    assert w[0, 1, 0] == 0 and w[0, 1, 1] == 0
+    w2 = losses.target_weights(p, confidence_weighting=False)
+    assert w2.tolist() == [[[1.0, 1.0], [0.0, 0.0]]]
+
+
+def test_class_balance_lifts_rare_classes_within_limits():
+    K = 3
+    lab = torch.zeros(1, 10, 10, dtype=torch.long)
+    lab[0, :2, :2] = 1  # 4 pixels
+    lab[0, 9, 9] = 2  # 1 pixel (noise)
+    p = torch.nn.functional.one_hot(lab, K).float()
+    w = torch.ones(1, 10, 10)
+    f = losses.class_balance_weights(p, w, 0.5)
+    # frequencies 95, 4, 1 -> median 4: factors (4/95)^.5, 1, (4/1)^.5 = 2 (below the clip at 3)
+    assert f[0, 5, 5].item() == pytest.approx((4 / 95) ** 0.5, rel=1e-5)
+    assert f[0, 0, 0].item() == pytest.approx(1.0)
+    assert f[0, 9, 9].item() == pytest.approx(2.0)
+    assert torch.equal(losses.class_balance_weights(p, w, 0.0), torch.ones_like(w))
+
+
+def test_class_losses_zero_at_target_and_respect_weights():
+    t = torch.tensor([[[[0.7, 0.2, 0.1], [0.1, 0.1, 0.8]]]])
+    w = torch.tensor([[[1.0, 0.0]]])
+    assert losses.class_loss(t, t, w, "kl").item() == pytest.approx(0.0, abs=1e-6)
+    wrong = torch.tensor([[[[0.1, 0.8, 0.1], [0.1, 0.1, 0.8]]]])
+    assert losses.class_loss(wrong, t, w, "ce").item() == pytest.approx(-np.log(0.1), rel=1e-5)
+    # the second pixel has weight 0: changing it changes nothing
+    other = wrong.clone()
+    other[0, 0, 1] = torch.tensor([0.98, 0.01, 0.01])
+    assert losses.class_loss(other, t, w, "ce").item() == pytest.approx(-np.log(0.1), rel=1e-5)
+
+
+def test_ssim_identity_and_drop():
+    g = torch.Generator().manual_seed(0)
+    a = torch.rand(1, 24, 24, 3, generator=g)
+    assert losses.ssim(a, a).item() == pytest.approx(1.0, abs=1e-5)
+    assert losses.ssim(a, 1.0 - a).item() < 0.0
+    assert 0.0 < losses.ssim(a, 0.5 * a + 0.25).item() < 0.95
+
+
+def test_sh_degree0_is_view_independent_and_inverts_rgb_to_sh0():
+    rgb = torch.tensor([[0.2, 0.5, 0.9]])
+    sh = rgb_to_sh0(rgb)[:, None, :]
+    centers = torch.tensor([[0.0, 0.0, 3.0], [3.0, 0.0, 0.0]])
+    out = eval_sh_rgb(sh, torch.zeros(1, 3), centers, 0)
+    torch.testing.assert_close(out, rgb.expand(2, 1, 3).reshape(2, 1, 3))
+    # the basis is orthonormal on the sphere: mean of B_i B_j over many directions = delta_ij / 4pi
+    d = torch.nn.functional.normalize(torch.randn(200000, 3, generator=torch.Generator().manual_seed(1)), dim=-1)
+    b = sh_basis(d, 3)
+    gram = (b.T @ b) / len(d) * 4 * np.pi
+    torch.testing.assert_close(gram, torch.eye(16), atol=0.03, rtol=0)
