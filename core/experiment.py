@@ -541,23 +541,7 @@ class Experiment:
         shutil.rmtree(work / "work", ignore_errors=True)  # the resume checkpoint, no longer needed
 
     def _refine_data(self, target: TargetSpec, variant: str) -> dict:
-        from .roles import Role
-
-        base = self.config.refine if variant != "palette" else _merge(self.config.refine, self.config.palette)
-        data = {role: copy.deepcopy(base[role]) for role in REFINE_ROLES}
-        data["seed"] = self.config.seed
-        data["device"] = self.config.device
-        if variant.startswith("simulated"):
-            data["initial_parser"] = {"plugin": "simulated", "params": dict(self.config.simulated.get("params") or {})}
-            default_target = self.registry.names(Role.TARGET_PARSER)
-            data["target_parser"] = {"plugin": target.plugin if target.plugin in default_target else "bisenet",
-                                     "params": {}}
-        else:
-            params = dict(target.params)
-            params["checkpoint"] = str(self.parser_dir(target.name, "baseline") / "parser")
-            data["initial_parser"] = {"plugin": target.plugin, "params": params}
-            data["target_parser"] = {"plugin": target.plugin, "params": dict(target.params)}
-        return data
+        return refine_run_data(self.config, target, variant, self.parser_dir(target.name, "baseline") / "parser")
 
     def stage_refine(self, target: TargetSpec, variant: str) -> None:
         """One engine run per train identity with the variant's initial parser and aggregation."""
@@ -704,6 +688,23 @@ def active_targets(config: ExperimentConfig, registry: Any) -> tuple[list[Target
     return out, notes
 
 
+def refine_run_data(config: ExperimentConfig, target: TargetSpec, variant: str, baseline_parser: Path) -> dict:
+    """The refine config mapping (the layout of `splatrefine refine -c`) of one variant: the
+    experiment's refine block (merged with the palette block for `palette`), and as initial parser
+    the `simulated` parser or the target's baseline loaded from `baseline_parser`."""
+    base = config.refine if variant != "palette" else _merge(config.refine, config.palette)
+    data: dict[str, Any] = {role: copy.deepcopy(base[role]) for role in REFINE_ROLES}
+    data["seed"] = config.seed
+    data["device"] = config.device
+    data["target_parser"] = {"plugin": target.plugin, "params": dict(target.params)}
+    if variant.startswith("simulated"):
+        data["initial_parser"] = {"plugin": "simulated", "params": dict(config.simulated.get("params") or {})}
+    else:
+        data["initial_parser"] = {"plugin": target.plugin,
+                                  "params": {**target.params, "checkpoint": str(baseline_parser)}}
+    return data
+
+
 def validate(config: ExperimentConfig, registry: Any) -> list[str]:
     """Check every plugin and setting the experiment will use, before anything is written.
     Returns the notes of active_targets()."""
@@ -713,8 +714,6 @@ def validate(config: ExperimentConfig, registry: Any) -> list[str]:
     targets, notes = active_targets(config, registry)
     if not targets:
         raise SplatrefineError("no target parser to run: every target is optional and missing", "; ".join(notes))
-    probe = Experiment.__new__(Experiment)
-    probe.config, probe.registry, probe.out = config, registry, Path("OUT")
     for t in targets:
         spec = registry.get(Role.TARGET_PARSER, t.plugin)
         build_settings(spec.config_cls, dict(t.params), f"targets '{t.name}' params")
@@ -728,7 +727,8 @@ def validate(config: ExperimentConfig, registry: Any) -> list[str]:
         for v in t.variants:
             if v.startswith("simulated"):
                 registry.get(Role.INITIAL_PARSER, "simulated")
-            resolve(registry, probe._refine_data(t, v), source=f"experiment refine config for '{t.name}/{v}'")
+            data = refine_run_data(config, t, v, Path("baseline-parser"))
+            resolve(registry, data, source=f"experiment refine config for '{t.name}/{v}'")
     return notes
 
 
