@@ -81,8 +81,8 @@ class ExperimentConfig:
     device: str = "auto"
     rig: str = "facescape-like"
     resolution: int = 96
-    train_identities: tuple[int, ...] = (0, 1, 2)
-    test_identities: tuple[int, ...] = (1000, 1001)
+    train_identities: tuple[int, ...] = (0, 1, 2, 3, 4, 5)
+    test_identities: tuple[int, ...] = (1000, 1001, 1002)
     frontal_max_yaw: float = 30.0
     refine: dict = field(default_factory=dict)
     palette: dict = field(default_factory=dict)
@@ -172,17 +172,17 @@ DEFAULT_TARGETS = (
      "params": {"input_size": 96, "batch_size": 16, "train_batch_size": 8, "checkpoint_every": 100,
                 "optimizer": "adam", "weight_decay": 0.0001, "warmup_steps": 20, "ohem_thresh": 1.0,
                 "jitter": 0.2, "scale_range": [0.9, 1.2]},
-     "baseline": {"steps": 600, "lr": 0.003}, "finetune": {"steps": 200, "lr": 0.001},
+     "baseline": {"steps": 1200, "lr": 0.003}, "finetune": {"steps": 300, "lr": 0.001},
      "variants": ["refined", "raw", "palette", "simulated"]},
     {"name": "smp-unet", "plugin": "smp", "optional": True,
      "params": {"arch": "Unet", "encoder": "resnet18", "input_size": 96, "batch_size": 16, "train_batch_size": 8,
                 "checkpoint_every": 100, "optimizer": "adam", "weight_decay": 0.0001, "warmup_steps": 20,
                 "ohem_thresh": 1.0, "jitter": 0.2, "scale_range": [0.9, 1.2]},
-     "baseline": {"steps": 600, "lr": 0.003}, "finetune": {"steps": 200, "lr": 0.001},
+     "baseline": {"steps": 1200, "lr": 0.003}, "finetune": {"steps": 300, "lr": 0.001},
      "variants": ["refined", "simulated"]},
 )
-DEFAULT_DATA = {"rig": "facescape-like", "resolution": 96, "train_identities": [0, 1, 2],
-                "test_identities": [1000, 1001], "frontal_max_yaw": 30.0}
+DEFAULT_DATA = {"rig": "facescape-like", "resolution": 96, "train_identities": [0, 1, 2, 3, 4, 5],
+                "test_identities": [1000, 1001, 1002], "frontal_max_yaw": 30.0}
 REFINE_ROLES = ("representation", "view_sampler", "label_aggregator")
 
 
