@@ -94,7 +94,8 @@ def test_history_and_plot_written(fitted):
     assert hist["iteration"][-1] == 40
     for key in ("loss", "rgb", "class", "gaussians", "mask"):
         assert len(hist[key]) == len(hist["iteration"])
-    assert hist["loss"][-1] < hist["loss"][0]
+    assert hist["rgb"][-1] < 0.8 * hist["rgb"][0] and hist["mask"][-1] < 0.8 * hist["mask"][0]
+    assert hist["seconds"] == sorted(hist["seconds"])
     assert (wd / "loss.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert (wd / "checkpoint.pt").exists()
 
@@ -189,9 +190,11 @@ def test_class_gradients_can_be_kept_off_the_geometry(scene):
         w = target_weights(torch.from_numpy(p), True).numpy()
         model = r.init_model(cap, p, w)
         tr = fit_mod.Trainer(r.config, model, r._fit_data(cap, p, w), 0, None)
-        terms, _ = tr._losses(np.array([0, 3]))
-        tr._backward(terms)
-        return {k: v.grad.clone() for k, v in tr.params.items()}
+        terms, meta = tr._losses(np.array([0, 3]))
+        tr._backward(terms, meta)
+        out = {k: v.grad.clone() for k, v in tr.params.items()}
+        out["means2d"] = meta["means2d"].grad.clone()
+        return out
 
     off = grads(class_moves_geometry=False, class_weight=5.0)
     rgb_only = grads(class_moves_geometry=True, class_weight=0.0)
@@ -201,6 +204,12 @@ def test_class_gradients_can_be_kept_off_the_geometry(scene):
     assert not torch.allclose(on["means"], rgb_only["means"], atol=1e-7)
     torch.testing.assert_close(off["classes"], on["classes"], atol=1e-7, rtol=1e-5)
     assert rgb_only["classes"].abs().max() == 0
+    # class_densify: the class loss still counts in the densification statistics, nowhere else
+    dens = grads(class_moves_geometry=False, class_weight=5.0, class_densify=True)
+    for k in ("means", "scales", "quats", "opacities", "sh0", "classes"):
+        torch.testing.assert_close(dens[k], off[k], atol=1e-7, rtol=1e-5)
+    torch.testing.assert_close(off["means2d"], rgb_only["means2d"], atol=1e-9, rtol=1e-5)
+    assert not torch.allclose(dens["means2d"], off["means2d"], atol=1e-9)
 
 
 def test_non_finite_loss_rolls_back_with_warning(scene, monkeypatch, caplog):

@@ -265,17 +265,26 @@ class Trainer:
             total = total + c.scale_reg * terms["scale_reg"]
         return total
 
-    def _backward(self, terms: dict[str, torch.Tensor]) -> torch.Tensor:
+    def _backward(self, terms: dict[str, torch.Tensor], meta: dict | None = None) -> torch.Tensor:
         if self.config.class_moves_geometry:
             loss = self._total(terms)
             loss.backward()
             return loss.detach()
-        # class gradients reach only the class head: the rest of the loss moves everything
+        # class gradients reach only the class head: the rest of the loss moves everything. They
+        # still count in the densification statistics (`class_densify`), so Gaussians are split where
+        # the labels need detail that the colours do not show (brows, lip lines).
         geo = self._total(terms, with_class=False)
         cls_loss = self.config.class_weight * terms["class"]
-        (g,) = torch.autograd.grad(cls_loss, [self.params["classes"]], retain_graph=True)
+        m2d = None if meta is None else meta.get("means2d")
+        want_m2d = (m2d is not None and m2d.requires_grad and self.config.class_densify
+                    and self.densifier.needs_means2d_grad)
+        inputs = [self.params["classes"]] + ([m2d] if want_m2d else [])
+        grads = torch.autograd.grad(cls_loss, inputs, retain_graph=True, allow_unused=True)
         geo.backward()
+        g = grads[0]
         self.params["classes"].grad = g if self.params["classes"].grad is None else self.params["classes"].grad + g
+        if want_m2d and grads[1] is not None:
+            m2d.grad = grads[1] if m2d.grad is None else m2d.grad + grads[1]
         return (geo + cls_loss).detach()
 
     def _optimizers(self) -> list[torch.optim.Optimizer]:
@@ -321,7 +330,7 @@ class Trainer:
                 for o in self._optimizers():
                     o.zero_grad(set_to_none=True)
                 terms, meta = self._losses(self._views_for_step(step))
-                loss = self._backward(terms)
+                loss = self._backward(terms, meta)
                 if not (torch.isfinite(loss) and self._grads_finite()):
                     bad = [k for k, v in terms.items() if not torch.isfinite(v)]
                     bad += [f"grad {k}" for k, p in self.params.items()

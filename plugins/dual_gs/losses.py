@@ -75,12 +75,12 @@ def mask_loss(alpha: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     return -(mask * torch.log(a) + (1 - mask) * torch.log(1 - a)).mean()
 
 
-def target_weights(probs: torch.Tensor, confidence_weighting: bool) -> torch.Tensor:
+def target_weights(probs: torch.Tensor, confidence_weighting: bool, power: float = 1.0) -> torch.Tensor:
     """Per-pixel class-loss weights [V,H,W] from initial probabilities [V,H,W,K].
 
     A pixel whose probabilities are (near) uniform, non-finite or all zero carries no opinion:
     weight 0. Otherwise 1, or the max probability rescaled so a uniform pixel gets 0 and a one-hot
-    pixel 1 when `confidence_weighting`.
+    pixel 1 when `confidence_weighting`, raised to `power` (> 1 trusts confident views more).
     """
     K = probs.shape[-1]
     finite = torch.isfinite(probs).all(-1)
@@ -89,7 +89,7 @@ def target_weights(probs: torch.Tensor, confidence_weighting: bool) -> torch.Ten
     mn = p.min(-1).values
     valid = finite & (p.sum(-1) > 0.5) & ((mx - mn) > 1e-4)
     if confidence_weighting:
-        w = ((mx - 1.0 / K) / (1.0 - 1.0 / K)).clamp(0.0, 1.0)
+        w = ((mx - 1.0 / K) / (1.0 - 1.0 / K)).clamp(0.0, 1.0) ** power
     else:
         w = torch.ones_like(mx)
     return torch.where(valid, w, torch.zeros_like(w))

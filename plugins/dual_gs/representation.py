@@ -139,7 +139,7 @@ class DualGS:
         self._check(capture, initial_probs)
         probs = np.ascontiguousarray(np.moveaxis(np.asarray(initial_probs, dtype=np.float32), 1, -1))
         tp = torch.from_numpy(probs)
-        w = losses.target_weights(tp, self.config.confidence_weighting)
+        w = losses.target_weights(tp, self.config.confidence_weighting, self.config.confidence_power)
         weights = (w * losses.class_balance_weights(tp, w, self.config.class_balance)).numpy()
         del tp, w
         if not np.isfinite(probs).all():
