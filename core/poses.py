@@ -55,6 +55,18 @@ def direction(yaw_deg: float, pitch_deg: float, subject: Subject) -> np.ndarray:
     return np.cos(p) * (np.cos(y) * f + np.sin(y) * left) + np.sin(p) * u
 
 
+def optical_focus(cameras: Cameras) -> np.ndarray:
+    """The world point closest, in least squares, to every camera's optical axis [3]."""
+    axes = cameras.viewmats[:, 2, :3]  # optical axis (camera +z) in world coordinates
+    A = np.zeros((3, 3))
+    b = np.zeros(3)
+    for o, a in zip(cameras.centers, axes):
+        P = np.eye(3) - np.outer(a, a)
+        A += P
+        b += P @ o
+    return np.linalg.lstsq(A, b, rcond=None)[0]
+
+
 def estimate_subject(cameras: Cameras) -> Subject:
     """Guess the subject frame from the cameras alone (captures that do not state it).
 
@@ -64,14 +76,7 @@ def estimate_subject(cameras: Cameras) -> Subject:
     """
     R = cameras.viewmats[:, :3, :3]
     origins = cameras.centers
-    axes = R[:, 2, :]  # optical axis (camera +z) in world coordinates
-    A = np.zeros((3, 3))
-    b = np.zeros(3)
-    for o, a in zip(origins, axes):
-        P = np.eye(3) - np.outer(a, a)
-        A += P
-        b += P @ o
-    center = np.linalg.lstsq(A, b, rcond=None)[0]
+    center = optical_focus(cameras)
     d = origins - center
     d = d / np.linalg.norm(d, axis=1, keepdims=True)
     frontal = d.mean(axis=0)
