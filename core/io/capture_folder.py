@@ -24,9 +24,19 @@ from ..errors import CaptureError, ConfigError
 from ..schema import get_schema
 from ..types import Capture, View
 from .atomic import atomic_dir
-from .common import check_camera, load_json, matrix, positive_int, read_subject, safe_join, subject_json, unique_names
-from .labels import read_image, read_labels, read_mask, write_image, write_labels, write_mask
+from .common import (
+    check_camera,
+    load_json,
+    matrix,
+    positive_int,
+    read_subject,
+    safe_join,
+    subject_json,
+    unique_names,
+)
+from .labels import read_image, read_labels, read_mask
 from .points_ply import read_points_ply, write_points_ply
+from .views import write_view_files
 
 FORMAT = "splatrefine-capture"
 VERSION = 1
@@ -175,12 +185,7 @@ def write_capture_folder(capture: Capture, path: str | os.PathLike, extra: dict 
         if (w, h) != (v.camera.width, v.camera.height):
             raise ValueError(f"view '{v.name}': image is {w}x{h} but its camera is {v.camera.width}x{v.camera.height}")
     with atomic_dir(path) as tmp:
-        for name, v in zip(names, capture.views):
-            write_image(tmp / "images" / f"{name}.png", v.image)
-            if v.labels is not None:
-                write_labels(tmp / "labels" / f"{name}.png", v.labels, capture.schema)
-            if v.mask is not None:
-                write_mask(tmp / "masks" / f"{name}.png", v.mask)
+        write_view_files(tmp, names, capture)
         if capture.points is not None:
             write_points_ply(tmp / "points.ply", capture.points, capture.point_colors)
         (tmp / MANIFEST).write_text(text + "\n", encoding="utf-8")

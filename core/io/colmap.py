@@ -31,9 +31,8 @@ from ..schema import CELEBAMASK_HQ
 from ..types import Capture
 from .atomic import atomic_dir
 from .common import safe_join, unique_names
-from .labels import write_image, write_labels, write_mask
 from .undistort import Distortion
-from .views import load_view
+from .views import load_view, write_view_files
 
 # model id -> (name, number of params)
 CAMERA_MODELS: dict[int, tuple[str, int]] = {
@@ -437,12 +436,7 @@ def write_colmap_text(capture: Capture, path: str | os.PathLike) -> Path:
         for j, (p, c) in enumerate(zip(np.asarray(capture.points, dtype=np.float64), colors), 1):
             pts_lines.append(f"{j} {float(p[0])!r} {float(p[1])!r} {float(p[2])!r} {int(c[0])} {int(c[1])} {int(c[2])} 0")
     with atomic_dir(path) as tmp:
-        for n, v in zip(names, capture.views):
-            write_image(tmp / "images" / f"{n}.png", v.image)
-            if v.labels is not None:
-                write_labels(tmp / "labels" / f"{n}.png", v.labels, capture.schema)
-            if v.mask is not None:
-                write_mask(tmp / "masks" / f"{n}.png", v.mask)
+        write_view_files(tmp, names, capture)
         sparse = tmp / "sparse" / "0"
         sparse.mkdir(parents=True)
         (sparse / "cameras.txt").write_text("\n".join(cam_lines) + "\n", encoding="utf-8")

@@ -28,13 +28,21 @@ import numpy as np
 
 from ..errors import CaptureError, ConfigError
 from ..schema import CELEBAMASK_HQ, LabelSchema, get_schema
-from ..types import Camera, Capture, Cameras
+from ..types import Camera, Cameras, Capture
 from .atomic import atomic_dir, write_text
-from .common import load_json, read_subject, subject_json, matrix, positive_int, safe_join, unique_names
-from .labels import image_size, write_image, write_labels, write_mask
+from .common import (
+    load_json,
+    matrix,
+    positive_int,
+    read_subject,
+    safe_join,
+    subject_json,
+    unique_names,
+)
+from .labels import image_size
 from .points_ply import read_points_ply, write_points_ply
 from .undistort import Distortion
-from .views import load_view
+from .views import load_view, write_view_files
 
 MANIFEST_NAMES = ("transforms.json", "cameras.json")
 # OpenGL camera axes <-> OpenCV camera axes (flip y and z); its own inverse.
@@ -294,12 +302,7 @@ def write_nerfstudio(capture: Capture, path: str | os.PathLike, filename: str = 
     if capture.subject is not None:
         data["subject"] = subject_json(capture.subject)
     with atomic_dir(path) as tmp:
-        for n, v in zip(names, capture.views):
-            write_image(tmp / "images" / f"{n}.png", v.image)
-            if v.labels is not None:
-                write_labels(tmp / "labels" / f"{n}.png", v.labels, capture.schema)
-            if v.mask is not None:
-                write_mask(tmp / "masks" / f"{n}.png", v.mask)
+        write_view_files(tmp, names, capture)
         if capture.points is not None:
             write_points_ply(tmp / "points.ply", capture.points, capture.point_colors)
         write_transforms_json(tmp / filename, data)

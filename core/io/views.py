@@ -8,9 +8,9 @@ import numpy as np
 
 from ..errors import CaptureError
 from ..schema import LabelSchema
-from ..types import View
+from ..types import Capture, View
 from .common import check_camera
-from .labels import read_image, read_labels, read_mask
+from .labels import read_image, read_labels, read_mask, write_image, write_labels, write_mask
 from .undistort import Distortion, remap, undistort_maps
 
 
@@ -54,3 +54,14 @@ def load_view(
         maps = undistort_maps(camera.K, distortion, width, height, where)
         image, labels, mask = remap(image, maps, "image"), remap(labels, maps, "labels"), remap(mask, maps, "mask")
     return View(name=name, camera=camera, image=image, labels=labels, mask=mask)
+
+
+def write_view_files(folder: Path, names: list[str], capture: Capture) -> None:
+    """images/NAME.png (+ labels/NAME.png, masks/NAME.png when the view has them) under `folder`,
+    the layout every capture writer shares."""
+    for name, v in zip(names, capture.views):
+        write_image(folder / "images" / f"{name}.png", v.image)
+        if v.labels is not None:
+            write_labels(folder / "labels" / f"{name}.png", v.labels, capture.schema)
+        if v.mask is not None:
+            write_mask(folder / "masks" / f"{name}.png", v.mask)
