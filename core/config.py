@@ -152,8 +152,10 @@ def coerce(value: Any, tp: Any, where: str) -> Any:
     return value
 
 
-def build_settings(config_cls: type, params: dict, where: str) -> Any:
-    """An instance of `config_cls` from defaults overridden by `params`, fully validated."""
+def build_settings(config_cls: type, params: dict, where: str, show: str | None = None) -> Any:
+    """An instance of `config_cls` from defaults overridden by `params`, fully validated.
+
+    `show` ("ROLE/NAME") makes the unknown-setting hint point at `splatrefine plugins show`."""
     if not isinstance(params, dict):
         raise ConfigError(f"{where}: params must be a mapping, got {params!r}")
     fields = {f.name: f for f in dataclasses.fields(config_cls)}
@@ -161,10 +163,13 @@ def build_settings(config_cls: type, params: dict, where: str) -> Any:
     values = {}
     for key, value in params.items():
         if key not in fields:
-            raise ConfigError(
-                f"{where} has no setting '{key}'.{did_you_mean(str(key), fields)}",
-                f"Settings: {', '.join(fields) or '(none)'}.",
-            )
+            if show:
+                hint = f"Run 'splatrefine plugins show {show}' to see its settings."
+            elif len(fields) <= 8:
+                hint = f"Settings: {', '.join(fields) or '(none)'}."
+            else:
+                hint = None
+            raise ConfigError(f"{where} has no setting '{key}'.{did_you_mean(str(key), fields)}", hint)
         f = fields[key]
         v = coerce(value, hints[key], f"{where}.{key}")
         lo, hi, choices = f.metadata.get("min"), f.metadata.get("max"), f.metadata.get("choices")
@@ -259,7 +264,8 @@ def resolve(registry, data: dict | None = None, plugin_args: list[str] = (), set
     # the user's own choices are checked first, so their typo is the error they see
     for role in sorted(Role, key=lambda r: (r not in explicit, list(Role).index(r))):
         spec = registry.get(role, plugins[role])
-        settings[role] = build_settings(spec.config_cls, params[role], f"{role.value} '{spec.name}'")
+        settings[role] = build_settings(spec.config_cls, params[role], f"{role.value} '{spec.name}'",
+                                        show=f"{role.value}/{spec.name}")
     settings = {role: settings[role] for role in Role}
     seed = coerce(top.get("seed", 0), int, f"{source}: seed")
     device = coerce(top.get("device", "auto"), str, f"{source}: device")
