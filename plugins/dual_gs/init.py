@@ -10,6 +10,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from splatrefine.errors import CaptureError
+from splatrefine.poses import optical_focus
 from splatrefine.types import Cameras, Capture
 
 log = logging.getLogger(__name__)
@@ -48,17 +49,8 @@ def common_volume(cams: Cameras, center_hint: np.ndarray | None = None) -> tuple
     the median half-width of the image at that depth. CaptureError when fewer than two cameras have
     the centre in front of them and inside the frame.
     """
-    R = cams.viewmats[:, :3, :3]
-    centers = cams.centers
     if center_hint is None:
-        axes = R[:, 2, :]
-        A = np.zeros((3, 3))
-        b = np.zeros(3)
-        for o, a in zip(centers, axes):
-            P = np.eye(3) - np.outer(a, a)
-            A += P
-            b += P @ o
-        center = np.linalg.lstsq(A, b, rcond=None)[0]
+        center = optical_focus(cams)
     else:
         center = np.asarray(center_hint, dtype=np.float64)
     _, z, inside = _project(cams, center[None])
