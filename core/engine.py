@@ -74,19 +74,25 @@ def prepare_run_dir(path: Path, *, resume: bool, overwrite: bool) -> None:
 
 @dataclass
 class RunState:
+    """Finished stages and their timings, kept in one JSON file (a run's stages.json, an
+    experiment's experiment.json) so a rerun with --resume skips what is done."""
+
     completed: list[str] = field(default_factory=list)
     timings: dict[str, float] = field(default_factory=dict)
 
     @classmethod
-    def load(cls, run_dir: Path) -> RunState:
-        p = run_dir / RUN_MARKER
-        if not p.is_file():
+    def load(cls, path: Path) -> RunState:
+        if not path.is_file():
             return cls()
-        data = json.loads(p.read_text())
+        try:
+            data = json.loads(path.read_text())
+        except (OSError, json.JSONDecodeError) as exc:
+            raise SplatrefineError(f"{path}: cannot read the finished stages ({exc})",
+                                   "Rerun with --overwrite to start again.") from None
         return cls(list(data.get("completed", [])), dict(data.get("timings", {})))
 
-    def save(self, run_dir: Path) -> None:
-        write_text(run_dir / RUN_MARKER, json.dumps({"completed": self.completed, "timings": self.timings}, indent=2))
+    def save(self, path: Path, **extra: object) -> None:
+        write_text(path, json.dumps({**extra, "completed": self.completed, "timings": self.timings}, indent=2))
 
 
 def resolve_device(device: str) -> str:
@@ -113,7 +119,7 @@ class Engine:
         self.schema: LabelSchema = get_schema(config.schema)
         self.device = resolve_device(config.device)
         self.context = ComponentContext(device=self.device, seed=config.seed, build=self._build_named)
-        self.state = RunState.load(self.run_dir)
+        self.state = RunState.load(self.run_dir / RUN_MARKER)
         self._components: dict[Role, Any] = {}
         self.notes: list[str] = []
         if capture.schema.name != self.schema.name:
@@ -153,7 +159,7 @@ class Engine:
             getattr(self, f"stage_{stage}")()
             self.state.completed.append(stage)
             self.state.timings[stage] = round(time.perf_counter() - t0, 3)
-            self.state.save(self.run_dir)
+            self.state.save(self.run_dir / RUN_MARKER)
         return self.summary()
 
     def summary(self) -> dict:

@@ -38,6 +38,7 @@ from typing import Any
 
 import numpy as np
 
+from .engine import RunState
 from .errors import ConfigError, SplatrefineError, did_you_mean
 from .types import POSE_BUCKETS
 
@@ -331,30 +332,6 @@ def load_config(path: Path | None, sets: Sequence[str] = ()) -> tuple[Experiment
 
 
 # experiment folder -----------------------------------------------------------------------------
-@dataclass
-class _State:
-    completed: list[str] = field(default_factory=list)
-    timings: dict[str, float] = field(default_factory=dict)
-
-    @classmethod
-    def load(cls, out: Path) -> _State:
-        p = out / MARKER
-        if not p.is_file():
-            return cls()
-        try:
-            d = json.loads(p.read_text())
-        except (OSError, json.JSONDecodeError) as exc:
-            raise SplatrefineError(f"{p}: cannot read the experiment state ({exc})",
-                                   "Rerun with --overwrite to start again.") from None
-        return cls(list(d.get("completed", [])), dict(d.get("timings", {})))
-
-    def save(self, out: Path) -> None:
-        from .io.atomic import write_text
-
-        write_text(out / MARKER, json.dumps({"format": FORMAT, "completed": self.completed,
-                                             "timings": self.timings}, indent=1))
-
-
 def is_experiment_dir(path: Path) -> bool:
     return (Path(path) / MARKER).is_file()
 
@@ -408,7 +385,7 @@ class Experiment:
         self.config = config
         self.out = Path(out)
         self.registry = registry or Registry()
-        self.state = _State.load(self.out)
+        self.state = RunState.load(self.out / MARKER)
         self.on_stage = on_stage
         self.schema = CELEBAMASK_HQ
         self.notes: list[str] = []
@@ -452,7 +429,7 @@ class Experiment:
         fn()
         self.state.completed.append(name)
         self.state.timings[name] = round(time.perf_counter() - t0, 2)
-        self.state.save(self.out)
+        self.state.save(self.out / MARKER, format=FORMAT)
 
     def active_targets(self) -> list[TargetSpec]:
         targets, notes = active_targets(self.config, self.registry)
@@ -468,7 +445,7 @@ class Experiment:
 
         cfg = self.config
         write_text(self.out / CONFIG_FILE, yaml.safe_dump(cfg.to_dict(), sort_keys=False))
-        self.state.save(self.out)
+        self.state.save(self.out / MARKER, format=FORMAT)
         targets = self.active_targets()
         self._stage("data", self.stage_data)
         for t in targets:
