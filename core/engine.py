@@ -23,7 +23,7 @@ import numpy as np
 
 from .config import RunConfig
 from .errors import SplatrefineError
-from .io.atomic import atomic_path, write_text
+from .io.atomic import atomic_path, ensure_writable_dir, write_text
 from .progress import progress_task
 from .roles import ComponentContext, Role
 from .schema import LabelSchema, get_schema, schema_mapping
@@ -62,14 +62,7 @@ def prepare_run_dir(path: Path, *, resume: bool, overwrite: bool) -> None:
         else:
             raise SplatrefineError(f"{path}: exists and is not a splatrefine run folder",
                                    "Choose an empty or new output folder with -o.")
-    try:
-        path.mkdir(parents=True, exist_ok=True)
-        probe = path / ".write-test"
-        probe.write_bytes(b"")
-        probe.unlink()
-    except OSError as exc:
-        raise SplatrefineError(f"{path}: cannot write there ({exc.strerror})",
-                               "Choose a writable output folder with -o.") from None
+    ensure_writable_dir(path, "Choose a writable output folder with -o.")
 
 
 @dataclass

@@ -364,13 +364,9 @@ def prepare_out(out: Path, config: ExperimentConfig, *, resume: bool, overwrite:
         else:
             raise SplatrefineError(f"{out}: already holds an experiment",
                                    "Add --resume to continue it, --overwrite to start again, or choose another folder.")
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-        probe = out / ".write-test"
-        probe.write_bytes(b"")
-        probe.unlink()
-    except OSError as exc:
-        raise SplatrefineError(f"{out}: cannot write there ({exc.strerror})", "Choose a writable folder.") from None
+    from .io.atomic import ensure_writable_dir
+
+    ensure_writable_dir(out, "Choose a writable folder.")
 
 
 # the runner ------------------------------------------------------------------------------------

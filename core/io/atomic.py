@@ -57,3 +57,17 @@ def atomic_dir(path: str | os.PathLike) -> Iterator[Path]:
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
+
+
+def ensure_writable_dir(path: str | os.PathLike, hint: str) -> None:
+    """Create `path` if needed and prove a file can be written there; one clear error if not."""
+    from ..errors import SplatrefineError
+
+    path = Path(path)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        probe = path / ".write-test"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as exc:
+        raise SplatrefineError(f"{path}: cannot write there ({exc.strerror})", hint) from None
