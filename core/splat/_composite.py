@@ -30,9 +30,19 @@ def tile_rects(means2d: torch.Tensor, radii: torch.Tensor, tiles_x: int, tiles_y
     return rect
 
 
-def depth_order(depths: torch.Tensor, visible: torch.Tensor) -> torch.Tensor:
+def depth_order(depths: torch.Tensor, radii: torch.Tensor) -> torch.Tensor:
     """Flat slots (c*N + n) of visible Gaussians sorted by (camera, depth), stable. [V] int64."""
     C, N = depths.shape
+    lib = _native.load()
+    if lib is not None:
+        d = depths.detach().contiguous()
+        r = radii.contiguous()
+        order = torch.empty(C * N, dtype=torch.int64)
+        suf = "f32" if d.dtype == torch.float32 else "f64"
+        V = getattr(lib, "sr_depth_order_" + suf)(d.data_ptr(), r.data_ptr(), C, N,
+                                                  order.data_ptr())
+        return order[:V]
+    visible = (radii > 0).all(-1)
     parts = []
     for c in range(C):
         idx = torch.nonzero(visible[c]).squeeze(1)
@@ -61,7 +71,7 @@ class _Composite(torch.autograd.Function):
         tiles_y = (height + TILE - 1) // TILE
         with torch.no_grad():
             visible = (radii > 0).all(-1)
-            order = depth_order(depths, visible).numpy()
+            order = depth_order(depths, radii).numpy()
             trect = tile_rects(means2d, radii, tiles_x, tiles_y).reshape(C * N, 4).numpy()
             cam_of = np.repeat(np.arange(C, dtype=np.int32), N)
             m2 = means2d.detach().reshape(C * N, 2).contiguous().numpy()
@@ -155,8 +165,7 @@ def isect_tiles(means2d: torch.Tensor, radii: torch.Tensor, depths: torch.Tensor
     C, N = depths.shape
     tiles_x = (width + TILE - 1) // TILE
     tiles_y = (height + TILE - 1) // TILE
-    visible = (radii > 0).all(-1)
-    order = depth_order(depths, visible).numpy()
+    order = depth_order(depths, radii).numpy()
     trect = tile_rects(means2d, radii, tiles_x, tiles_y).reshape(C * N, 4).numpy()
     cam_of = np.repeat(np.arange(C, dtype=np.int32), N)
     tile_start, gid, _, _ = K.bin_tiles(order, trect, cam_of, tiles_x * tiles_y, tiles_x, C)

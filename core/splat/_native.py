@@ -89,7 +89,14 @@ def _declare(lib: ctypes.CDLL) -> None:
         getattr(lib, f"sr_backward_{suf}").argtypes = [P, P, P, L, P, I, P, P, P, I, I, I, I, L,
                                                         L, P, P, P, P, P, P]
         getattr(lib, f"sr_reduce_{suf}").argtypes = [P, L, P, P, L, P]
-        for name in ("forward", "backward", "reduce"):
+        R = ctypes.c_float if suf == "f32" else ctypes.c_double
+        getattr(lib, f"sr_project_fwd_{suf}").argtypes = [P, P, P, P, P, P, L, L, I, I, R, R, R,
+                                                           P, P, P, P]
+        getattr(lib, f"sr_project_bwd_{suf}").argtypes = [P, P, P, P, P, L, L, I, I, R, R, R, P,
+                                                           P, P, P, P, P]
+        getattr(lib, f"sr_depth_order_{suf}").argtypes = [P, P, L, L, P]
+        getattr(lib, f"sr_depth_order_{suf}").restype = L
+        for name in ("forward", "backward", "reduce", "project_fwd", "project_bwd"):
             getattr(lib, f"sr_{name}_{suf}").restype = None
 
 

@@ -16,7 +16,10 @@ def rasterize_cpu(means, quats, scales, opacities, colors, viewmats, Ks, width, 
                   render_mode="RGB") -> tuple[torch.Tensor, torch.Tensor, dict[str, Any]]:
     """See `splatrefine.splat.rasterize` (CPU tensors)."""
     C, N = viewmats.shape[0], means.shape[0]
-    radii, means2d, depths, conics = project(
+    from . import _projection_native as fast
+
+    proj = fast.project_native if fast.usable(viewmats, Ks) else project
+    radii, means2d, depths, conics = proj(
         means, quats, scales, viewmats, Ks, width, height, eps2d=eps2d,
         near_plane=near_plane, far_plane=far_plane, opacities=opacities)
     feats, bgs = _features(colors, depths, backgrounds, render_mode, C, N)

@@ -1,0 +1,78 @@
+"""`projection.project` as one compiled kernel per direction (the CPU fast path).
+
+Same values as the torch code in projection.py (same operation order, no FMA contraction), but
+without the ~300 small torch ops its autograd graph costs per call. Used when the native library
+is loaded and the cameras need no gradient; projection.project stays the definition and the
+fallback.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from . import _native
+
+
+def _ptr(t: torch.Tensor) -> int:
+    return t.data_ptr()
+
+
+class _Project(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, means, quats, scales, opacities, viewmats, Ks, width, height, eps2d,
+                near_plane, far_plane):
+        lib = _native.load()
+        C, N = viewmats.shape[0], means.shape[0]
+        dtype = means.dtype
+        suf = "f32" if dtype == torch.float32 else "f64"
+        m, q, s = means.detach().contiguous(), quats.detach().contiguous(), scales.detach().contiguous()
+        vm, ks = viewmats.detach().contiguous(), Ks.detach().contiguous()
+        op = opacities.detach().contiguous() if opacities is not None else None
+        radii = torch.empty((C, N, 2), dtype=torch.int32)
+        means2d = torch.empty((C, N, 2), dtype=dtype)
+        depths = torch.empty((C, N), dtype=dtype)
+        conics = torch.empty((C, N, 3), dtype=dtype)
+        getattr(lib, "sr_project_fwd_" + suf)(
+            _ptr(m), _ptr(q), _ptr(s), _ptr(op) if op is not None else None, _ptr(vm), _ptr(ks),
+            C, N, width, height, eps2d, near_plane, far_plane, _ptr(radii), _ptr(means2d),
+            _ptr(depths), _ptr(conics))
+        ctx.save_for_backward(m, q, s, vm, ks)
+        ctx.args = (width, height, eps2d, near_plane, far_plane)
+        ctx.mark_non_differentiable(radii)
+        return radii, means2d, depths, conics
+
+    @staticmethod
+    def backward(ctx, _g_radii, g_means2d, g_depths, g_conics):
+        m, q, s, vm, ks = ctx.saved_tensors
+        width, height, eps2d, near_plane, far_plane = ctx.args
+        C, N = vm.shape[0], m.shape[0]
+        dtype = m.dtype
+
+        def grad_or_zeros(g, shape):
+            return torch.zeros(shape, dtype=dtype) if g is None else g.contiguous()
+
+        g_m2 = grad_or_zeros(g_means2d, (C, N, 2))
+        g_d = grad_or_zeros(g_depths, (C, N))
+        g_c = grad_or_zeros(g_conics, (C, N, 3))
+        g_means = torch.empty_like(m)
+        g_quats = torch.empty_like(q)
+        g_scales = torch.empty_like(s)
+        suf = "f32" if dtype == torch.float32 else "f64"
+        getattr(_native.load(), "sr_project_bwd_" + suf)(
+            _ptr(m), _ptr(q), _ptr(s), _ptr(vm), _ptr(ks), C, N, width, height, eps2d, near_plane,
+            far_plane, _ptr(g_m2), _ptr(g_d), _ptr(g_c), _ptr(g_means), _ptr(g_quats),
+            _ptr(g_scales))
+        return g_means, g_quats, g_scales, None, None, None, None, None, None, None, None
+
+
+def usable(viewmats: torch.Tensor, Ks: torch.Tensor) -> bool:
+    """Whether the compiled projection can stand in for the torch one for these cameras."""
+    return not (viewmats.requires_grad or Ks.requires_grad) and _native.load() is not None
+
+
+def project_native(means, quats, scales, viewmats, Ks, width, height, *, eps2d=0.3,
+                   near_plane=0.01, far_plane=1e10, opacities=None):
+    """projection.project, compiled: -> radii int32 [C,N,2], means2d [C,N,2], depths [C,N],
+    conics [C,N,3]. Gradients flow to means, quats and scales (not to opacities or cameras)."""
+    return _Project.apply(means, quats, scales, opacities, viewmats, Ks, width, height,
+                          float(eps2d), float(near_plane), float(far_plane))
