@@ -16,7 +16,7 @@ class DualGSConfig:
         "help": "class head: 'logits' (per-Gaussian class logits, softmax composited to class "
                 "probabilities) or 'palette' (3-channel colour-coded segmentation fitted to palette images)",
         "choices": ("logits", "palette")})
-    iterations: int = field(default=1000, metadata={"help": "optimisation steps", "min": 0})
+    iterations: int = field(default=1500, metadata={"help": "optimisation steps", "min": 0})
     batch_views: int = field(default=1, metadata={"help": "views rendered per step", "min": 1})
     sh_degree: int = field(default=1, metadata={"help": "spherical-harmonics degree of the RGB head", "min": 0, "max": 3})
     sh_degree_every: int = field(default=300, metadata={
@@ -44,13 +44,13 @@ class DualGSConfig:
     class_weight: float = field(default=0.5, metadata={"help": "weight of the class (or palette) loss", "min": 0.0})
     confidence_weighting: bool = field(default=True, metadata={
         "help": "weight each pixel's class loss by the initial parser's max probability"})
-    confidence_power: float = field(default=4.0, metadata={
+    confidence_power: float = field(default=8.0, metadata={
         "help": "raise the confidence weight to this power (> 1: confident views outvote unsure ones)",
         "min": 0.0, "max": 16.0})
     class_balance: float = field(default=0.5, metadata={
         "help": "lift rare classes in the class loss: weight (median frequency / class frequency) ** this",
         "min": 0.0, "max": 2.0})
-    class_moves_geometry: bool = field(default=False, metadata={
+    class_moves_geometry: bool = field(default=True, metadata={
         "help": "let class-loss gradients move the shared geometry (false: they only train the class head)"})
     class_densify: bool = field(default=False, metadata={
         "help": "with class_moves_geometry false: class-loss gradients still count in the densification "
@@ -84,7 +84,7 @@ class DualGSConfig:
     prune_opacity: float = field(default=0.005, metadata={"help": "prune Gaussians below this opacity", "min": 0.0})
     prune_scale3d: float = field(default=0.1, metadata={"help": "prune Gaussians larger than this (scene fraction)",
                                                         "min": 0.0})
-    max_gaussians: int = field(default=15000, metadata={"help": "cap on the Gaussian count (MCMC: the budget)",
+    max_gaussians: int = field(default=20000, metadata={"help": "cap on the Gaussian count (MCMC: the budget)",
                                                         "min": 1})
     # persistence
     checkpoint_every: int = field(default=500, metadata={"help": "write a checkpoint to the workdir every N steps",
