@@ -81,7 +81,7 @@ class ExperimentConfig:
     seed: int = 0
     device: str = "auto"
     rig: str = "facescape-like"
-    resolution: int = 128
+    resolution: int = 96
     train_identities: tuple[int, ...] = (0, 1, 2, 3, 4, 5)
     test_identities: tuple[int, ...] = (1000, 1001, 1002)
     frontal_max_yaw: float = 30.0
@@ -158,8 +158,8 @@ def _role_block(d: Any, where: str) -> dict:
 # The defaults are the reduced CPU scale; examples/extreme_pose/cpu.yaml spells them out (a test
 # checks that the two agree) and gpu.yaml is the full scale.
 DEFAULT_REFINE = {
-    "representation": {"plugin": "dual-gs", "params": {"iterations": 800, "init_points": 4000,
-                                                       "max_gaussians": 15000}},
+    "representation": {"plugin": "dual-gs", "params": {"iterations": 500, "init_points": 4000,
+                                                       "max_gaussians": 10000}},
     "view_sampler": {"plugin": "orbit", "params": {"yaw": [-90.0, 90.0], "pitch": [-20.0, 20.0],
                                                     "yaw_count": 13, "pitch_count": 2}},
     "label_aggregator": {"plugin": "argmax", "params": {"min_confidence": 0.5}},
@@ -170,19 +170,19 @@ DEFAULT_PALETTE = {
 }
 DEFAULT_TARGETS = (
     {"name": "bisenet", "plugin": "bisenet",
-     "params": {"input_size": 128, "batch_size": 16, "train_batch_size": 8, "checkpoint_every": 100,
+     "params": {"input_size": 96, "batch_size": 16, "train_batch_size": 8, "checkpoint_every": 100,
                 "optimizer": "adam", "weight_decay": 0.0001, "warmup_steps": 20, "ohem_thresh": 1.0,
                 "jitter": 0.2, "scale_range": [0.9, 1.2]},
-     "baseline": {"steps": 1500, "lr": 0.003}, "finetune": {"steps": 600, "lr": 0.001},
+     "baseline": {"steps": 1200, "lr": 0.003}, "finetune": {"steps": 300, "lr": 0.001},
      "variants": ["refined", "raw", "palette", "simulated"]},
     {"name": "smp-unet", "plugin": "smp", "optional": True,
-     "params": {"arch": "Unet", "encoder": "resnet18", "input_size": 128, "batch_size": 16, "train_batch_size": 8,
+     "params": {"arch": "Unet", "encoder": "resnet18", "input_size": 96, "batch_size": 16, "train_batch_size": 8,
                 "checkpoint_every": 100, "optimizer": "adam", "weight_decay": 0.0001, "warmup_steps": 20,
                 "ohem_thresh": 1.0, "jitter": 0.2, "scale_range": [0.9, 1.2]},
-     "baseline": {"steps": 1500, "lr": 0.003}, "finetune": {"steps": 600, "lr": 0.001},
+     "baseline": {"steps": 1200, "lr": 0.003}, "finetune": {"steps": 300, "lr": 0.001},
      "variants": ["refined", "simulated"]},
 )
-DEFAULT_DATA = {"rig": "facescape-like", "resolution": 128, "train_identities": [0, 1, 2, 3, 4, 5],
+DEFAULT_DATA = {"rig": "facescape-like", "resolution": 96, "train_identities": [0, 1, 2, 3, 4, 5],
                 "test_identities": [1000, 1001, 1002], "frontal_max_yaw": 30.0}
 REFINE_ROLES = ("representation", "view_sampler", "label_aggregator")
 
