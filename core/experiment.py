@@ -159,7 +159,9 @@ def _role_block(d: Any, where: str) -> dict:
 # checks that the two agree) and gpu.yaml is the full scale.
 DEFAULT_REFINE = {
     "representation": {"plugin": "dual-gs", "params": {"iterations": 500, "init_points": 4000,
-                                                       "max_gaussians": 10000}},
+                                                       "max_gaussians": 10000,
+                                                       "class_moves_geometry": False,
+                                                       "confidence_power": 4.0}},
     "view_sampler": {"plugin": "orbit", "params": {"yaw": [-90.0, 90.0], "pitch": [-20.0, 20.0],
                                                     "yaw_count": 13, "pitch_count": 2}},
     "label_aggregator": {"plugin": "argmax", "params": {"min_confidence": 0.5}},
