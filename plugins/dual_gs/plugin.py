@@ -47,7 +47,7 @@ class DualGSConfig:
     confidence_power: float = field(default=8.0, metadata={
         "help": "raise the confidence weight to this power (> 1: confident views outvote unsure ones)",
         "min": 0.0, "max": 16.0})
-    class_balance: float = field(default=0.5, metadata={
+    class_balance: float = field(default=0.35, metadata={
         "help": "lift rare classes in the class loss: weight (median frequency / class frequency) ** this",
         "min": 0.0, "max": 2.0})
     class_moves_geometry: bool = field(default=True, metadata={
