@@ -3,7 +3,8 @@
 One call, on procedural identities that are disjoint between training and test::
 
     data        synthetic captures (facescape-like rig) of the train and test identities, and a
-                dataset of the train identities' near-frontal views (|yaw| < 30) with GT labels
+                dataset of near-frontal views (|yaw| < 30) with GT labels: the train identities'
+                and those of the frontal-only identities (a stand-in for a public frontal dataset)
     baseline    each target parser trained on that frontal dataset only
     refine      every train identity refined by the engine with an initial parser (the target's
                 baseline, or the `simulated` parser), one run folder per identity
@@ -85,6 +86,7 @@ class ExperimentConfig:
     train_identities: tuple[int, ...] = (0, 1, 2, 3, 4, 5)
     test_identities: tuple[int, ...] = (1000, 1001, 1002)
     frontal_max_yaw: float = 30.0
+    frontal_identities: tuple[int, ...] = ()
     refine: dict = field(default_factory=dict)
     palette: dict = field(default_factory=dict)
     simulated: dict = field(default_factory=dict)
@@ -99,7 +101,8 @@ class ExperimentConfig:
             "data": {"rig": self.rig, "resolution": self.resolution,
                      "train_identities": list(self.train_identities),
                      "test_identities": list(self.test_identities),
-                     "frontal_max_yaw": self.frontal_max_yaw},
+                     "frontal_max_yaw": self.frontal_max_yaw,
+                     "frontal_identities": list(self.frontal_identities)},
             "refine": copy.deepcopy(self.refine), "palette": copy.deepcopy(self.palette),
             "simulated": copy.deepcopy(self.simulated),
             "targets": [{"name": t.name, "plugin": t.plugin, "params": dict(t.params),
@@ -111,7 +114,7 @@ class ExperimentConfig:
 
 
 TOP_KEYS = ("seed", "device", "data", "refine", "palette", "simulated", "targets", "finetune", "report")
-DATA_KEYS = ("rig", "resolution", "train_identities", "test_identities", "frontal_max_yaw")
+DATA_KEYS = ("rig", "resolution", "train_identities", "test_identities", "frontal_max_yaw", "frontal_identities")
 TARGET_KEYS = ("name", "plugin", "params", "baseline", "finetune", "variants", "optional")
 REPORT_KEYS = ("contact_views", "refine_reports")
 RIGS = ("facescape-like", "turntable", "frontal-only")
@@ -186,7 +189,7 @@ DEFAULT_TARGETS = (
      "variants": ["refined", "simulated"]},
 )
 DEFAULT_DATA = {"rig": "facescape-like", "resolution": 96, "train_identities": [0, 1, 2, 3, 4, 5],
-                "test_identities": [1000, 1001, 1002], "frontal_max_yaw": 30.0}
+                "test_identities": [1000, 1001, 1002], "frontal_max_yaw": 30.0, "frontal_identities": []}
 REFINE_ROLES = ("representation", "view_sampler", "label_aggregator")
 
 
@@ -208,11 +211,14 @@ def config_from_dict(data: dict | None, source: str = "config") -> ExperimentCon
     resolution = _int(d["resolution"], f"{source}: data.resolution", 16)
     train = _ids(d["train_identities"], f"{source}: data.train_identities")
     test = _ids(d["test_identities"], f"{source}: data.test_identities")
-    shared = sorted(set(train) & set(test))
-    if shared:
-        raise SplatrefineError(
-            f"{source}: identities {', '.join(map(str, shared))} are in both data.train_identities and "
-            "data.test_identities; train and test identities must be disjoint")
+    frontal = _ids(d["frontal_identities"], f"{source}: data.frontal_identities") if d["frontal_identities"] else ()
+    for a, b, ids_a, ids_b in (("train", "test", train, test), ("frontal", "test", frontal, test),
+                               ("frontal", "train", frontal, train)):
+        shared = sorted(set(ids_a) & set(ids_b))
+        if shared:
+            raise SplatrefineError(
+                f"{source}: identities {', '.join(map(str, shared))} are in both data.{a}_identities and "
+                f"data.{b}_identities; {a} and {b} identities must be disjoint")
     fmy = d["frontal_max_yaw"]
     if isinstance(fmy, bool) or not isinstance(fmy, (int, float)) or not 0 < fmy <= 90:
         raise ConfigError(f"{source}: data.frontal_max_yaw must be a number in (0, 90], got {fmy!r}")
@@ -268,7 +274,7 @@ def config_from_dict(data: dict | None, source: str = "config") -> ExperimentCon
     min_yaw = ft.get("min_yaw", 30.0)
     if isinstance(min_yaw, bool) or not isinstance(min_yaw, (int, float)) or not 0 <= min_yaw < 90:
         raise ConfigError(f"{source}: finetune.min_yaw must be a number in [0, 90), got {min_yaw!r}")
-    return ExperimentConfig(seed, device, rig, resolution, train, test, float(fmy), refine, palette,
+    return ExperimentConfig(seed, device, rig, resolution, train, test, float(fmy), frontal, refine, palette,
                             simulated, tuple(targets), contact, refine_reports, float(min_yaw))
 
 
@@ -461,13 +467,15 @@ class Experiment:
 
     # stages ------------------------------------------------------------------------------------
     def stage_data(self) -> None:
-        """Synthetic captures of every identity, and the frontal GT dataset of the train ones."""
+        """Synthetic captures of every identity, and the frontal GT dataset of the train and
+        frontal-only identities."""
         from .io.atomic import atomic_dir
         from .io.labels import write_image, write_labels
         from .progress import progress_task
 
         cfg = self.config
-        todo = [("train", i) for i in cfg.train_identities] + [("test", i) for i in cfg.test_identities]
+        todo = ([("train", i) for i in cfg.train_identities] + [("test", i) for i in cfg.test_identities]
+                + [("frontal-only", i) for i in cfg.frontal_identities])
         with progress_task("synthesize identities", len(todo)) as advance:
             for split, ident in todo:
                 if not (self.capture_dir(split, ident) / "capture.json").is_file():
@@ -475,11 +483,11 @@ class Experiment:
                 advance(1)
         samples = []
         with atomic_dir(self.frontal_dir) as tmp:
-            for ident in cfg.train_identities:
-                cap = self.registry.open_capture(str(self.capture_dir("train", ident)))
+            for split, ident in [t for t in todo if t[0] != "test"]:
+                cap = self.registry.open_capture(str(self.capture_dir(split, ident)))
                 yaw = cap.cameras().yaw
                 if yaw is None or not cap.has_labels:
-                    raise SplatrefineError(f"{self.capture_dir('train', ident)}: synthetic capture has no subject or GT")
+                    raise SplatrefineError(f"{self.capture_dir(split, ident)}: synthetic capture has no subject or GT")
                 for view, y in zip(cap.views, yaw):
                     if abs(float(y)) >= cfg.frontal_max_yaw:
                         continue

@@ -51,6 +51,28 @@ def test_class_losses_zero_at_target_and_respect_weights():
     assert losses.class_loss(other, t, w, "ce").item() == pytest.approx(-np.log(0.1), rel=1e-5)
 
 
+def test_gce_gradient_is_cross_entropy_scaled_by_p_to_the_q():
+    g = torch.Generator().manual_seed(0)
+    logits = torch.randn(1, 3, 4, 5, generator=g, dtype=torch.float64)
+    target = torch.softmax(torch.randn(1, 3, 4, 5, generator=g, dtype=torch.float64), -1)
+    w = torch.rand(1, 3, 4, generator=g, dtype=torch.float64)
+    q = 0.5
+    grads = {}
+    for kind in ("ce", "gce"):
+        x = logits.clone().requires_grad_(True)
+        losses.class_loss(torch.softmax(x, -1), target, w, kind, q).backward()
+        grads[kind] = x.grad
+    p_label = torch.gather(torch.softmax(logits, -1), -1, target.argmax(-1, keepdim=True))
+    torch.testing.assert_close(grads["gce"], grads["ce"] * p_label ** q)
+    # a label the prediction contradicts (p = 0.01) costs at most 1 / q, cross-entropy 4.6
+    sure = torch.tensor([[[[0.98, 0.01, 0.01]]]])
+    label = torch.tensor([[[[0.0, 1.0, 0.0]]]])
+    one = torch.ones(1, 1, 1)
+    assert losses.class_loss(sure, label, one, "gce", q).item() == pytest.approx((1 - 0.01 ** q) / q, rel=1e-5)
+    assert losses.class_loss(sure, label, one, "ce").item() == pytest.approx(-np.log(0.01), rel=1e-5)
+    assert losses.class_loss(label, label, one, "gce", q).item() == pytest.approx(0.0, abs=1e-6)
+
+
 def test_ssim_identity_and_drop():
     g = torch.Generator().manual_seed(0)
     a = torch.rand(1, 24, 24, 3, generator=g)

@@ -27,7 +27,7 @@ EXAMPLES = ROOT / "examples" / "extreme_pose"
 # a minimal experiment: 2 train + 1 test identity at 32 px, a few steps, tiny fits (< 90 s on 2 cores)
 TINY = {
     "seed": 0, "device": "cpu",
-    "data": {"resolution": 32, "train_identities": [3, 4], "test_identities": [1000]},
+    "data": {"resolution": 32, "train_identities": [3, 4], "test_identities": [1000], "frontal_identities": [200]},
     "refine": {
         "representation": {"plugin": "dual-gs", "params": {"iterations": 8, "init_points": 300,
                                                            "checkpoint_every": 1000}},
@@ -60,6 +60,20 @@ def test_overlapping_identities_refused(tmp_path):
         f"Error: {cfg}: identities 2 are in both data.train_identities and data.test_identities; "
         "train and test identities must be disjoint")
     assert not out.exists()
+
+
+@pytest.mark.parametrize("data, message", [
+    ({"train_identities": [0, 1], "test_identities": [5], "frontal_identities": [5, 6]},
+     "identities 5 are in both data.frontal_identities and data.test_identities; "
+     "frontal and test identities must be disjoint"),
+    ({"train_identities": [0, 1], "test_identities": [5], "frontal_identities": [1, 6]},
+     "identities 1 are in both data.frontal_identities and data.train_identities; "
+     "frontal and train identities must be disjoint"),
+])
+def test_frontal_identities_must_be_disjoint(data, message):
+    with pytest.raises(SplatrefineError) as exc:
+        config_from_dict({"data": data}, "exp.yaml")
+    assert str(exc.value) == f"exp.yaml: {message}"
 
 
 def test_out_with_results_refused_unless_overwrite_or_resume(tmp_path):
@@ -110,6 +124,7 @@ def test_resume_with_another_config_refused(tmp_path):
     ({"targets": [{"plugin": "bisenet", "variants": ["refind"]}]}, "Did you mean 'refined'?"),
     ({"traget": {}}, "unknown key 'traget'. Did you mean 'targets'?"),
     ({"finetune": {"min_yaw": 95}}, "finetune.min_yaw must be a number in [0, 90)"),
+    ({"data": {"frontal_identities": [7, 7]}}, "identity 7 is listed twice"),
 ])
 def test_config_errors(data, message):
     with pytest.raises(ConfigError) as exc:
@@ -146,6 +161,10 @@ def test_apply_sets():
     assert c.targets[1].optional and c.targets[1].plugin == "smp"
 
 
+def raw_samples(out: Path) -> list[dict]:
+    return json.loads((out / "datasets" / "bisenet-argmax-raw" / "manifest.json").read_text())["samples"]
+
+
 def test_tiny_experiment_end_to_end(tmp_path):
     out = tmp_path / "exp"
     r = _run([str(out), "-c", str(_write(tmp_path, TINY)), "-q"])
@@ -169,8 +188,9 @@ def test_tiny_experiment_end_to_end(tmp_path):
     assert {"initial", "refined_input"} <= set(res["refine"]["simulated-argmax"])
     # train and test data are disjoint identities; the frontal set holds only |yaw| < 30
     frontal = json.loads((out / "data" / "frontal" / "manifest.json").read_text())["samples"]
-    assert {s["identity"] for s in frontal} == {3, 4} and max(abs(s["yaw"]) for s in frontal) < 30
-    raw = json.loads((out / "datasets" / "bisenet-argmax-raw" / "manifest.json").read_text())["samples"]
+    assert {s["identity"] for s in frontal} == {3, 4, 200} and max(abs(s["yaw"]) for s in frontal) < 30
+    assert {s["identity"] for s in raw_samples(out)} == {3, 4}  # frontal-only identities are never refined
+    raw = raw_samples(out)
     assert min(abs(s["yaw"]) for s in raw) >= 30
     md = (out / "results.md").read_text()
     for needle in ("| parser | mIoU frontal | mIoU mid | mIoU extreme |", "| baseline |", "| refined |",

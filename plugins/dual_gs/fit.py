@@ -241,7 +241,7 @@ class Trainer:
         terms: dict[str, torch.Tensor] = {}
         terms["rgb"], terms["l1"] = losses.rgb_loss(rgb, d.images[ti], c.ssim_lambda)
         if self.model.mode == "logits":
-            terms["class"] = losses.class_loss(cls, d.targets[ti], d.weights[ti], c.class_loss)
+            terms["class"] = losses.class_loss(cls, d.targets[ti], d.weights[ti], c.class_loss, c.gce_q)
         else:
             terms["class"] = losses.palette_loss(cls, d.targets[ti], d.weights[ti])
         if d.masks is not None and c.mask_weight > 0:

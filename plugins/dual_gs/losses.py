@@ -45,17 +45,21 @@ def rgb_loss(pred: torch.Tensor, target: torch.Tensor, ssim_lambda: float) -> tu
     return (1.0 - ssim_lambda) * l1 + ssim_lambda * (1.0 - ssim(pred, target)), l1
 
 
-def class_loss(pred_probs: torch.Tensor, target: torch.Tensor, weight: torch.Tensor, kind: str) -> torch.Tensor:
+def class_loss(pred_probs: torch.Tensor, target: torch.Tensor, weight: torch.Tensor, kind: str,
+               gce_q: float = 0.5) -> torch.Tensor:
     """Class loss, weighted mean over pixels.
 
     pred_probs [C,H,W,K] rendered probabilities (sum to 1); target [C,H,W,K] initial probabilities;
     weight [C,H,W] per-pixel weight (0 = ignored pixel). kind "ce": cross-entropy with the argmax
-    label; "kl": KL(target || pred) (soft labels).
+    label; "gce": generalized cross-entropy (1 - p ** q) / q with the argmax label, whose gradient is
+    the cross-entropy's times p ** q, so a label the other views already contradict (small rendered
+    p) pulls less; "kl": KL(target || pred) (soft labels).
     """
     logp = torch.log(pred_probs.clamp_min(1e-6))
-    if kind == "ce":
+    if kind in ("ce", "gce"):
         lab = target.argmax(dim=-1, keepdim=True)
-        per_pixel = -torch.gather(logp, -1, lab)[..., 0]
+        lp = torch.gather(logp, -1, lab)[..., 0]
+        per_pixel = -lp if kind == "ce" else (1.0 - torch.exp(gce_q * lp)) / gce_q
     else:
         t = target.clamp_min(1e-8)
         per_pixel = (target * (torch.log(t) - logp)).sum(-1)

@@ -39,8 +39,12 @@ class DualGSConfig:
     ssim_lambda: float = field(default=0.2, metadata={"help": "weight of D-SSIM in the RGB loss (1 - lambda on L1)",
                                                       "min": 0.0, "max": 1.0})
     class_loss: str = field(default="ce", metadata={
-        "help": "class loss against the initial probabilities: 'ce' (hard argmax labels) or 'kl' (soft)",
-        "choices": ("ce", "kl")})
+        "help": "class loss against the initial probabilities: 'ce' (hard argmax labels), 'gce' (generalized "
+                "cross-entropy: labels the fused model contradicts pull less) or 'kl' (soft)",
+        "choices": ("ce", "gce", "kl")})
+    gce_q: float = field(default=0.5, metadata={
+        "help": "with class_loss gce: q in (1 - p ** q) / q (towards 0: cross-entropy, 1: robust MAE)",
+        "min": 0.01, "max": 1.0})
     class_weight: float = field(default=0.5, metadata={"help": "weight of the class (or palette) loss", "min": 0.0})
     confidence_weighting: bool = field(default=True, metadata={
         "help": "weight each pixel's class loss by the initial parser's max probability"})
