@@ -38,7 +38,7 @@ class DualGSConfig:
     # losses
     ssim_lambda: float = field(default=0.2, metadata={"help": "weight of D-SSIM in the RGB loss (1 - lambda on L1)",
                                                       "min": 0.0, "max": 1.0})
-    class_loss: str = field(default="ce", metadata={
+    class_loss: str = field(default="gce", metadata={
         "help": "class loss against the initial probabilities: 'ce' (hard argmax labels), 'gce' (generalized "
                 "cross-entropy: labels the fused model contradicts pull less) or 'kl' (soft)",
         "choices": ("ce", "gce", "kl")})
