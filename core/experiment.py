@@ -189,7 +189,8 @@ DEFAULT_TARGETS = (
      "variants": ["refined", "simulated"]},
 )
 DEFAULT_DATA = {"rig": "facescape-like", "resolution": 96, "train_identities": [0, 1, 2, 3, 4, 5],
-                "test_identities": [1000, 1001, 1002], "frontal_max_yaw": 30.0, "frontal_identities": []}
+                "test_identities": [1000, 1001, 1002], "frontal_max_yaw": 30.0,
+                "frontal_identities": list(range(100, 124))}
 REFINE_ROLES = ("representation", "view_sampler", "label_aggregator")
 
 
@@ -848,6 +849,12 @@ def _signed(x: float | None) -> str:
     return "n/a" if x is None else f"{100 * x:+.1f}"
 
 
+def _id_range(ids: Sequence[int]) -> str:
+    ids = sorted(ids)
+    contiguous = ids == list(range(ids[0], ids[0] + len(ids)))
+    return f"{ids[0]}-{ids[-1]}" if contiguous and len(ids) > 2 else ", ".join(map(str, ids))
+
+
 def results_markdown(res: dict) -> str:
     """The tables of results.md (values in percent; deltas in percentage points)."""
     cfg = res["config"]
@@ -855,7 +862,11 @@ def results_markdown(res: dict) -> str:
     lines = ["# Extreme-pose experiment: results", ""]
     lines.append(f"Train identities {d['train_identities']}, test identities {d['test_identities']} "
                  f"(disjoint), rig {d['rig']} at {d['resolution']}x{d['resolution']} px; baselines trained on "
-                 f"train views with |yaw| < {d['frontal_max_yaw']:g} deg. Test views per bucket: "
+                 f"the views with |yaw| < {d['frontal_max_yaw']:g} deg of the train identities"
+                 + (f" and of {len(d['frontal_identities'])} frontal-only "
+                    f"identit{'y' if len(d['frontal_identities']) == 1 else 'ies'} "
+                    f"({_id_range(d['frontal_identities'])})" if d.get("frontal_identities") else "")
+                 + ". Test views per bucket: "
                  + ", ".join(f"{b} {n}" for b, n in res["test_views"].items()) + ".")
     lines.append("mIoU and mean F1 in percent over the test identities' views (background excluded); "
                  "deltas in percentage points against the baseline.")

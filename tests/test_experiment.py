@@ -194,7 +194,7 @@ def test_tiny_experiment_end_to_end(tmp_path):
     assert min(abs(s["yaw"]) for s in raw) >= 30
     md = (out / "results.md").read_text()
     for needle in ("| parser | mIoU frontal | mIoU mid | mIoU extreme |", "| baseline |", "| refined |",
-                   "| palette |", "| simulated |", "Per-class IoU", "| l_ear |", "Label quality", "Goals"):
+                   "| palette |", "| simulated |", "Per-class IoU", "and of 1 frontal-only identity (200)", "| l_ear |", "Label quality", "Goals"):
         assert needle in md, needle
     for name in ("miou_bisenet.png", "contact_bisenet_frontal.png", "contact_bisenet_mid.png",
                  "contact_bisenet_extreme.png"):
