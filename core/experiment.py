@@ -86,7 +86,7 @@ class ExperimentConfig:
     train_identities: tuple[int, ...] = (0, 1, 2, 3, 4, 5)
     test_identities: tuple[int, ...] = (1000, 1001, 1002)
     frontal_max_yaw: float = 30.0
-    frontal_identities: tuple[int, ...] = ()
+    frontal_identities: tuple[int, ...] = tuple(range(100, 124))
     refine: dict = field(default_factory=dict)
     palette: dict = field(default_factory=dict)
     simulated: dict = field(default_factory=dict)
