@@ -58,6 +58,8 @@ VARIANT_HELP = {
     "simulated-raw": "fine-tuned on the simulated parser's raw labels at the input views",
 }
 GOAL_EXTREME_GAIN = 0.20
+# seen only in frontal views: a stand-in for a public frontal face-parsing dataset
+DEFAULT_FRONTAL_IDENTITIES = tuple(range(100, 124))
 GOAL_FRONTAL_DROP = 0.01
 
 
@@ -86,7 +88,7 @@ class ExperimentConfig:
     train_identities: tuple[int, ...] = (0, 1, 2, 3, 4, 5)
     test_identities: tuple[int, ...] = (1000, 1001, 1002)
     frontal_max_yaw: float = 30.0
-    frontal_identities: tuple[int, ...] = tuple(range(100, 124))
+    frontal_identities: tuple[int, ...] = DEFAULT_FRONTAL_IDENTITIES
     refine: dict = field(default_factory=dict)
     palette: dict = field(default_factory=dict)
     simulated: dict = field(default_factory=dict)
@@ -190,7 +192,7 @@ DEFAULT_TARGETS = (
 )
 DEFAULT_DATA = {"rig": "facescape-like", "resolution": 96, "train_identities": [0, 1, 2, 3, 4, 5],
                 "test_identities": [1000, 1001, 1002], "frontal_max_yaw": 30.0,
-                "frontal_identities": list(range(100, 124))}
+                "frontal_identities": list(DEFAULT_FRONTAL_IDENTITIES)}
 REFINE_ROLES = ("representation", "view_sampler", "label_aggregator")
 
 
