@@ -58,9 +58,9 @@ VARIANT_HELP = {
     "simulated-raw": "fine-tuned on the simulated parser's raw labels at the input views",
 }
 GOAL_EXTREME_GAIN = 0.20
+GOAL_FRONTAL_DROP = 0.01
 # seen only in frontal views: a stand-in for a public frontal face-parsing dataset
 DEFAULT_FRONTAL_IDENTITIES = tuple(range(100, 124))
-GOAL_FRONTAL_DROP = 0.01
 
 
 # configuration -------------------------------------------------------------------------------
