@@ -96,6 +96,7 @@ class ExperimentConfig:
     contact_views: int = 4
     refine_reports: bool = False
     finetune_min_yaw: float = 30.0
+    finetune_oversample: int = 2
 
     def to_dict(self) -> dict:
         return {
@@ -110,7 +111,7 @@ class ExperimentConfig:
             "targets": [{"name": t.name, "plugin": t.plugin, "params": dict(t.params),
                          "baseline": dict(t.baseline), "finetune": dict(t.finetune),
                          "variants": list(t.variants), "optional": t.optional} for t in self.targets],
-            "finetune": {"min_yaw": self.finetune_min_yaw},
+            "finetune": {"min_yaw": self.finetune_min_yaw, "oversample": self.finetune_oversample},
             "report": {"contact_views": self.contact_views, "refine_reports": self.refine_reports},
         }
 
@@ -163,10 +164,10 @@ def _role_block(d: Any, where: str) -> dict:
 # The defaults are the reduced CPU scale; examples/extreme_pose/cpu.yaml spells them out (a test
 # checks that the two agree) and gpu.yaml is the full scale.
 DEFAULT_REFINE = {
-    "representation": {"plugin": "dual-gs", "params": {"iterations": 500, "init_points": 4000,
+    "representation": {"plugin": "dual-gs", "params": {"iterations": 1000, "init_points": 4000,
                                                        "max_gaussians": 10000,
                                                        "class_moves_geometry": False,
-                                                       "confidence_power": 4.0,
+                                                       "confidence_weighting": False,
                                                        "class_balance": 0.5}},
     "view_sampler": {"plugin": "orbit", "params": {"yaw": [-90.0, 90.0], "pitch": [-20.0, 20.0],
                                                     "yaw_count": 13, "pitch_count": 2}},
@@ -273,12 +274,13 @@ def config_from_dict(data: dict | None, source: str = "config") -> ExperimentCon
     refine_reports = rep.get("refine_reports", False)
     if not isinstance(refine_reports, bool):
         raise ConfigError(f"{source}: report.refine_reports: expected true or false")
-    ft = _check_keys(data.get("finetune"), ("min_yaw",), f"{source}: finetune")
+    ft = _check_keys(data.get("finetune"), ("min_yaw", "oversample"), f"{source}: finetune")
     min_yaw = ft.get("min_yaw", 30.0)
     if isinstance(min_yaw, bool) or not isinstance(min_yaw, (int, float)) or not 0 <= min_yaw < 90:
         raise ConfigError(f"{source}: finetune.min_yaw must be a number in [0, 90), got {min_yaw!r}")
+    oversample = _int(ft.get("oversample", 2), f"{source}: finetune.oversample", 1)
     return ExperimentConfig(seed, device, rig, resolution, train, test, float(fmy), frontal, refine, palette,
-                            simulated, tuple(targets), contact, refine_reports, float(min_yaw))
+                            simulated, tuple(targets), contact, refine_reports, float(min_yaw), oversample)
 
 
 def _merge(base: dict, over: dict) -> dict:
@@ -547,10 +549,11 @@ class Experiment:
             engine_cls(self.registry, config, cap, run_dir).run()
 
     def _dataset_roots(self, target: TargetSpec, variant: str) -> list[Path]:
-        """The frontal GT dataset plus the variant's labels at views with |yaw| >= finetune.min_yaw."""
+        """The frontal GT dataset plus the variant's labels at views with |yaw| >= finetune.min_yaw,
+        the latter `finetune.oversample` times (the frontal data outnumbers the new poses)."""
         key = self.refine_key(target, variant)
         kind = "raw" if variant in ("raw", "simulated-raw") else "refined"
-        return [self.frontal_dir, self._variant_dataset(key, kind)]
+        return [self.frontal_dir] + [self._variant_dataset(key, kind)] * self.config.finetune_oversample
 
     def _variant_dataset(self, key: str, kind: str) -> Path:
         """OUT/datasets/KEY-KIND: images + labels (the refined ones, or the initial parser's argmax
@@ -606,7 +609,8 @@ class Experiment:
         ds = LabelledDataset(self._dataset_roots(target, variant), self.schema)
         history = parser.fit(ds, workdir=work / "work", resume=True, **target.finetune)
         parser.save(work / "parser")
-        _write_history(work / "history.json", history, len(ds))
+        _write_history(work / "history.json", history, len({x.image for x in ds.samples}),
+                       self.config.finetune_oversample)
         shutil.rmtree(work / "work", ignore_errors=True)
 
     def _test_set(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[str]]:
@@ -757,11 +761,11 @@ def _bucket(yaw: float) -> str:
     return pose_bucket(yaw)
 
 
-def _write_history(path: Path, history: dict, n: int) -> None:
+def _write_history(path: Path, history: dict, n: int, oversample: int = 1) -> None:
     from .io.atomic import write_text
 
     loss = history.get("loss", [])
-    write_text(path, json.dumps({"samples": n, "steps": len(loss), "loss": loss,
+    write_text(path, json.dumps({"samples": n, "oversample": oversample, "steps": len(loss), "loss": loss,
                                  "lr": history.get("lr", [])}))
 
 
@@ -798,7 +802,7 @@ def collect_results(exp: Experiment, targets: list[TargetSpec]) -> dict:
             hist = exp.parser_dir(t.name, v) / "history.json"
             if hist.is_file():
                 h = json.loads(hist.read_text())
-                rows[v]["train"] = {"samples": h["samples"], "steps": h["steps"],
+                rows[v]["train"] = {"samples": h["samples"], "oversample": h.get("oversample", 1), "steps": h["steps"],
                                     "final_loss": h["loss"][-1] if h["loss"] else None}
         base = rows["baseline"]["scores"]
         for v in t.variants:
@@ -900,7 +904,10 @@ def results_markdown(res: dict) -> str:
         lines.append("")
         for v, r in rows.items():
             tr = r.get("train")
-            extra = f" ({tr['samples']} training images, {tr['steps']} steps)" if tr else ""
+            extra = ""
+            if tr:
+                times = f", the new views {tr['oversample']}x" if tr["oversample"] > 1 else ""
+                extra = f" ({tr['samples']} training images{times}, {tr['steps']} steps)"
             lines.append(f"- `{v}`: {r['description']}{extra}")
         primary = PRIMARY_VARIANT if PRIMARY_VARIANT in rows else next((v for v in rows if v != "baseline"), None)
         if primary:

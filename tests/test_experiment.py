@@ -37,6 +37,7 @@ TINY = {
                  "params": {"input_size": 32, "batch_size": 32, "train_batch_size": 2},
                  "baseline": {"steps": 2}, "finetune": {"steps": 1},
                  "variants": ["refined", "raw", "palette", "simulated"]}],
+    "finetune": {"oversample": 2},
     "report": {"contact_views": 2},
 }
 
@@ -124,6 +125,8 @@ def test_resume_with_another_config_refused(tmp_path):
     ({"targets": [{"plugin": "bisenet", "variants": ["refind"]}]}, "Did you mean 'refined'?"),
     ({"traget": {}}, "unknown key 'traget'. Did you mean 'targets'?"),
     ({"finetune": {"min_yaw": 95}}, "finetune.min_yaw must be a number in [0, 90)"),
+    ({"finetune": {"oversample": 0}}, "finetune.oversample: 0 is below the minimum 1"),
+    ({"finetune": {"oversampel": 2}}, "Did you mean 'oversample'?"),
     ({"data": {"frontal_identities": [7, 7]}}, "identity 7 is listed twice"),
 ])
 def test_config_errors(data, message):
@@ -192,9 +195,13 @@ def test_tiny_experiment_end_to_end(tmp_path):
     assert {s["identity"] for s in raw_samples(out)} == {3, 4}  # frontal-only identities are never refined
     raw = raw_samples(out)
     assert min(abs(s["yaw"]) for s in raw) >= 30
+    # the fine-tune mix holds the new views twice (finetune.oversample), counted once
+    hist = json.loads((out / "parsers" / "bisenet" / "raw" / "history.json").read_text())
+    assert (hist["samples"], hist["oversample"]) == (len(frontal) + len(raw), 2)
     md = (out / "results.md").read_text()
     for needle in ("| parser | mIoU frontal | mIoU mid | mIoU extreme |", "| baseline |", "| refined |",
-                   "| palette |", "| simulated |", "Per-class IoU", "and of 1 frontal-only identity (200)", "| l_ear |", "Label quality", "Goals"):
+                   "| palette |", "| simulated |", "Per-class IoU", "and of 1 frontal-only identity (200)", "| l_ear |", "Label quality", "Goals",
+                   f"({len(frontal) + len(raw)} training images, the new views 2x, 1 steps)"):
         assert needle in md, needle
     for name in ("miou_bisenet.png", "contact_bisenet_frontal.png", "contact_bisenet_mid.png",
                  "contact_bisenet_extreme.png"):

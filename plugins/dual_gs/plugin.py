@@ -47,7 +47,8 @@ class DualGSConfig:
         "min": 0.01, "max": 1.0})
     class_weight: float = field(default=0.5, metadata={"help": "weight of the class (or palette) loss", "min": 0.0})
     confidence_weighting: bool = field(default=True, metadata={
-        "help": "weight each pixel's class loss by the initial parser's max probability"})
+        "help": "weight each pixel's class loss by the initial parser's max probability (turn off for a "
+                "trained parser that is confidently wrong in unseen poses: docs/dual_gs.md)"})
     confidence_power: float = field(default=8.0, metadata={
         "help": "raise the confidence weight to this power (> 1: confident views outvote unsure ones)",
         "min": 0.0, "max": 16.0})
