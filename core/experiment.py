@@ -188,7 +188,7 @@ DEFAULT_TARGETS = (
      "params": {"arch": "Unet", "encoder": "resnet18", "input_size": 96, "batch_size": 16, "train_batch_size": 8,
                 "checkpoint_every": 100, "optimizer": "adam", "weight_decay": 0.0001, "warmup_steps": 20,
                 "jitter": 0.2, "scale_range": [0.9, 1.2]},
-     "baseline": {"steps": 1200, "lr": 0.003}, "finetune": {"steps": 600, "lr": 0.001},
+     "baseline": {"steps": 1200, "lr": 0.003}, "finetune": {"steps": 900, "lr": 0.001},
      "variants": ["refined", "simulated"]},
 )
 DEFAULT_DATA = {"rig": "facescape-like", "resolution": 96, "train_identities": [0, 1, 2, 3, 4, 5],
