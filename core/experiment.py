@@ -275,10 +275,10 @@ def config_from_dict(data: dict | None, source: str = "config") -> ExperimentCon
     if not isinstance(refine_reports, bool):
         raise ConfigError(f"{source}: report.refine_reports: expected true or false")
     ft = _check_keys(data.get("finetune"), ("min_yaw", "oversample"), f"{source}: finetune")
-    min_yaw = ft.get("min_yaw", 30.0)
+    min_yaw = ft.get("min_yaw", ExperimentConfig.finetune_min_yaw)
     if isinstance(min_yaw, bool) or not isinstance(min_yaw, (int, float)) or not 0 <= min_yaw < 90:
         raise ConfigError(f"{source}: finetune.min_yaw must be a number in [0, 90), got {min_yaw!r}")
-    oversample = _int(ft.get("oversample", 2), f"{source}: finetune.oversample", 1)
+    oversample = _int(ft.get("oversample", ExperimentConfig.finetune_oversample), f"{source}: finetune.oversample", 1)
     return ExperimentConfig(seed, device, rig, resolution, train, test, float(fmy), frontal, refine, palette,
                             simulated, tuple(targets), contact, refine_reports, float(min_yaw), oversample)
 
