@@ -179,7 +179,7 @@ DEFAULT_PALETTE = {
 }
 DEFAULT_TARGETS = (
     {"name": "bisenet", "plugin": "bisenet",
-     "params": {"input_size": 96, "batch_size": 16, "train_batch_size": 8, "checkpoint_every": 100,
+     "params": {"input_size": 144, "batch_size": 16, "train_batch_size": 8, "checkpoint_every": 100,
                 "optimizer": "adam", "weight_decay": 0.0001, "warmup_steps": 20,
                 "jitter": 0.2, "scale_range": [0.9, 1.2]},
      "baseline": {"steps": 1200, "lr": 0.003}, "finetune": {"steps": 600, "lr": 0.001},
@@ -189,7 +189,7 @@ DEFAULT_TARGETS = (
                 "checkpoint_every": 100, "optimizer": "adam", "weight_decay": 0.0001, "warmup_steps": 20,
                 "jitter": 0.2, "scale_range": [0.9, 1.2]},
      "baseline": {"steps": 1200, "lr": 0.003}, "finetune": {"steps": 900, "lr": 0.001},
-     "variants": ["refined", "simulated"]},
+     "variants": ["refined"]},
 )
 DEFAULT_DATA = {"rig": "facescape-like", "resolution": 96, "train_identities": [0, 1, 2, 3, 4, 5],
                 "test_identities": [1000, 1001, 1002], "frontal_max_yaw": 30.0,

@@ -210,6 +210,24 @@ def test_fit_learns_and_save_load_round_trip(tmp_path):
         make(checkpoint=str(tmp_path / "parser"))
 
 
+def test_bf16_training_learns_like_fp32_and_keeps_fp32_weights(tmp_path):
+    cap = tiny_capture(views=6, size=64)
+    root = write_labelled_folder(tmp_path / "ds", [v.name for v in cap.views], [v.image for v in cap.views],
+                                 [v.labels for v in cap.views], yaw=cap.cameras().yaw)
+    ds = LabelledDataset(root)
+    gt = np.stack([v.labels for v in cap.views])
+    acc, losses = {}, {}
+    for precision in ("fp32", "bf16"):
+        p = make(train_batch_size=2, optimizer="adam", lr=1e-3, jitter=0.2, precision=precision)
+        hist = p.fit(ds, steps=24)
+        losses[precision] = np.mean(hist["loss"][-4:])
+        acc[precision] = (p.parse(cap).argmax(1) == gt).mean()
+        assert all(t.dtype == torch.float32 for t in p.net.state_dict().values() if t.is_floating_point())
+        assert all(t.is_contiguous() for t in p.net.parameters())  # channels-last undone for saving
+    assert acc["bf16"] > 0.8 and abs(acc["bf16"] - acc["fp32"]) < 0.05
+    assert losses["bf16"] == pytest.approx(losses["fp32"], rel=0.25)
+
+
 @pytest.mark.gpu
 def test_cuda_predict_matches_cpu(tmp_path):
     torch.save(fake_checkpoint(seed=1), tmp_path / "w.pth")

@@ -135,6 +135,11 @@ def test_train_options_overrides_are_checked():
     assert o.epochs == 3 and o.scale_range == (1.0, 1.0)
     with pytest.raises(ConfigError, match="no training setting 'epoch'. Did you mean 'epochs'"):
         train_options(TrainOptions(), {"epoch": 3})
+    # values are checked like any plugin setting: a typo in a choice is not silently the default
+    with pytest.raises(ConfigError, match="fit\\(\\).precision: 'bf61' is not one of fp32, bf16. Did you mean 'bf16'"):
+        train_options(TrainOptions(), {"precision": "bf61"})
+    with pytest.raises(ConfigError, match="fit\\(\\).steps: -1 is below the minimum 0"):
+        train_options(TrainOptions(), {"steps": -1})
 
 
 def test_augment_flip_swaps_left_and_right_classes():
