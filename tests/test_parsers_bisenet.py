@@ -178,14 +178,19 @@ def test_separate_spatial_path_variant():
     assert p.predict(torch.rand(1, 3, 64, 64)).shape == (1, 19, 64, 64)
 
 
+def _tiny_dataset(tmp_path):
+    """A 6-view tiny capture and the labelled dataset of its views."""
+    cap = tiny_capture(views=6, size=64)
+    root = write_labelled_folder(tmp_path / "ds", [v.name for v in cap.views], [v.image for v in cap.views],
+                                 [v.labels for v in cap.views], yaw=cap.cameras().yaw)
+    return cap, LabelledDataset(root)
+
+
 def test_fit_learns_and_save_load_round_trip(tmp_path):
     from splatrefine.training import load_parser
     from splatrefine.registry import Registry
 
-    cap = tiny_capture(views=6, size=64)
-    root = write_labelled_folder(tmp_path / "ds", [v.name for v in cap.views], [v.image for v in cap.views],
-                                 [v.labels for v in cap.views], yaw=cap.cameras().yaw)
-    ds = LabelledDataset(root)
+    cap, ds = _tiny_dataset(tmp_path)
     p = make(train_batch_size=2, optimizer="adam", lr=1e-3, jitter=0.2)
     gt = np.stack([v.labels for v in cap.views])
     before = (p.parse(cap).argmax(1) == gt).mean()
@@ -211,10 +216,7 @@ def test_fit_learns_and_save_load_round_trip(tmp_path):
 
 
 def test_bf16_training_learns_like_fp32_and_keeps_fp32_weights(tmp_path):
-    cap = tiny_capture(views=6, size=64)
-    root = write_labelled_folder(tmp_path / "ds", [v.name for v in cap.views], [v.image for v in cap.views],
-                                 [v.labels for v in cap.views], yaw=cap.cameras().yaw)
-    ds = LabelledDataset(root)
+    cap, ds = _tiny_dataset(tmp_path)
     gt = np.stack([v.labels for v in cap.views])
     acc, losses = {}, {}
     for precision in ("fp32", "bf16"):
