@@ -17,6 +17,9 @@ class SplatrefineError(Exception):
     def __str__(self) -> str:
         return self.message if not self.hint else f"{self.message}\n  {self.hint}"
 
+    def __reduce__(self):  # keep the hint when raised in a worker process
+        return type(self), (self.message, self.hint)
+
 
 class CaptureError(SplatrefineError):
     """A capture folder or file that cannot be read as given."""

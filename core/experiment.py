@@ -28,6 +28,7 @@ numpy at module level only: torch, the plugins and matplotlib are imported where
 from __future__ import annotations
 
 import copy
+import functools
 import json
 import logging
 import shutil
@@ -97,10 +98,11 @@ class ExperimentConfig:
     refine_reports: bool = False
     finetune_min_yaw: float = 30.0
     finetune_oversample: int = 2
+    workers: int | str = "auto"  # per-identity stages (data, refine) in parallel processes
 
     def to_dict(self) -> dict:
         return {
-            "seed": self.seed, "device": self.device,
+            "seed": self.seed, "device": self.device, "workers": self.workers,
             "data": {"rig": self.rig, "resolution": self.resolution,
                      "train_identities": list(self.train_identities),
                      "test_identities": list(self.test_identities),
@@ -116,7 +118,7 @@ class ExperimentConfig:
         }
 
 
-TOP_KEYS = ("seed", "device", "data", "refine", "palette", "simulated", "targets", "finetune", "report")
+TOP_KEYS = ("seed", "device", "workers", "data", "refine", "palette", "simulated", "targets", "finetune", "report")
 DATA_KEYS = ("rig", "resolution", "train_identities", "test_identities", "frontal_max_yaw", "frontal_identities")
 TARGET_KEYS = ("name", "plugin", "params", "baseline", "finetune", "variants", "optional")
 REPORT_KEYS = ("contact_views", "refine_reports")
@@ -208,6 +210,9 @@ def config_from_dict(data: dict | None, source: str = "config") -> ExperimentCon
     device = data.get("device", "auto")
     if device not in ("auto", "cpu", "cuda"):
         raise ConfigError(f"{source}: device must be auto, cpu or cuda, got {device!r}")
+    workers = data.get("workers", "auto")
+    if workers != "auto" and (isinstance(workers, bool) or not isinstance(workers, int) or workers < 1):
+        raise ConfigError(f"{source}: workers must be auto or a whole number >= 1, got {workers!r}")
     d = {**DEFAULT_DATA, **d}
     rig = d["rig"]
     if rig not in RIGS:
@@ -280,7 +285,8 @@ def config_from_dict(data: dict | None, source: str = "config") -> ExperimentCon
         raise ConfigError(f"{source}: finetune.min_yaw must be a number in [0, 90), got {min_yaw!r}")
     oversample = _int(ft.get("oversample", ExperimentConfig.finetune_oversample), f"{source}: finetune.oversample", 1)
     return ExperimentConfig(seed, device, rig, resolution, train, test, float(fmy), frontal, refine, palette,
-                            simulated, tuple(targets), contact, refine_reports, float(min_yaw), oversample)
+                            simulated, tuple(targets), contact, refine_reports, float(min_yaw), oversample,
+                            workers)
 
 
 def _merge(base: dict, over: dict) -> dict:
@@ -350,6 +356,13 @@ def is_experiment_dir(path: Path) -> bool:
     return (Path(path) / MARKER).is_file()
 
 
+def _results_config(config: ExperimentConfig) -> dict:
+    """The settings that shape results: all but `workers` (how many processes share the work)."""
+    d = config.to_dict()
+    d.pop("workers")
+    return d
+
+
 def prepare_out(out: Path, config: ExperimentConfig, *, resume: bool, overwrite: bool) -> None:
     """Refuse to clobber: an OUT with results needs --overwrite or --resume; a non-empty folder
     that is not an experiment is never deleted. On resume, the stored config must match."""
@@ -370,7 +383,7 @@ def prepare_out(out: Path, config: ExperimentConfig, *, resume: bool, overwrite:
             stored = out / CONFIG_FILE
             if stored.is_file():
                 old = config_from_dict(yaml.safe_load(stored.read_text()), str(stored))
-                if old.to_dict() != config.to_dict():
+                if _results_config(old) != _results_config(config):
                     raise SplatrefineError(
                         f"{out}: was started with another configuration ({stored}); --resume would mix results",
                         "Resume with the same --config/--set, or use --overwrite to start again.")
@@ -395,6 +408,7 @@ class Experiment:
         self.config = config
         self.out = Path(out)
         self.registry = registry or Registry()
+        self._own_registry = registry is None  # worker processes build their own: only the default
         self.state = RunState.load(self.out / MARKER)
         self.on_stage = on_stage
         self.schema = CELEBAMASK_HQ
@@ -441,6 +455,11 @@ class Experiment:
         self.state.timings[name] = round(time.perf_counter() - t0, 2)
         self.state.save(self.out / MARKER, format=FORMAT)
 
+    def workers(self, jobs: int) -> int:
+        from .workers import resolve_workers
+
+        return resolve_workers(self.config.workers, self.device, jobs) if self._own_registry else 1
+
     def active_targets(self) -> list[TargetSpec]:
         targets, notes = active_targets(self.config, self.registry)
         for n in notes:
@@ -476,16 +495,14 @@ class Experiment:
         frontal-only identities."""
         from .io.atomic import atomic_dir
         from .io.labels import write_image, write_labels
-        from .progress import progress_task
+        from .workers import run_jobs
 
         cfg = self.config
         todo = ([("train", i) for i in cfg.train_identities] + [("test", i) for i in cfg.test_identities]
                 + [("frontal-only", i) for i in cfg.frontal_identities])
-        with progress_task("synthesize identities", len(todo)) as advance:
-            for split, ident in todo:
-                if not (self.capture_dir(split, ident) / "capture.json").is_file():
-                    write_identity(self.capture_dir(split, ident), ident, cfg.rig, cfg.resolution)
-                advance(1)
+        jobs = [(str(self.capture_dir(split, ident)), ident, cfg.rig, cfg.resolution) for split, ident in todo
+                if not (self.capture_dir(split, ident) / "capture.json").is_file()]
+        run_jobs(write_identity, jobs, self.workers(len(jobs)), "synthesize identities")
         samples = []
         with atomic_dir(self.frontal_dir) as tmp:
             for split, ident in [t for t in todo if t[0] != "test"]:
@@ -534,19 +551,22 @@ class Experiment:
 
     def stage_refine(self, target: TargetSpec, variant: str) -> None:
         """One engine run per train identity with the variant's initial parser and aggregation."""
-        from .config import resolve
         from .engine import is_run_dir
+        from .workers import run_jobs
 
         key = self.refine_key(target, variant)
-        config = resolve(self.registry, self._refine_data(target, variant), source=f"experiment refine '{key}'")
-        engine_cls = _engine_class(self.config.refine_reports)
+        data = self._refine_data(target, variant)
+        source = f"experiment refine '{key}'"
+        jobs = []
         for ident in self.config.train_identities:
             run_dir = self.run_dir(key, ident)
             if run_dir.exists() and not is_run_dir(run_dir):
                 shutil.rmtree(run_dir)  # interrupted before its first stage finished: ours to redo
             run_dir.mkdir(parents=True, exist_ok=True)
-            cap = self.registry.open_capture(str(self.capture_dir("train", ident)))
-            engine_cls(self.registry, config, cap, run_dir).run()
+            jobs.append((data, source, str(self.capture_dir("train", ident)), str(run_dir), self.config.refine_reports))
+        workers = self.workers(len(jobs))
+        job = refine_identity if workers > 1 else functools.partial(refine_identity, registry=self.registry)
+        run_jobs(job, jobs, workers, f"refine {key}", serial_progress=False)
 
     def _dataset_roots(self, target: TargetSpec, variant: str) -> list[Path]:
         """The frontal GT dataset plus the variant's labels at views with |yaw| >= finetune.min_yaw,
@@ -738,14 +758,29 @@ def _engine_class(with_report: bool) -> type:
     return ExperimentEngine
 
 
-def write_identity(folder: Path, identity: int, rig: str, resolution: int) -> Path:
+def refine_identity(data: dict, source: str, capture_dir: str, run_dir: str, with_report: bool,
+                    registry: Any = None) -> None:
+    """One engine run (the refine config mapping `data`) of the capture in `capture_dir`; a job of
+    the refine stage, so module-level and with picklable arguments."""
+    from .config import resolve
+
+    if registry is None:
+        from .registry import Registry
+
+        registry = Registry()
+    config = resolve(registry, data, source=source)
+    cap = registry.open_capture(capture_dir)
+    _engine_class(with_report)(registry, config, cap, Path(run_dir)).run()
+
+
+def write_identity(folder: Path | str, identity: int, rig: str, resolution: int) -> Path:
     """One synthetic identity (the procedural head of seed `identity`, as `splatrefine synth`
     numbers them) as a capture folder; its "synthetic" block lets readers render GT anywhere."""
     from .io.capture_folder import write_capture_folder
     from .plugins.synthetic.rigs import synthesize_capture, synthetic_block
 
     capture = synthesize_capture(identity, rig, resolution)
-    return write_capture_folder(capture, folder, extra={"synthetic": synthetic_block(identity, rig, resolution)})
+    return write_capture_folder(capture, Path(folder), extra={"synthetic": synthetic_block(identity, rig, resolution)})
 
 
 def _write_manifest(root: Path, samples: list[dict], schema: Any) -> None:

@@ -116,6 +116,8 @@ def test_resume_with_another_config_refused(tmp_path):
     with pytest.raises(SplatrefineError, match="another configuration"):
         prepare_out(out, config_from_dict({"seed": 2}), resume=True, overwrite=False)
     prepare_out(out, config_from_dict({"seed": 1}), resume=True, overwrite=False)
+    # how many processes share the work does not change results: resuming with another count is fine
+    prepare_out(out, config_from_dict({"seed": 1, "workers": 1}), resume=True, overwrite=False)
 
 
 @pytest.mark.parametrize("data, message", [
@@ -128,6 +130,8 @@ def test_resume_with_another_config_refused(tmp_path):
     ({"finetune": {"oversample": 0}}, "finetune.oversample: 0 is below the minimum 1"),
     ({"finetune": {"oversampel": 2}}, "Did you mean 'oversample'?"),
     ({"data": {"frontal_identities": [7, 7]}}, "identity 7 is listed twice"),
+    ({"workers": 0}, "workers must be auto or a whole number >= 1, got 0"),
+    ({"workers": "two"}, "workers must be auto or a whole number >= 1, got 'two'"),
 ])
 def test_config_errors(data, message):
     with pytest.raises(ConfigError) as exc:
