@@ -166,7 +166,7 @@ def _role_block(d: Any, where: str) -> dict:
 # The defaults are the reduced CPU scale; examples/extreme_pose/cpu.yaml spells them out (a test
 # checks that the two agree) and gpu.yaml is the full scale.
 DEFAULT_REFINE = {
-    "representation": {"plugin": "dual-gs", "params": {"iterations": 600, "init_points": 4000,
+    "representation": {"plugin": "dual-gs", "params": {"iterations": 1000, "init_points": 4000,
                                                        "max_gaussians": 10000,
                                                        "class_moves_geometry": False,
                                                        "confidence_weighting": False,
@@ -183,14 +183,14 @@ DEFAULT_TARGETS = (
     {"name": "bisenet", "plugin": "bisenet",
      "params": {"input_size": 144, "batch_size": 16, "train_batch_size": 8, "checkpoint_every": 100,
                 "optimizer": "adam", "weight_decay": 0.0001, "warmup_steps": 20,
-                "jitter": 0.2, "scale_range": [0.9, 1.2], "precision": "bf16"},
-     "baseline": {"steps": 1000, "lr": 0.003}, "finetune": {"steps": 450, "lr": 0.001},
+                "jitter": 0.2, "scale_range": [0.9, 1.2]},
+     "baseline": {"steps": 1200, "lr": 0.003}, "finetune": {"steps": 600, "lr": 0.001},
      "variants": ["refined", "raw", "palette", "simulated"]},
     {"name": "smp-unet", "plugin": "smp", "optional": True,
      "params": {"arch": "Unet", "encoder": "resnet18", "input_size": 96, "batch_size": 16, "train_batch_size": 8,
                 "checkpoint_every": 100, "optimizer": "adam", "weight_decay": 0.0001, "warmup_steps": 20,
                 "jitter": 0.2, "scale_range": [0.9, 1.2]},
-     "baseline": {"steps": 1000, "lr": 0.003}, "finetune": {"steps": 600, "lr": 0.001},
+     "baseline": {"steps": 1200, "lr": 0.003}, "finetune": {"steps": 900, "lr": 0.001},
      "variants": ["refined"]},
 )
 DEFAULT_DATA = {"rig": "facescape-like", "resolution": 96, "train_identities": [0, 1, 2, 3, 4, 5],
