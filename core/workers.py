@@ -21,10 +21,10 @@ T = TypeVar("T")
 
 
 def resolve_workers(workers: int | str, device: str, jobs: int) -> int:
-    """`workers: auto` is one per CPU core up to 2 on the CPU, and 1 on CUDA (the GPU is shared,
-    and a fit there is fast); never more than there are jobs."""
+    """`workers: auto` is one per CPU core (at most 8: each holds its own torch, about 1 GB) on the
+    CPU, and 1 on CUDA (the GPU is shared, and a fit there is fast); never more than there are jobs."""
     if workers == "auto":
-        workers = 1 if device == "cuda" else min(2, os.cpu_count() or 1)
+        workers = 1 if device == "cuda" else min(8, os.cpu_count() or 1)
     return max(1, min(int(workers), jobs))
 
 

@@ -24,7 +24,7 @@ def fail_on(tag: str, bad: str) -> str:
 
 def test_resolve_workers():
     assert resolve_workers("auto", "cuda", 6) == 1
-    assert resolve_workers("auto", "cpu", 6) == min(2, os.cpu_count() or 1)
+    assert resolve_workers("auto", "cpu", 6) == min(6, os.cpu_count() or 1)
     assert resolve_workers(4, "cpu", 3) == 3
     assert resolve_workers(2, "cpu", 0) == 1
 
