@@ -401,14 +401,17 @@ class Experiment:
     """Runs the stages of one experiment in `out` (see the module docstring)."""
 
     def __init__(self, config: ExperimentConfig, out: Path, registry: Any = None,
-                 on_stage: Callable[[str], None] | None = None):
+                 on_stage: Callable[[str], None] | None = None, installed_plugins: bool | None = None):
+        """`installed_plugins`: whether `registry` holds just the installed plugins (the default
+        when none is given), which worker processes can rebuild; otherwise every stage stays in
+        this process."""
         from .registry import Registry
         from .schema import CELEBAMASK_HQ
 
         self.config = config
         self.out = Path(out)
         self.registry = registry or Registry()
-        self._own_registry = registry is None  # worker processes build their own: only the default
+        self._installed_plugins = registry is None if installed_plugins is None else installed_plugins
         self.state = RunState.load(self.out / MARKER)
         self.on_stage = on_stage
         self.schema = CELEBAMASK_HQ
@@ -458,7 +461,7 @@ class Experiment:
     def workers(self, jobs: int) -> int:
         from .workers import resolve_workers
 
-        return resolve_workers(self.config.workers, self.device, jobs) if self._own_registry else 1
+        return resolve_workers(self.config.workers, self.device, jobs) if self._installed_plugins else 1
 
     def active_targets(self) -> list[TargetSpec]:
         targets, notes = active_targets(self.config, self.registry)
@@ -1031,14 +1034,12 @@ def run_experiment(out: Path, *, config_path: Path | None = None, sets: Sequence
     if device is not None:
         sets.append(f"device={device}")
     config, _ = load_config(config_path, sets)
-    exp_registry = registry
-    if exp_registry is None:
-        from .registry import Registry
+    from .registry import Registry
 
-        exp_registry = Registry()
+    exp_registry = registry if registry is not None else Registry()
     validate(config, exp_registry)
     prepare_out(Path(out), config, resume=resume, overwrite=overwrite)
-    exp = Experiment(config, Path(out), exp_registry, on_stage=on_stage)
+    exp = Experiment(config, Path(out), exp_registry, on_stage=on_stage, installed_plugins=registry is None)
     try:
         return exp.run()
     except KeyboardInterrupt:

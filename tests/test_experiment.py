@@ -172,10 +172,27 @@ def raw_samples(out: Path) -> list[dict]:
     return json.loads((out / "datasets" / "bisenet-argmax-raw" / "manifest.json").read_text())["samples"]
 
 
-def test_tiny_experiment_end_to_end(tmp_path):
+def test_tiny_experiment_end_to_end(tmp_path, monkeypatch):
+    import os
+
+    import splatrefine.workers as workers
+
+    calls = []
+    run_jobs = workers.run_jobs
+
+    def counting_run_jobs(fn, jobs, n, description, **kw):
+        calls.append((description, len(jobs), n))
+        return run_jobs(fn, jobs, n, description, **kw)
+
+    monkeypatch.setattr(workers, "run_jobs", counting_run_jobs)
     out = tmp_path / "exp"
     r = _run([str(out), "-c", str(_write(tmp_path, TINY)), "-q"])
     assert r.exit_code == 0, r.output
+    # the CLI (installed plugins) refines the identities side by side, one worker per core
+    cores = min(2, os.cpu_count() or 1)
+    refines = [c for c in calls if c[0].startswith("refine ")]
+    assert len(refines) == 3 and all(c[1:] == (2, cores) for c in refines), calls
+    assert ("synthesize identities", 4, cores) in calls
     assert f"Results: {out / 'results.md'}" in r.output
     res = json.loads((out / "results.json").read_text())
     rows = res["targets"]["bisenet"]["parsers"]
