@@ -11,6 +11,7 @@ torch, numba and OpenMP to one thread before anything heavy is imported.
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
@@ -48,10 +49,9 @@ def run_jobs(fn: Callable[..., T], jobs: Sequence[tuple], workers: int, descript
     arguments picklable. The first job to raise cancels the jobs not yet started and re-raises in
     the caller; jobs already running finish."""
     if workers <= 1 or len(jobs) <= 1:
-        if not serial_progress:
-            return [fn(*args) for args in jobs]
+        bar = progress_task(description, len(jobs)) if serial_progress else contextlib.nullcontext(lambda n=1: None)
         out = []
-        with progress_task(description, len(jobs)) as advance:
+        with bar as advance:
             for args in jobs:
                 out.append(fn(*args))
                 advance(1)
