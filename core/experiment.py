@@ -43,6 +43,7 @@ import numpy as np
 from .engine import RunState
 from .errors import ConfigError, SplatrefineError, did_you_mean
 from .types import POSE_BUCKETS
+from .workers import GraphStage, Job, run_graph
 
 log = logging.getLogger(__name__)
 
@@ -454,8 +455,11 @@ class Experiment:
             self.on_stage(name)
         t0 = time.perf_counter()
         fn()
+        self._record(name, time.perf_counter() - t0)
+
+    def _record(self, name: str, seconds: float) -> None:
         self.state.completed.append(name)
-        self.state.timings[name] = round(time.perf_counter() - t0, 2)
+        self.state.timings[name] = round(seconds, 2)
         self.state.save(self.out / MARKER, format=FORMAT)
 
     def workers(self, jobs: int) -> int:
@@ -480,17 +484,41 @@ class Experiment:
         self.state.save(self.out / MARKER, format=FORMAT)
         targets = self.active_targets()
         self._stage("data", self.stage_data)
-        for t in targets:
-            self._stage(f"baseline/{t.name}", lambda t=t: self.stage_baseline(t))
-            self._stage(f"evaluate/{t.name}/baseline", lambda t=t: self.stage_evaluate(t, "baseline"))
-            for v in t.variants:
-                key = self.refine_key(t, v)
-                self._stage(f"refine/{key}", lambda t=t, v=v: self.stage_refine(t, v))
-                self._stage(f"finetune/{t.name}/{v}", lambda t=t, v=v: self.stage_finetune(t, v))
-                self._stage(f"evaluate/{t.name}/{v}", lambda t=t, v=v: self.stage_evaluate(t, v))
+        workers = self.workers(len(self.plan(targets)) * len(cfg.train_identities))  # at most that many jobs at once
+        todo = [s for s in self.plan(targets, in_process=workers <= 1) if s.name not in self.state.completed]
+        run_graph(todo, workers, "experiment", on_start=self.on_stage, on_done=self._record)
         self.state.completed = [s for s in self.state.completed if s != "results"]
         self._stage("results", lambda: self.stage_results(targets))
         return json.loads((self.out / "results.json").read_text())
+
+    def plan(self, targets: list[TargetSpec], in_process: bool = True) -> list[GraphStage]:
+        """Every stage after `data`, in priority order: baselines (all else waits on them), then
+        refines, fine-tunes and evaluations. `in_process`: jobs that run here, with this registry;
+        otherwise jobs for worker processes (module-level, picklable, installed plugins)."""
+        def job(kind: str, target: TargetSpec, variant: str) -> Job:
+            if in_process:
+                method = getattr(self, f"stage_{kind}")
+                return (method, (target,) if kind == "baseline" else (target, variant))
+            return (run_stage, (self.config, str(self.out), kind, target.name, variant))
+
+        baselines, refines, finetunes, evaluations = [], {}, [], []
+        for t in targets:
+            base = f"baseline/{t.name}"
+            baselines.append(GraphStage(base, (), lambda t=t: [job("baseline", t, "baseline")]))
+            evaluations.append(GraphStage(f"evaluate/{t.name}/baseline", (base,),
+                                          lambda t=t: [job("evaluate", t, "baseline")]))
+            for v in t.variants:
+                key = self.refine_key(t, v)
+                refine = f"refine/{key}"
+                refines.setdefault(refine, GraphStage(
+                    refine, () if key == "simulated-argmax" else (base,),
+                    lambda t=t, v=v: self._refine_jobs(t, v, in_process)))
+                finetune = f"finetune/{t.name}/{v}"
+                finetunes.append(GraphStage(finetune, (base, refine),
+                                            lambda t=t, v=v: self._finetune_jobs(t, v, job("finetune", t, v))))
+                evaluations.append(GraphStage(f"evaluate/{t.name}/{v}", (finetune,),
+                                              lambda t=t, v=v: [job("evaluate", t, v)]))
+        return baselines + list(refines.values()) + finetunes + evaluations
 
     # stages ------------------------------------------------------------------------------------
     def stage_data(self) -> None:
@@ -552,24 +580,28 @@ class Experiment:
     def _refine_data(self, target: TargetSpec, variant: str) -> dict:
         return refine_run_data(self.config, target, variant, self.parser_dir(target.name, "baseline") / "parser")
 
-    def stage_refine(self, target: TargetSpec, variant: str) -> None:
+    def _refine_jobs(self, target: TargetSpec, variant: str, in_process: bool) -> list[Job]:
         """One engine run per train identity with the variant's initial parser and aggregation."""
         from .engine import is_run_dir
-        from .workers import run_jobs
 
         key = self.refine_key(target, variant)
         data = self._refine_data(target, variant)
         source = f"experiment refine '{key}'"
+        fn = functools.partial(refine_identity, registry=self.registry) if in_process else refine_identity
         jobs = []
         for ident in self.config.train_identities:
             run_dir = self.run_dir(key, ident)
             if run_dir.exists() and not is_run_dir(run_dir):
                 shutil.rmtree(run_dir)  # interrupted before its first stage finished: ours to redo
             run_dir.mkdir(parents=True, exist_ok=True)
-            jobs.append((data, source, str(self.capture_dir("train", ident)), str(run_dir), self.config.refine_reports))
-        workers = self.workers(len(jobs))
-        job = refine_identity if workers > 1 else functools.partial(refine_identity, registry=self.registry)
-        run_jobs(job, jobs, workers, f"refine {key}", serial_progress=False)
+            jobs.append((fn, (data, source, str(self.capture_dir("train", ident)), str(run_dir),
+                              self.config.refine_reports)))
+        return jobs
+
+    def _finetune_jobs(self, target: TargetSpec, variant: str, job: Job) -> list[Job]:
+        """The fine-tune's datasets are written here, in one process, since variants share them."""
+        self._dataset_roots(target, variant)
+        return [job]
 
     def _dataset_roots(self, target: TargetSpec, variant: str) -> list[Path]:
         """The frontal GT dataset plus the variant's labels at views with |yaw| >= finetune.min_yaw,
@@ -759,6 +791,14 @@ def _engine_class(with_report: bool) -> type:
             self.notes.append("per-run report skipped by the experiment (report.refine_reports: false)")
 
     return ExperimentEngine
+
+
+def run_stage(config: ExperimentConfig, out: str, kind: str, target_name: str, variant: str) -> None:
+    """One baseline, finetune or evaluate stage of the experiment in OUT, in a worker process."""
+    exp = Experiment(config, Path(out))
+    target = next(t for t in config.targets if t.name == target_name)
+    method = getattr(exp, f"stage_{kind}")
+    method(target) if kind == "baseline" else method(target, variant)
 
 
 def refine_identity(data: dict, source: str, capture_dir: str, run_dir: str, with_report: bool,

@@ -175,24 +175,42 @@ def raw_samples(out: Path) -> list[dict]:
 def test_tiny_experiment_end_to_end(tmp_path, monkeypatch):
     import os
 
+    import splatrefine.experiment as experiment
     import splatrefine.workers as workers
 
-    calls = []
-    run_jobs = workers.run_jobs
+    calls, graphs = [], []
+    run_jobs, run_graph = workers.run_jobs, experiment.run_graph
 
     def counting_run_jobs(fn, jobs, n, description, **kw):
         calls.append((description, len(jobs), n))
         return run_jobs(fn, jobs, n, description, **kw)
 
+    def recording_run_graph(stages, n, description, **kw):
+        def recorded(stage):
+            def jobs():
+                made = stage.jobs()
+                graphs.append((stage.name, n, [getattr(fn, "__name__", None) for fn, _ in made]))
+                return made
+            return workers.GraphStage(stage.name, stage.after, jobs)
+        return run_graph([recorded(s) for s in stages], n, description, **kw)
+
     monkeypatch.setattr(workers, "run_jobs", counting_run_jobs)
+    monkeypatch.setattr(experiment, "run_graph", recording_run_graph)
     out = tmp_path / "exp"
     r = _run([str(out), "-c", str(_write(tmp_path, TINY)), "-q"])
     assert r.exit_code == 0, r.output
-    # the CLI (installed plugins) refines the identities side by side, one worker per core
+    # the CLI (installed plugins) runs the stages side by side, one worker process per core, and
+    # refines the identities of one stage side by side too
     cores = min(2, os.cpu_count() or 1)
-    refines = [c for c in calls if c[0].startswith("refine ")]
-    assert len(refines) == 3 and all(c[1:] == (2, cores) for c in refines), calls
     assert ("synthesize identities", 4, cores) in calls
+    assert {n for _, n, _ in graphs} == {cores}
+    started = [name for name, _, _ in graphs]
+    assert started[:2] == ["baseline/bisenet", "refine/simulated-argmax"]  # nothing else is ready
+    assert sorted(started) == sorted(json.loads((out / "experiment.json").read_text())["completed"][1:-1])
+    jobs = dict((name, fns) for name, _, fns in graphs)
+    if cores > 1:
+        assert jobs["refine/bisenet-argmax"] == ["refine_identity"] * 2
+        assert jobs["finetune/bisenet/raw"] == ["run_stage"]
     assert f"Results: {out / 'results.md'}" in r.output
     res = json.loads((out / "results.json").read_text())
     rows = res["targets"]["bisenet"]["parsers"]
