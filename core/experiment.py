@@ -493,7 +493,8 @@ class Experiment:
 
     def plan(self, targets: list[TargetSpec], in_process: bool = True) -> list[GraphStage]:
         """Every stage after `data`, in priority order: baselines (all else waits on them), then
-        refines, fine-tunes and evaluations. `in_process`: jobs that run here, with this registry;
+        fine-tunes (so one starts as soon as its labels are refined, while other refines fill the
+        other workers: the run does not end on a lone fine-tune), refines and evaluations. `in_process`: jobs that run here, with this registry;
         otherwise jobs for worker processes (module-level, picklable, installed plugins)."""
         def job(kind: str, target: TargetSpec, variant: str) -> Job:
             if in_process:
@@ -518,7 +519,7 @@ class Experiment:
                                             lambda t=t, v=v: self._finetune_jobs(t, v, job("finetune", t, v))))
                 evaluations.append(GraphStage(f"evaluate/{t.name}/{v}", (finetune,),
                                               lambda t=t, v=v: [job("evaluate", t, v)]))
-        return baselines + list(refines.values()) + finetunes + evaluations
+        return baselines + finetunes + list(refines.values()) + evaluations
 
     # stages ------------------------------------------------------------------------------------
     def stage_data(self) -> None:

@@ -169,7 +169,8 @@ def _run_graph_in_processes(queue: list, workers: int, description: str, total: 
     ctx = multiprocessing.get_context("spawn")
     running: dict[Any, str] = {}
     with progress_task(f"{description} ({workers} workers)", total) as advance, \
-            ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_init_worker) as pool:
+            ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_init_worker) as pool, \
+            _terminate_raises():
         try:
             while queue or running:
                 while queue and len(running) < workers:
@@ -185,6 +186,27 @@ def _run_graph_in_processes(queue: list, workers: int, description: str, total: 
         except BaseException:
             _stop_workers(pool)
             raise
+
+
+@contextlib.contextmanager
+def _terminate_raises():
+    """SIGTERM (e.g. `kill`) raises SystemExit here, so the workers are stopped with this process
+    rather than left running their jobs."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum, frame):
+        raise SystemExit(128 + signum)
+
+    previous = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def _stop_workers(pool: Any) -> None:
