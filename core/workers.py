@@ -104,8 +104,8 @@ def run_graph(stages: Sequence[GraphStage], workers: int, description: str,
               on_done: Callable[[str, float], None] | None = None) -> None:
     """Run every stage once the stages it comes after are done (a name not among `stages` counts
     as done). `stages` is the priority order: a free worker takes the next job of the first
-    started stage that has one left. `on_start(name)` when a stage starts, `on_done(name, seconds)`
-    when its last job ends (seconds since it started).
+    started stage that has one left. `on_start(name)` when a stage is ready, `on_done(name, seconds)`
+    when its last job ends (seconds since its first job started: a stage's wall time).
 
     With one worker everything runs here, in that order, and the jobs may show their own progress;
     with more, the jobs run in worker processes (module-level functions, picklable arguments) under
@@ -134,11 +134,11 @@ def run_graph(stages: Sequence[GraphStage], workers: int, description: str,
                 waiting.remove(stage)
                 if on_start:
                     on_start(stage.name)
-                started[stage.name] = time.perf_counter()
                 jobs = stage.jobs()
                 left[stage.name] = len(jobs)
                 queue.extend((priority[stage.name], i, stage.name, job) for i, job in enumerate(jobs))
                 if not jobs:
+                    started[stage.name] = time.perf_counter()
                     finish(stage.name)
                     progressed = True
         queue.sort(key=lambda q: q[:2])
@@ -153,16 +153,17 @@ def run_graph(stages: Sequence[GraphStage], workers: int, description: str,
     if workers <= 1:
         while queue:
             _, _, name, (fn, args) = queue.pop(0)
+            started.setdefault(name, time.perf_counter())
             fn(*args)
             job_done(name)
     else:
-        _run_graph_in_processes(queue, workers, description, len(stages), done, job_done)
+        _run_graph_in_processes(queue, workers, description, len(stages), done, started, job_done)
     if waiting:
         raise ValueError(f"run_graph: stages never ready: {', '.join(s.name for s in waiting)}")
 
 
 def _run_graph_in_processes(queue: list, workers: int, description: str, total: int, done: set[str],
-                            job_done: Callable[[str], None]) -> None:
+                            started: dict[str, float], job_done: Callable[[str], None]) -> None:
     import multiprocessing
     from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 
@@ -175,6 +176,7 @@ def _run_graph_in_processes(queue: list, workers: int, description: str, total: 
             while queue or running:
                 while queue and len(running) < workers:
                     _, _, name, (fn, args) = queue.pop(0)
+                    started.setdefault(name, time.perf_counter())
                     running[pool.submit(fn, *args)] = name
                 finished, _ = wait(running, return_when=FIRST_COMPLETED)
                 for f in finished:

@@ -206,7 +206,9 @@ def test_tiny_experiment_end_to_end(tmp_path, monkeypatch):
     assert {n for _, n, _ in graphs} == {cores}
     started = [name for name, _, _ in graphs]
     assert started[:2] == ["baseline/bisenet", "refine/simulated-argmax"]  # nothing else is ready
-    assert sorted(started) == sorted(json.loads((out / "experiment.json").read_text())["completed"][1:-1])
+    marker = json.loads((out / "experiment.json").read_text())
+    assert sorted(started) == sorted(marker["completed"][1:-1])
+    assert 0 < marker["wall_seconds"] and "| wall time of the experiment |" in (out / "results.md").read_text()
     jobs = dict((name, fns) for name, _, fns in graphs)
     if cores > 1:
         assert jobs["refine/bisenet-argmax"] == ["refine_identity"] * 2

@@ -1,8 +1,12 @@
-"""Per-identity jobs in worker processes: results in job order, errors that keep their hint."""
+"""Jobs and stage graphs in worker processes: order, dependencies, one thread each, errors that keep
+their hint, and no worker left behind."""
 
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
+import time
 
 import pytest
 
@@ -115,3 +119,48 @@ def test_graph_stops_at_the_first_error_with_its_hint(tmp_path, workers):
 def test_graph_refuses_stages_that_can_never_start():
     with pytest.raises(ValueError, match="never ready: x"):
         run_graph([GraphStage("x", ("x",), lambda: [])], 1, "test")
+
+
+def _worker_pids(parent: int) -> set[int]:
+    """Live processes of the pool spawned by `parent` (Linux /proc)."""
+    from pathlib import Path
+
+    pids = set()
+    for status in Path("/proc").glob("[0-9]*/status"):
+        try:
+            fields = dict(line.split(":\t", 1) for line in status.read_text().splitlines() if ":\t" in line)
+            cmdline = (status.parent / "cmdline").read_bytes()
+        except OSError:
+            continue
+        if fields.get("PPid", "").strip() == str(parent) and b"spawn_main" in cmdline:
+            pids.add(int(status.parent.name))
+    return pids
+
+
+def _alive(pid: int) -> bool:
+    from pathlib import Path
+
+    try:
+        state = next(line for line in Path(f"/proc/{pid}/status").read_text().splitlines() if line.startswith("State:"))
+    except (OSError, StopIteration):
+        return False
+    return "Z" not in state.split(":", 1)[1].split()[0]
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+def test_sigterm_stops_the_workers_with_the_run():
+    code = ("import time\n"
+            "from splatrefine.workers import GraphStage, run_graph\n"
+            "run_graph([GraphStage(n, (), lambda: [(time.sleep, (300,))]) for n in 'ab'], 2, 'test')\n")
+    proc = subprocess.Popen([sys.executable, "-c", code])
+    deadline = time.monotonic() + 120
+    while len(workers := _worker_pids(proc.pid)) < 2:
+        assert time.monotonic() < deadline and proc.poll() is None, "the workers never started"
+        time.sleep(0.2)
+    time.sleep(1.0)  # both jobs submitted and running
+    proc.terminate()
+    assert proc.wait(timeout=60) != 0
+    deadline = time.monotonic() + 30
+    while any(_alive(pid) for pid in workers):
+        assert time.monotonic() < deadline, "workers outlived the run"
+        time.sleep(0.2)
