@@ -505,8 +505,8 @@ class Experiment:
 
     def plan(self, targets: list[TargetSpec], in_process: bool = True) -> list[GraphStage]:
         """Every stage after `data`, in priority order: baselines (all else waits on them), then
-        fine-tunes (so one starts as soon as its labels are refined, while other refines fill the
-        other workers: the run does not end on a lone fine-tune), refines and evaluations. `in_process`: jobs that run here, with this registry;
+        fine-tunes (one starts as soon as its labels are refined, while other refines fill the
+        other workers), refines and evaluations. `in_process`: jobs that run here, with this registry;
         otherwise jobs for worker processes (module-level, picklable, installed plugins)."""
         def job(kind: str, target: TargetSpec, variant: str) -> Job:
             if in_process:
@@ -531,7 +531,12 @@ class Experiment:
                                             lambda t=t, v=v: self._finetune_jobs(t, v, job("finetune", t, v))))
                 evaluations.append(GraphStage(f"evaluate/{t.name}/{v}", (finetune,),
                                               lambda t=t, v=v: [job("evaluate", t, v)]))
-        return baselines + finetunes + list(refines.values()) + evaluations
+        # A refine that feeds several fine-tunes goes last, so the run ends on fine-tunes side by side
+        # rather than on one alone (cpu.yaml: bisenet-argmax feeds `refined` and `raw`; measured 55
+        # min with it first, simulated about 51 with it last, docs/results.md).
+        feeds = {name: sum(name in f.after for f in finetunes) for name in refines}
+        ordered_refines = sorted(refines.values(), key=lambda r: feeds[r.name])
+        return baselines + finetunes + ordered_refines + evaluations
 
     # stages ------------------------------------------------------------------------------------
     def stage_data(self) -> None:

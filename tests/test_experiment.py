@@ -255,3 +255,17 @@ def test_tiny_experiment_end_to_end(tmp_path, monkeypatch):
     assert r.exit_code == 0, r.output
     after = json.loads((out / MARKER).read_text())["timings"]
     assert {k: v for k, v in after.items() if k != "results"} == {k: v for k, v in before.items() if k != "results"}
+
+
+def test_stage_priority(tmp_path):
+    from splatrefine.experiment import Experiment
+
+    exp = Experiment(config_from_dict({}), tmp_path / "exp")
+    names = [s.name for s in exp.plan(list(exp.config.targets))]
+    kinds = [n.split("/")[0] for n in names]
+    assert kinds == sorted(kinds, key=["baseline", "finetune", "refine", "evaluate"].index)
+    # the refine that feeds two fine-tunes (refined and raw) comes last among the refines
+    refines = [n for n in names if n.startswith("refine/")]
+    assert refines == ["refine/bisenet-palette", "refine/simulated-argmax", "refine/smp-unet-argmax",
+                       "refine/bisenet-argmax"]
+    assert len(names) == len(set(names)) == 2 + 5 + 4 + 7
