@@ -533,7 +533,7 @@ class Experiment:
                                               lambda t=t, v=v: [job("evaluate", t, v)]))
         # A refine that feeds several fine-tunes goes last, so the run ends on fine-tunes side by side
         # rather than on one alone (cpu.yaml: bisenet-argmax feeds `refined` and `raw`; measured 55
-        # min with it first, simulated about 51 with it last, docs/results.md).
+        # min with it first and 49 with it last, docs/results.md).
         feeds = {name: sum(name in f.after for f in finetunes) for name in refines}
         ordered_refines = sorted(refines.values(), key=lambda r: feeds[r.name])
         return baselines + finetunes + ordered_refines + evaluations
