@@ -420,6 +420,7 @@ class Experiment:
         # wall time of earlier (interrupted) invocations, so a resumed run reports its whole cost
         self._wall_before = float(json.loads(marker.read_text()).get("wall_seconds", 0.0)) if marker.is_file() else 0.0
         self._t0 = time.perf_counter()
+        self._jobs_in_process = True  # run() decides, from the number of workers
         self.on_stage = on_stage
         self.schema = CELEBAMASK_HQ
         self.notes: list[str] = []
@@ -496,20 +497,23 @@ class Experiment:
         self._save_state()
         targets = self.active_targets()
         self._stage("data", self.stage_data)
-        workers = self.workers(len(self.plan(targets)) * len(cfg.train_identities))  # at most that many jobs at once
-        todo = [s for s in self.plan(targets, in_process=workers <= 1) if s.name not in self.state.completed]
+        stages = self.plan(targets)
+        workers = self.workers(len(stages) * len(cfg.train_identities))  # at most that many jobs at once
+        self._jobs_in_process = workers <= 1
+        todo = [s for s in stages if s.name not in self.state.completed]
         run_graph(todo, workers, "experiment", on_start=self.on_stage, on_done=self._record)
         self.state.completed = [s for s in self.state.completed if s != "results"]
         self._stage("results", lambda: self.stage_results(targets))
         return json.loads((self.out / "results.json").read_text())
 
-    def plan(self, targets: list[TargetSpec], in_process: bool = True) -> list[GraphStage]:
+    def plan(self, targets: list[TargetSpec]) -> list[GraphStage]:
         """Every stage after `data`, in priority order: baselines (all else waits on them), then
         fine-tunes (one starts as soon as its labels are refined, while other refines fill the
-        other workers), refines and evaluations. `in_process`: jobs that run here, with this registry;
-        otherwise jobs for worker processes (module-level, picklable, installed plugins)."""
+        other workers), refines and evaluations. Jobs are made when a stage starts: with
+        `_jobs_in_process` they run here, with this registry; otherwise in worker processes
+        (module-level, picklable, installed plugins)."""
         def job(kind: str, target: TargetSpec, variant: str) -> Job:
-            if in_process:
+            if self._jobs_in_process:
                 method = getattr(self, f"stage_{kind}")
                 return (method, (target,) if kind == "baseline" else (target, variant))
             return (run_stage, (self.config, str(self.out), kind, target.name, variant))
@@ -525,7 +529,7 @@ class Experiment:
                 refine = f"refine/{key}"
                 refines.setdefault(refine, GraphStage(
                     refine, () if key == "simulated-argmax" else (base,),
-                    lambda t=t, v=v: self._refine_jobs(t, v, in_process)))
+                    lambda t=t, v=v: self._refine_jobs(t, v)))
                 finetune = f"finetune/{t.name}/{v}"
                 finetunes.append(GraphStage(finetune, (base, refine),
                                             lambda t=t, v=v: self._finetune_jobs(t, v, job("finetune", t, v))))
@@ -598,14 +602,14 @@ class Experiment:
     def _refine_data(self, target: TargetSpec, variant: str) -> dict:
         return refine_run_data(self.config, target, variant, self.parser_dir(target.name, "baseline") / "parser")
 
-    def _refine_jobs(self, target: TargetSpec, variant: str, in_process: bool) -> list[Job]:
+    def _refine_jobs(self, target: TargetSpec, variant: str) -> list[Job]:
         """One engine run per train identity with the variant's initial parser and aggregation."""
         from .engine import is_run_dir
 
         key = self.refine_key(target, variant)
         data = self._refine_data(target, variant)
         source = f"experiment refine '{key}'"
-        fn = functools.partial(refine_identity, registry=self.registry) if in_process else refine_identity
+        fn = functools.partial(refine_identity, registry=self.registry) if self._jobs_in_process else refine_identity
         jobs = []
         for ident in self.config.train_identities:
             run_dir = self.run_dir(key, ident)

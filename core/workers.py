@@ -48,6 +48,14 @@ def _init_worker() -> None:
     set_progress_enabled(False)
 
 
+def _spawn_pool(workers: int) -> Any:
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    return ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"),
+                               initializer=_init_worker)
+
+
 def run_jobs(fn: Callable[..., T], jobs: Sequence[tuple], workers: int, description: str,
              serial_progress: bool = True) -> list[T]:
     """`[fn(*args) for args in jobs]`, in `workers` processes when more than one, with one progress
@@ -64,13 +72,10 @@ def run_jobs(fn: Callable[..., T], jobs: Sequence[tuple], workers: int, descript
                 advance(1)
         return out
 
-    import multiprocessing
-    from concurrent.futures import FIRST_EXCEPTION, ProcessPoolExecutor, wait
+    from concurrent.futures import FIRST_EXCEPTION, wait
 
-    ctx = multiprocessing.get_context("spawn")
     results: dict[int, Any] = {}
-    with progress_task(f"{description} ({workers} workers)", len(jobs)) as advance, \
-            ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_init_worker) as pool:
+    with progress_task(f"{description} ({workers} workers)", len(jobs)) as advance, _spawn_pool(workers) as pool:
         futures = {pool.submit(fn, *args): i for i, args in enumerate(jobs)}
         pending = set(futures)
         try:
@@ -164,13 +169,10 @@ def run_graph(stages: Sequence[GraphStage], workers: int, description: str,
 
 def _run_graph_in_processes(queue: list, workers: int, description: str, total: int, done: set[str],
                             started: dict[str, float], job_done: Callable[[str], None]) -> None:
-    import multiprocessing
-    from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+    from concurrent.futures import FIRST_COMPLETED, wait
 
-    ctx = multiprocessing.get_context("spawn")
     running: dict[Any, str] = {}
-    with progress_task(f"{description} ({workers} workers)", total) as advance, \
-            ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_init_worker) as pool, \
+    with progress_task(f"{description} ({workers} workers)", total) as advance, _spawn_pool(workers) as pool, \
             _terminate_raises():
         try:
             while queue or running:
