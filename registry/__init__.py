@@ -68,6 +68,7 @@ def make_plugin_manager(entrypoints: bool = True, strict: bool = False) -> Plugi
     manager = PluginManager(pm)
     for modname in BUILTIN_PLUGINS:
         pm.register(importlib.import_module(modname), name=modname)
+    sources: dict[str, tuple[str, str]] = {}
     if entrypoints and os.environ.get(DISABLE_AUTOLOAD_ENV, "") not in ("1", "true", "yes"):
         for ep in metadata.entry_points(group=ENTRY_POINT_GROUP):
             source = f"{ep.name} = {ep.value}" + (f" ({ep.dist.name})" if ep.dist else "")
@@ -76,9 +77,43 @@ def make_plugin_manager(entrypoints: bool = True, strict: bool = False) -> Plugi
             except Exception as exc:  # noqa: BLE001 - one broken plugin must not break the CLI
                 if strict:
                     raise
-                log.warning("plugin %s failed to load: %s", source, exc)
-                manager.failures.append(LoadFailure(ep.name, source, f"{type(exc).__name__}: {exc}"))
+                _record(manager, ep.name, source, f"{type(exc).__name__}: {exc}")
+            else:
+                sources[f"entrypoint:{ep.name}"] = (ep.name, source)
+    drop_unknown_hooks(manager, sources, strict)
     return manager
+
+
+def _record(manager: PluginManager, name: str, source: str, error: str) -> None:
+    log.warning("plugin %s failed to load: %s", source, error)
+    manager.failures.append(LoadFailure(name, source, error))
+
+
+def drop_unknown_hooks(manager: PluginManager, sources: dict[str, tuple[str, str]] | None = None,
+                       strict: bool = False) -> None:
+    """pluggy's `check_pending()`: a plugin that implements a hook no spec declares (a misspelled
+    `splatrefine_regster_components`) would otherwise be silently ignored. Each such third-party
+    plugin is unregistered and listed in `failures` (re-raised with `strict`); in a builtin it is
+    our bug and raises. `sources` maps plugin names to (entry-point name, "name = module (dist)")."""
+    pm = manager.pm
+    sources = sources or {}
+    while True:
+        try:
+            pm.check_pending()
+            return
+        except pluggy.PluginValidationError as exc:
+            plugin_name = pm.get_name(exc.plugin) or repr(exc.plugin)
+            hooks = sorted(name for name, caller in vars(pm.hook).items()
+                           if not name.startswith("_") and not caller.has_spec()
+                           and any(impl.plugin is exc.plugin for impl in caller.get_hookimpls()))
+            known = [name for name in dir(hookspecs) if name.startswith(f"{hookspecs.PROJECT}_")]
+            error = "; ".join(f"unknown hook '{h}'.{did_you_mean(h, known)}" for h in hooks)
+            if strict or plugin_name in BUILTIN_PLUGINS:
+                raise PluginError(f"plugin {plugin_name}: {error}",
+                                  "Hook implementations must use the names in splatrefine.hookspecs.") from None
+            pm.unregister(exc.plugin)
+            name, source = sources.get(plugin_name, (plugin_name, plugin_name))
+            _record(manager, name, source, f"PluginValidationError: {error}")
 
 
 class Registry:
@@ -86,6 +121,7 @@ class Registry:
 
     def __init__(self, manager: PluginManager | None = None):
         self.manager = manager or make_plugin_manager()
+        drop_unknown_hooks(self.manager)  # again: tests and wrappers register plugins after the factory
         self.failures = list(self.manager.failures)
         self._specs: dict[tuple[Role, str], ComponentSpec] = {}
         self._sources: dict[tuple[Role, str], str] = {}

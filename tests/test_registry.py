@@ -75,3 +75,59 @@ def test_autoload_can_be_disabled(monkeypatch):
     monkeypatch.setattr(metadata, "entry_points", lambda group=None: [_BrokenEntryPoint()])
     monkeypatch.setenv(DISABLE_AUTOLOAD_ENV, "1")
     assert make_plugin_manager().failures == []
+
+
+def _misspelled_plugin_module():
+    import types
+
+    module = types.ModuleType("misspelled_pkg.plugin")
+
+    @hookimpl
+    def splatrefine_regster_components(register):
+        register(ComponentSpec(Role.VIEW_SAMPLER, "never-seen", object, _Cfg, "misspelled hook"))
+
+    module.splatrefine_regster_components = splatrefine_regster_components
+    return module
+
+
+class _MisspelledEntryPoint(_BrokenEntryPoint):
+    name = "misspelled"
+    value = "misspelled_pkg.plugin"
+
+    def load(self):
+        return _misspelled_plugin_module()
+
+
+def test_misspelled_hook_is_a_listed_failure(monkeypatch):
+    monkeypatch.setattr(metadata, "entry_points", lambda group=None: [_MisspelledEntryPoint()])
+    manager = make_plugin_manager()
+    assert [(f.name, f.source) for f in manager.failures] == [("misspelled", "misspelled = misspelled_pkg.plugin")]
+    assert manager.failures[0].error == (
+        "PluginValidationError: unknown hook 'splatrefine_regster_components'. "
+        "Did you mean 'splatrefine_register_components'?")
+    assert "entrypoint:misspelled" not in {n for n, _ in manager.pm.list_name_plugin()}
+    registry = Registry(manager)
+    assert registry.failures == manager.failures
+    assert registry.names(Role.VIEW_SAMPLER) and "never-seen" not in registry.names(Role.VIEW_SAMPLER)
+    with pytest.raises(PluginError, match="unknown hook 'splatrefine_regster_components'"):
+        make_plugin_manager(strict=True)
+
+
+def test_misspelled_hook_registered_after_the_factory_is_caught_by_the_registry():
+    manager = make_plugin_manager(entrypoints=False)
+    manager.pm.register(_misspelled_plugin_module(), name="late-plugin")
+    registry = Registry(manager)
+    assert [f.name for f in registry.failures] == ["late-plugin"]
+    assert "Did you mean 'splatrefine_register_components'?" in registry.failures[0].error
+
+
+def test_misspelled_hook_is_listed_by_the_cli(monkeypatch):
+    from click.testing import CliRunner
+
+    from splatrefine import cli
+
+    monkeypatch.setattr(metadata, "entry_points", lambda group=None: [_MisspelledEntryPoint()])
+    result = CliRunner().invoke(cli.main, ["plugins", "list"])
+    assert result.exit_code == 0, result.output
+    assert ("failed to load: misspelled = misspelled_pkg.plugin: PluginValidationError: unknown hook "
+            "'splatrefine_regster_components'. Did you mean 'splatrefine_register_components'?") in result.output
