@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 import pluggy
 
 if TYPE_CHECKING:
+    from .executors import ExecutorSpec
     from .roles import ComponentSpec
     from .types import Capture
 
@@ -38,4 +39,17 @@ def splatrefine_open_capture(path: str) -> Capture | None:
     when the path is not in this plugin's format. Stops at the first non-None result. Raise
     `splatrefine.errors.CaptureError` when the path IS in this format but broken (missing image,
     bad camera), with a message naming the file and the problem.
+    """
+
+
+@hookspec
+def splatrefine_register_executors(register: Callable[[ExecutorSpec], None]) -> None:
+    """Offer this plugin's executors (what runs jobs: `splatrefine batch`'s refines, an
+    experiment's stages).
+
+    Called once when a `splatrefine.executors.ExecutorRegistry` is built. Call `register(spec)` once
+    per executor with a `splatrefine.executors.ExecutorSpec(name, factory, config_cls, summary)`;
+    `factory(config)` returns an object with the `splatrefine.executors.Executor` protocol. Returns
+    nothing. A name another plugin already registered is an error naming both plugins. Import the
+    executor's libraries (ray, submitit) inside the factory.
     """

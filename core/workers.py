@@ -8,7 +8,9 @@ side, one thread each, 1.35 s/step each, so 1.5x the steps per second).
 
 `run_jobs` runs a flat list of jobs (e.g. one per identity); `run_graph` runs stages that depend
 on one another (the experiment's), a free worker always taking the next job of the first ready
-stage.
+stage. Both schedule onto an executor (splatrefine.executors.Executor): by default the ones here,
+`InProcess` for one worker and `ProcessPool` for more (the `local` executor plugin), or any other
+(`ray`), so there is one way to run jobs.
 
 Workers are spawned (not forked: torch and numba thread pools do not survive a fork) and limit
 torch, numba and OpenMP to one thread before anything heavy is imported.
@@ -17,6 +19,7 @@ torch, numba and OpenMP to one thread before anything heavy is imported.
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import time
 from collections.abc import Callable, Sequence
@@ -26,6 +29,7 @@ from typing import Any, TypeVar
 from .progress import progress_task
 
 T = TypeVar("T")
+log = logging.getLogger(__name__)
 
 
 def resolve_workers(workers: int | str, device: str, jobs: int) -> int:
@@ -56,38 +60,169 @@ def _spawn_pool(workers: int) -> Any:
                                initializer=_init_worker)
 
 
-def run_jobs(fn: Callable[..., T], jobs: Sequence[tuple], workers: int, description: str,
-             serial_progress: bool = True) -> list[T]:
-    """`[fn(*args) for args in jobs]`, in `workers` processes when more than one, with one progress
-    bar over the jobs (in one process only with `serial_progress`: jobs that show their own bars
-    cannot run inside another). In processes, `fn` must be a module-level function and its
-    arguments picklable. The first job to raise cancels the jobs not yet started and re-raises in
-    the caller; jobs already running finish."""
-    if workers <= 1 or len(jobs) <= 1:
-        bar = progress_task(description, len(jobs)) if serial_progress else contextlib.nullcontext(lambda n=1: None)
-        out = []
-        with bar as advance:
-            for args in jobs:
-                out.append(fn(*args))
-                advance(1)
-        return out
+class WorkerLost(RuntimeError):
+    """A job's worker process died (killed, out of memory) more often than the retries allow."""
 
-    from concurrent.futures import FIRST_EXCEPTION, wait
 
-    results: dict[int, Any] = {}
-    with progress_task(f"{description} ({workers} workers)", len(jobs)) as advance, _spawn_pool(workers) as pool:
-        futures = {pool.submit(fn, *args): i for i, args in enumerate(jobs)}
-        pending = set(futures)
+class InProcess:
+    """The executor for one worker: each job runs here, at once, when submitted (so it may show
+    its own progress bars)."""
+
+    slots = 1
+    in_process = True
+
+    def __enter__(self) -> InProcess:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+    def submit(self, fn: Callable[..., Any], args: tuple, name: str = "") -> _Done:
         try:
-            while pending:
-                done, pending = wait(pending, return_when=FIRST_EXCEPTION)
-                for f in done:
-                    results[futures[f]] = f.result()  # re-raises the job's exception here
-                    advance(1)
-        except BaseException:
-            for f in pending:
-                f.cancel()
-            raise
+            return _Done(fn(*args), None)
+        except Exception as exc:  # noqa: BLE001 - handed back by result(), as a pool would
+            return _Done(None, exc)
+
+    def wait(self, handles: Sequence[Any], timeout: float | None = None) -> list[Any]:
+        return list(handles)
+
+    def result(self, handle: _Done) -> Any:
+        if handle.error is not None:
+            raise handle.error
+        return handle.value
+
+    def cancel(self) -> None:
+        return None
+
+
+@dataclass(eq=False)
+class _Done:
+    value: Any
+    error: BaseException | None
+
+
+@dataclass(eq=False)
+class _PoolJob:
+    fn: Callable[..., Any]
+    args: tuple
+    name: str
+    future: Any = None
+    attempts: int = 1
+    exhausted: bool = False  # out of retries: its broken future is its outcome
+
+
+class ProcessPool:
+    """The executor for several workers on this machine: spawned processes, one compute thread
+    each. A worker killed in the middle of a job (SIGKILL, out of memory) breaks the pool; a new
+    pool is started and the jobs it held are submitted again, up to `max_retries` times each, so
+    jobs should be resumable."""
+
+    in_process = False
+
+    def __init__(self, workers: int, max_retries: int = 2):
+        self.slots = max(1, int(workers))
+        self.max_retries = max_retries
+        self._pool: Any = None
+        self._live: set[_PoolJob] = set()
+
+    def __enter__(self) -> ProcessPool:
+        self._pool = _spawn_pool(self.slots)
+        return self
+
+    def __exit__(self, exc_type: Any, *exc: object) -> None:
+        if exc_type is not None:
+            self.cancel()
+        elif self._pool is not None:
+            self._pool.shutdown(wait=True)
+        self._pool = None
+
+    def submit(self, fn: Callable[..., Any], args: tuple, name: str = "") -> _PoolJob:
+        job = _PoolJob(fn, tuple(args), name)
+        job.future = self._pool.submit(fn, *job.args)
+        self._live.add(job)
+        return job
+
+    def wait(self, handles: Sequence[_PoolJob], timeout: float | None = None) -> list[_PoolJob]:
+        from concurrent.futures import FIRST_COMPLETED
+        from concurrent.futures import wait as wait_futures
+
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            left = None if deadline is None else max(0.0, deadline - time.monotonic())
+            by_future = {h.future: h for h in handles}
+            finished, _ = wait_futures(by_future, timeout=left, return_when=FIRST_COMPLETED)
+            if any(_broken(f) and not by_future[f].exhausted for f in finished):
+                self._restart()
+                continue
+            done = [by_future[f] for f in finished]
+            for h in done:
+                self._live.discard(h)
+            if done or (deadline is not None and time.monotonic() >= deadline):
+                return done
+
+    def result(self, handle: _PoolJob) -> Any:
+        from concurrent.futures.process import BrokenProcessPool
+
+        try:
+            return handle.future.result()
+        except BrokenProcessPool:
+            raise WorkerLost(f"job {handle.name or handle.fn.__name__}: its worker process died "
+                             f"{handle.attempts} time(s)") from None
+
+    def cancel(self) -> None:
+        if self._pool is not None:
+            _stop_workers(self._pool)
+        self._live.clear()
+
+    def _restart(self) -> None:
+        """A worker died: every job the old pool held is lost. Start a new pool and submit them
+        again (a job out of retries keeps its broken future: `result` raises WorkerLost)."""
+        log.warning("a worker process died; restarting the pool and retrying its jobs")
+        _stop_workers(self._pool)
+        self._pool = _spawn_pool(self.slots)
+        for job in list(self._live):
+            if job.future.done() and not _broken(job.future):
+                continue
+            if job.attempts > self.max_retries:
+                job.exhausted = True
+                continue
+            job.attempts += 1
+            job.future = self._pool.submit(job.fn, *job.args)
+
+
+def _broken(future: Any) -> bool:
+    from concurrent.futures.process import BrokenProcessPool
+
+    return future.done() and not future.cancelled() and isinstance(future.exception(), BrokenProcessPool)
+
+
+def local_executor(workers: int, max_retries: int = 2) -> InProcess | ProcessPool:
+    """The executor `workers` asks for on this machine: in this process for one, else a pool."""
+    return InProcess() if workers <= 1 else ProcessPool(workers, max_retries)
+
+
+def run_jobs(fn: Callable[..., T], jobs: Sequence[tuple], workers: int, description: str,
+             serial_progress: bool = True, executor: Any = None) -> list[T]:
+    """`[fn(*args) for args in jobs]` on `executor` (default: `local_executor(workers)`), with one
+    progress bar over the jobs (in one process only with `serial_progress`: jobs that show their
+    own bars cannot run inside another). Outside this process, `fn` must be a module-level function
+    and its arguments picklable. The first job to raise stops the others and re-raises here."""
+    executor = executor if executor is not None else local_executor(min(workers, len(jobs)))
+    if executor.in_process:
+        bar = progress_task(description, len(jobs)) if serial_progress else contextlib.nullcontext(lambda n=1: None)
+    else:
+        bar = progress_task(f"{description} ({executor.slots} workers)", len(jobs))
+    results: dict[int, Any] = {}
+    queue = list(enumerate(jobs))
+    running: dict[Any, int] = {}
+    with bar as advance, executor:
+        while queue or running:
+            while queue and len(running) < executor.slots:
+                i, args = queue.pop(0)
+                running[executor.submit(fn, tuple(args), f"{description} {i}")] = i
+            for h in executor.wait(list(running)):
+                results[running.pop(h)] = executor.result(h)  # re-raises the job's exception here
+                advance(1)
     return [results[i] for i in range(len(jobs))]
 
 
@@ -106,16 +241,17 @@ class GraphStage:
 
 def run_graph(stages: Sequence[GraphStage], workers: int, description: str,
               on_start: Callable[[str], None] | None = None,
-              on_done: Callable[[str, float], None] | None = None) -> None:
+              on_done: Callable[[str, float], None] | None = None, executor: Any = None) -> None:
     """Run every stage once the stages it comes after are done (a name not among `stages` counts
     as done). `stages` is the priority order: a free worker takes the next job of the first
     started stage that has one left. `on_start(name)` when a stage is ready, `on_done(name, seconds)`
     when its last job ends (seconds since its first job started: a stage's wall time).
 
-    With one worker everything runs here, in that order, and the jobs may show their own progress;
-    with more, the jobs run in worker processes (module-level functions, picklable arguments) under
-    one progress bar over the stages. The first job to raise stops the workers (what they were
-    doing is lost, so a job should be resumable) and re-raises here."""
+    Jobs run on `executor` (default: `local_executor(workers)`). With one worker everything runs
+    here, in that order, and the jobs may show their own progress; otherwise the jobs run in worker
+    processes (module-level functions, picklable arguments) under one progress bar over the stages.
+    The first job to raise stops the workers (what they were doing is lost, so a job should be
+    resumable) and re-raises here."""
     known = {s.name for s in stages}
     if len(known) != len(stages):
         raise ValueError("run_graph: stage names must be unique")
@@ -155,41 +291,28 @@ def run_graph(stages: Sequence[GraphStage], workers: int, description: str,
             start_ready()
 
     start_ready()
-    if workers <= 1:
-        while queue:
-            _, _, name, (fn, args) = queue.pop(0)
-            started.setdefault(name, time.perf_counter())
-            fn(*args)
-            job_done(name)
+    executor = executor if executor is not None else local_executor(workers)
+    if executor.in_process:
+        bar: Any = contextlib.nullcontext(lambda n=1, **info: None)
+        guard: Any = contextlib.nullcontext()
     else:
-        _run_graph_in_processes(queue, workers, description, len(stages), done, started, job_done)
+        bar = progress_task(f"{description} ({executor.slots} workers)", len(stages))
+        guard = _terminate_raises()
+    running: dict[Any, str] = {}
+    with bar as advance, executor, guard:
+        while queue or running:
+            while queue and len(running) < executor.slots:
+                _, _, name, (fn, args) = queue.pop(0)
+                started.setdefault(name, time.perf_counter())
+                running[executor.submit(fn, tuple(args), name)] = name
+            for h in executor.wait(list(running)):
+                name = running.pop(h)
+                executor.result(h)  # re-raises the job's exception here
+                before = len(done)
+                job_done(name)
+                advance(len(done) - before, running=", ".join(sorted(set(running.values()))))
     if waiting:
         raise ValueError(f"run_graph: stages never ready: {', '.join(s.name for s in waiting)}")
-
-
-def _run_graph_in_processes(queue: list, workers: int, description: str, total: int, done: set[str],
-                            started: dict[str, float], job_done: Callable[[str], None]) -> None:
-    from concurrent.futures import FIRST_COMPLETED, wait
-
-    running: dict[Any, str] = {}
-    with progress_task(f"{description} ({workers} workers)", total) as advance, _spawn_pool(workers) as pool, \
-            _terminate_raises():
-        try:
-            while queue or running:
-                while queue and len(running) < workers:
-                    _, _, name, (fn, args) = queue.pop(0)
-                    started.setdefault(name, time.perf_counter())
-                    running[pool.submit(fn, *args)] = name
-                finished, _ = wait(running, return_when=FIRST_COMPLETED)
-                for f in finished:
-                    name = running.pop(f)
-                    f.result()  # re-raises the job's exception here
-                    before = len(done)
-                    job_done(name)
-                    advance(len(done) - before, running=", ".join(sorted(set(running.values()))))
-        except BaseException:
-            _stop_workers(pool)
-            raise
 
 
 @contextlib.contextmanager
