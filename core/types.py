@@ -180,7 +180,9 @@ class Renders:
 
     rgb [C,H,W,3] in 0..1; probs [C,H,W,K] class probabilities summing to 1 per pixel (None for a
     palette-mode model); seg_rgb [C,H,W,3] colour-coded segmentation (palette mode only);
-    alpha [C,H,W]; depth [C,H,W] expected depth.
+    alpha [C,H,W]; depth [C,H,W] expected depth. observed [C,H,W,K]: the initial parser's
+    probabilities at these cameras when they are the capture's input views (set by the engine, so an
+    aggregator can weigh a view's own labels against the 3D consensus), else None.
     """
 
     cameras: Cameras
@@ -189,3 +191,4 @@ class Renders:
     depth: np.ndarray
     probs: np.ndarray | None = None
     seg_rgb: np.ndarray | None = None
+    observed: np.ndarray | None = None

@@ -220,3 +220,65 @@ def test_every_builtin_aggregator_builds_from_defaults_and_keeps_the_contract():
         assert labels.dtype == np.uint8 and conf.dtype == np.float32 and labels.shape == conf.shape == (1, 2, 3)
         if name != "cleanup":  # cleanup's default minimum piece size relabels this 6-pixel image
             np.testing.assert_array_equal(labels, truth)
+
+
+# --- fusion: the consensus, fused at input views with the view's own labels ----------------------------
+def test_class_agreement_is_the_confidence_weighted_mean_consensus_probability_of_the_said_class():
+    from splatrefine.agreement import class_agreement
+
+    consensus = np.array([[0.1, 0.8, 0.1], [0.1, 0.6, 0.3], [0.1, 0.2, 0.7], [0.5, 0.25, 0.25]])
+    observed = _onehot(np.array([1, 1, 1, 0]), 3, p=1.0).astype(np.float64)
+    observed[3] = 1 / 3  # no opinion: does not count
+    rho = class_agreement(consensus, observed, prior_pixels=0.0)
+    assert rho[1] == pytest.approx((0.8 + 0.6 + 0.2) / 3)
+    # a class the view never says gets the view's overall agreement once shrunk
+    shrunk = class_agreement(consensus, observed, prior_pixels=3.0)
+    assert shrunk[1] == pytest.approx(rho[1]) and shrunk[2] == pytest.approx(rho[1])
+
+
+def _fusion(trust=1.0):
+    from splatrefine.plugins.aggregators.fusion import FusionAggregator, FusionConfig
+
+    return FusionAggregator(FusionConfig(trust=trust, prior_pixels=0.0))
+
+
+def test_fusion_keeps_a_reliable_views_own_thin_structure():
+    # a 1x20 strip: the consensus has a nose 2 px wide, the view (which agrees elsewhere) says 4 px
+    consensus = np.zeros((1, 1, 20, 3), np.float32)
+    consensus[..., 1] = 0.95
+    consensus[..., 0] = 0.05
+    consensus[0, 0, 8:10] = (0.02, 0.28, 0.7)
+    consensus[0, 0, [7, 10]] = (0.02, 0.78, 0.2)  # the thin class's blurred edge
+    view = np.ones(20, np.int64)
+    view[7:11] = 2
+    renders = _renders(consensus)
+    renders.observed = _onehot(view.reshape(1, 1, 20), 3, p=0.95)
+    labels, conf = _fusion().aggregate(renders, TINY)
+    assert labels[0, 0].tolist() == view.tolist()
+    assert (conf > 0.5).all()
+    # the consensus alone (argmax, or trust 0) keeps the thin 2 px nose
+    plain = _fusion(trust=0.0).aggregate(renders, TINY)[0]
+    assert int((plain == 2).sum()) == 2
+
+
+def test_fusion_overrules_a_view_whose_class_lands_where_every_other_view_disagrees():
+    # the view paints its "nose" over 6 px where the consensus is confident skin: low agreement for
+    # nose in this view, so the consensus wins there; its skin labels agree and stay
+    consensus = np.zeros((1, 1, 20, 3), np.float32)
+    consensus[..., :] = (0.02, 0.96, 0.02)
+    view = np.ones(20, np.int64)
+    view[2:8] = 2
+    renders = _renders(consensus)
+    renders.observed = _onehot(view.reshape(1, 1, 20), 3, p=0.95)
+    labels = _fusion().aggregate(renders, TINY)[0]
+    assert (labels == 1).all()
+
+
+def test_fusion_without_an_opinion_or_at_new_cameras_is_argmax():
+    rng = np.random.default_rng(0)
+    probs = rng.dirichlet(np.ones(3), size=(2, 4, 5)).astype(np.float32)
+    expected = probs.argmax(-1)
+    assert (_fusion().aggregate(_renders(probs), TINY)[0] == expected).all()  # novel views: no observed
+    renders = _renders(probs)
+    renders.observed = np.full(probs.shape, 1 / 3, np.float32)
+    assert (_fusion().aggregate(renders, TINY)[0] == expected).all()

@@ -7,6 +7,7 @@ from splatrefine.roles import ComponentSpec, Role
 
 from .argmax import ArgmaxAggregator, ArgmaxConfig
 from .cleanup import CleanupAggregator, CleanupConfig
+from .fusion import FusionAggregator, FusionConfig
 from .palette import PaletteClusterAggregator, PaletteClusterConfig
 
 
@@ -14,6 +15,9 @@ from .palette import PaletteClusterAggregator, PaletteClusterConfig
 def splatrefine_register_components(register):
     register(ComponentSpec(Role.LABEL_AGGREGATOR, "argmax", ArgmaxAggregator, ArgmaxConfig,
                            summary="most probable class; low-confidence or empty pixels become ignore"))
+    register(ComponentSpec(Role.LABEL_AGGREGATOR, "fusion", FusionAggregator, FusionConfig,
+                           summary="the 3D consensus, fused at input views with each view's own labels "
+                                   "where that view proves reliable"))
     register(ComponentSpec(Role.LABEL_AGGREGATOR, "palette-cluster", PaletteClusterAggregator,
                            PaletteClusterConfig,
                            summary="colour-coded renders snapped to the schema palette (the paper's way)"))

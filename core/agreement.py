@@ -1,0 +1,51 @@
+"""How far one view's parser labels agree with a 3D consensus, per observed class.
+
+Shared by the label step of a representation (which views to trust while fitting) and by aggregators
+(whether a view's own label beats the consensus at that view). The model is a one-coin Dawid-Skene
+model per (view, observed class): the parser's label j is right with probability rho_j. rho_j is
+estimated as the mean consensus probability of j where the view says j, each pixel weighted by the
+parser's confidence, and shrunk towards the view's overall agreement by `prior_pixels` pseudo-pixels
+so a class with a handful of pixels borrows strength from the rest of the view.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def parser_confidence(observed: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """observed [...,K] probabilities -> (label [...] int, confidence [...] in 0..1: 0 for a uniform
+    pixel (no opinion), 1 for a one-hot one)."""
+    K = observed.shape[-1]
+    lab = observed.argmax(-1)
+    conf = np.clip((observed.max(-1) - 1.0 / K) / (1.0 - 1.0 / K), 0.0, 1.0)
+    return lab, np.nan_to_num(conf)
+
+
+def class_agreement(consensus: np.ndarray, observed: np.ndarray, prior_pixels: float) -> np.ndarray:
+    """One view: consensus [N,K] and observed [N,K] probabilities -> rho [K] in 0..1 per observed
+    class (classes the view never says get the view's overall agreement)."""
+    K = observed.shape[-1]
+    lab, conf = parser_confidence(observed)
+    agree = np.take_along_axis(consensus, lab[:, None], axis=-1)[:, 0]
+    num = np.bincount(lab, weights=conf * agree, minlength=K)
+    den = np.bincount(lab, weights=conf, minlength=K)
+    overall = num.sum() / den.sum() if den.sum() > 0 else 1.0 / K
+    return (num + prior_pixels * overall) / np.maximum(den + prior_pixels, 1e-12)
+
+
+def view_confusion(consensus: np.ndarray, observed: np.ndarray, prior_pixels: float) -> np.ndarray:
+    """One view's Dawid-Skene confusion [K,K]: row c = P(the parser says j | the consensus class is
+    c), from soft counts (consensus probability x parser confidence). Each row is shrunk towards the
+    view's overall agreement (that mass on the diagonal, the rest spread) by `prior_pixels`."""
+    K = observed.shape[-1]
+    lab, conf = parser_confidence(observed)
+    said = np.zeros((len(lab), K))
+    said[np.arange(len(lab)), lab] = conf
+    counts = consensus.T.astype(np.float64) @ said
+    total = counts.sum()
+    overall = np.trace(counts) / total if total > 0 else 1.0 / K
+    prior = np.full((K, K), (1.0 - overall) / max(K - 1, 1))
+    np.fill_diagonal(prior, overall)
+    rows = counts + prior_pixels * prior
+    return rows / np.maximum(rows.sum(1, keepdims=True), 1e-12)
