@@ -33,6 +33,7 @@ BUILTIN_PLUGINS: tuple[str, ...] = (
     "splatrefine.plugins.bisenet.plugin",
     "splatrefine.plugins.smp_parsers.plugin",
     "splatrefine.plugins.mediapipe_parser.plugin",
+    "splatrefine.plugins.labels_parser.plugin",
     "splatrefine.plugins.synthetic.plugin",
 )
 
