@@ -53,8 +53,9 @@ def main() -> None:
 @click.option("--resume", is_flag=True, help="Continue an interrupted run in the output folder.")
 @click.option("--overwrite", is_flag=True, help="Replace an existing run in the output folder.")
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default=None, help="Where to compute.")
+@click.option("--seed", type=click.IntRange(0), default=None, help="The run's random seed (default: the config's, 0).")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bars.")
-def refine(capture, demo, config_path, plugins, sets, output, resume, overwrite, device, quiet) -> None:
+def refine(capture, demo, config_path, plugins, sets, output, resume, overwrite, device, seed, quiet) -> None:
     """Refine the labels of CAPTURE (a capture folder, transforms.json, COLMAP model or FaceScape folder)."""
     from .refine import run_refine
 
@@ -64,7 +65,8 @@ def refine(capture, demo, config_path, plugins, sets, output, resume, overwrite,
         raise SplatrefineError("no capture given", "Give a capture path, or run 'splatrefine refine --demo'.")
     summary = run_refine(capture=capture, demo=demo, config_path=config_path, plugin_args=list(plugins),
                          set_args=list(sets), output=output, resume=resume, overwrite=overwrite,
-                         device=device, quiet=quiet, registry=_registry())
+                         device=device, quiet=quiet, registry=_registry(), seed=seed,
+                         on_note=lambda note: click.echo(f"Note: {note}", err=True))
     for note in summary["notes"]:
         click.echo(f"Note: {note}")
     click.echo(f"Report: {summary['report']}")
@@ -76,13 +78,20 @@ def refine(capture, demo, config_path, plugins, sets, output, resume, overwrite,
 @main.command()
 @click.argument("out_dir", type=click.Path(path_type=Path))
 @click.option("--identities", default=1, show_default=True, type=click.IntRange(1, 1000))
-@click.option("--seed", default=0, show_default=True, type=int)
+@click.option("--seed", default=0, show_default=True, type=click.IntRange(0))
 @click.option("--rig", default="facescape-like", show_default=True,
               type=click.Choice(["facescape-like", "turntable", "frontal-only"]))
 @click.option("--resolution", default=256, show_default=True, type=click.IntRange(16, 4096))
-def synth(out_dir, identities, seed, rig, resolution) -> None:
+@click.option("--overwrite", is_flag=True, help="Replace captures already in OUT_DIR.")
+def synth(out_dir, identities, seed, rig, resolution, overwrite) -> None:
     """Write procedural head captures with exact GT labels to OUT_DIR (one folder per identity)."""
     from .plugins.synthetic import write_synthetic
+
+    existing = [out_dir / f"id_{i:03d}" for i in range(identities) if (out_dir / f"id_{i:03d}").exists()]
+    if existing and not overwrite:
+        more = f" (and {len(existing) - 1} more)" if len(existing) > 1 else ""
+        raise SplatrefineError(f"{existing[0]}: already exists{more}",
+                               "Add --overwrite to replace it, or choose another OUT_DIR.")
 
     paths = write_synthetic(out_dir, identities=identities, seed=seed, rig=rig, resolution=resolution)
     for p in paths:

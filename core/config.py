@@ -9,7 +9,10 @@ YAML layout::
     representation:   {plugin: dual-gs, params: {iterations: 3000}}
 
 A component's settings are a frozen dataclass; `metadata` on a field may carry "help", "min",
-"max" and "choices", all enforced here.
+"max" and "choices", all enforced here. Checks that span fields (a range whose low end must not
+exceed its high end, ...) go in an optional `validate(self)` method of the dataclass, which raises
+ConfigError; it runs whenever settings are built, so `config show` and `refine` reject the same
+things before any run folder exists.
 """
 
 from __future__ import annotations
@@ -35,6 +38,8 @@ DEFAULT_PLUGINS: dict[Role, str] = {
 }
 TOP_LEVEL_KEYS = ("seed", "device", "schema")
 ROLE_KEYS = ("plugin", "params")
+# how to set each run-wide key from the command line (they are not roles: --plugin/--set do not take them)
+TOP_LEVEL_HOW = {"seed": "--seed N", "device": "--device auto|cpu|cuda", "schema": "'schema: NAME' in the -c config file"}
 
 
 @dataclass
@@ -46,6 +51,8 @@ class RunConfig:
     seed: int = 0
     device: str = "auto"
     schema: str = "celebamask-hq"
+    # roles whose plugin nobody chose (neither the YAML nor --plugin): DEFAULT_PLUGINS filled them in
+    defaulted: frozenset = frozenset()
 
     def to_dict(self) -> dict:
         out: dict[str, Any] = {"seed": self.seed, "device": self.device, "schema": self.schema}
@@ -183,9 +190,18 @@ def build_settings(config_cls: type, params: dict, where: str, show: str | None 
             raise ConfigError(f"{where}.{key}: {v!r} is not one of {', '.join(map(str, choices))}.{did_you_mean(str(v), map(str, choices))}")
         values[key] = v
     try:
-        return config_cls(**values)
+        settings = config_cls(**values)
     except (TypeError, ValueError) as exc:
         raise ConfigError(f"{where}: {exc}") from None
+    validate = getattr(settings, "validate", None)
+    if callable(validate):
+        try:
+            validate()
+        except ConfigError as exc:
+            raise ConfigError(f"{where}: {exc.message}", exc.hint) from None
+        except (TypeError, ValueError) as exc:
+            raise ConfigError(f"{where}: {exc}") from None
+    return settings
 
 
 def load_yaml(path: Path) -> dict:
@@ -207,10 +223,19 @@ def load_yaml(path: Path) -> dict:
 
 
 def _role(key: str, where: str) -> Role:
+    """The role named `key`; ConfigError with a suggestion otherwise. On the command line
+    (`where` --plugin/--set) the run-wide keys are not offered: they have options of their own."""
     try:
         return Role(key)
     except ValueError:
-        known = [r.value for r in Role] + list(TOP_LEVEL_KEYS)
+        roles = [r.value for r in Role]
+        if where.startswith("--"):
+            if key in TOP_LEVEL_KEYS:
+                raise ConfigError(f"{where}: '{key}' is a run setting, not a role; set it with {TOP_LEVEL_HOW[key]}",
+                                  f"Roles: {', '.join(roles)}.") from None
+            raise ConfigError(f"{where}: unknown role '{key}'.{did_you_mean(key, roles)}",
+                              f"Roles: {', '.join(roles)}.") from None
+        known = roles + list(TOP_LEVEL_KEYS)
         raise ConfigError(f"{where}: unknown key '{key}'.{did_you_mean(key, known)}",
                           f"Known keys: {', '.join(known)}.") from None
 
@@ -221,6 +246,7 @@ def resolve(registry, data: dict | None = None, plugin_args: list[str] = (), set
     data = dict(data or {})
     top = {k: data.pop(k) for k in TOP_LEVEL_KEYS if k in data}
     plugins = dict(DEFAULT_PLUGINS)
+    chosen: set[Role] = set()
     params: dict[Role, dict] = {r: {} for r in Role}
     for key, value in data.items():
         role = _role(str(key), source)
@@ -231,6 +257,7 @@ def resolve(registry, data: dict | None = None, plugin_args: list[str] = (), set
                 raise ConfigError(f"{source}: {role.value} has unknown key '{k}'.{did_you_mean(str(k), ROLE_KEYS)}")
         if "plugin" in value:
             plugins[role] = str(value["plugin"])
+            chosen.add(role)
         params[role] = dict(value.get("params") or {})
     for arg in plugin_args:
         if "=" in arg:
@@ -247,6 +274,7 @@ def resolve(registry, data: dict | None = None, plugin_args: list[str] = (), set
         if plugins[role] != name.strip():
             params[role] = {}  # settings written for another plugin do not carry over
         plugins[role] = name.strip()
+        chosen.add(role)
     for arg in set_args:
         if "=" not in arg or "." not in arg.split("=", 1)[0]:
             raise ConfigError(f"--set {arg}: expected ROLE.KEY=VALUE, e.g. representation.iterations=500")
@@ -272,4 +300,12 @@ def resolve(registry, data: dict | None = None, plugin_args: list[str] = (), set
     if device not in ("auto", "cpu", "cuda"):
         raise ConfigError(f"{source}: device must be auto, cpu or cuda, got {device!r}")
     schema = coerce(top.get("schema", "celebamask-hq"), str, f"{source}: schema")
-    return RunConfig(plugins, settings, seed, device, schema)
+    from .schema import get_schema
+
+    try:
+        get_schema(schema)
+    except ConfigError as exc:
+        raise ConfigError(f"{source}: {exc.message}", exc.hint) from None
+    if seed < 0:
+        raise ConfigError(f"{source}: seed must be a non-negative integer, got {seed}")
+    return RunConfig(plugins, settings, seed, device, schema, frozenset(set(Role) - chosen))

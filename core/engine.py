@@ -3,7 +3,9 @@
     parse -> fit -> sample -> render -> evaluate -> report
 
 Each stage reads what earlier stages wrote into the run directory and writes its own outputs
-atomically; `stages.json` records completed stages and their timings so `--resume` skips them.
+atomically; `stages.json` records completed stages, their timings and the key each ran with, so
+`--resume` skips what is done and still valid. `run.json` (splatrefine.run_record) records the
+capture, the config and the version the run was made with; a resume checks them first.
 Render streams over chunks of cameras: render -> aggregate -> write labels, so no stage holds
 every rendered probability map in memory.
 """
@@ -34,35 +36,41 @@ log = logging.getLogger(__name__)
 STAGES = ("parse", "fit", "sample", "render", "evaluate", "report")
 RUN_MARKER = "stages.json"
 RENDER_CHUNK = 8
+# what each stage writes: removed before a stage is recomputed for a changed config
+STAGE_OUTPUTS = {"parse": ("initial",), "fit": ("model",), "sample": ("sample",), "render": ("refined",),
+                 "evaluate": ("metrics.json", "gt"), "report": ("report.html", "report")}
 
 
 def is_run_dir(path: Path) -> bool:
-    return (path / RUN_MARKER).is_file()
+    from .run_record import RECORD
+
+    return (path / RUN_MARKER).is_file() or (path / RECORD).is_file()
 
 
-def prepare_run_dir(path: Path, *, resume: bool, overwrite: bool) -> None:
-    """Refuse to clobber anything that is not ours; called before any stage writes."""
+def prepare_run_dir(path: Path, *, resume: bool, overwrite: bool) -> bool:
+    """Refuse to clobber anything that is not ours; called before any stage writes.
+
+    -> True when the run starts in a new or empty folder (so a failed start can remove it)."""
     if path.exists() and not path.is_dir():
         raise SplatrefineError(f"{path}: exists and is not a folder", "Choose another output with -o.")
     if path.is_dir() and any(path.iterdir()):
+        ours = is_run_dir(path)
         if overwrite:
-            if not is_run_dir(path) and not (path / "config.yaml").is_file():
+            if not ours and not (path / "config.yaml").is_file():
                 raise SplatrefineError(
                     f"{path}: is not a splatrefine run folder; refusing to delete it even with --overwrite",
                     "Choose another output with -o.")
             shutil.rmtree(path)
+        elif not ours:
+            raise SplatrefineError(f"{path}: exists, is not empty and holds no splatrefine run",
+                                   "Choose a new or empty folder with -o (--resume and --overwrite act only on run folders).")
         elif resume:
-            if not is_run_dir(path):
-                raise SplatrefineError(f"{path}: holds no run to resume (no {RUN_MARKER})",
-                                       "Run without --resume, or choose another output with -o.")
-            return
-        elif is_run_dir(path):
+            return False
+        else:
             raise SplatrefineError(f"{path}: already holds a run",
                                    "Add --resume to continue it, --overwrite to start again, or choose another -o.")
-        else:
-            raise SplatrefineError(f"{path}: exists and is not a splatrefine run folder",
-                                   "Choose an empty or new output folder with -o.")
     ensure_writable_dir(path, "Choose a writable output folder with -o.")
+    return True
 
 
 @dataclass
@@ -72,6 +80,7 @@ class RunState:
 
     completed: list[str] = field(default_factory=list)
     timings: dict[str, float] = field(default_factory=dict)
+    keys: dict[str, str] = field(default_factory=dict)  # the key each stage ran with (run_record)
 
     @classmethod
     def load(cls, path: Path) -> RunState:
@@ -82,10 +91,11 @@ class RunState:
         except (OSError, json.JSONDecodeError) as exc:
             raise SplatrefineError(f"{path}: cannot read the finished stages ({exc})",
                                    "Rerun with --overwrite to start again.") from None
-        return cls(list(data.get("completed", [])), dict(data.get("timings", {})))
+        return cls(list(data.get("completed", [])), dict(data.get("timings", {})), dict(data.get("keys", {})))
 
     def save(self, path: Path, **extra: object) -> None:
-        write_text(path, json.dumps({**extra, "completed": self.completed, "timings": self.timings}, indent=2))
+        keys = {"keys": self.keys} if self.keys else {}
+        write_text(path, json.dumps({**extra, "completed": self.completed, "timings": self.timings, **keys}, indent=2))
 
 
 def resolve_device(device: str) -> str:
@@ -104,15 +114,17 @@ def resolve_device(device: str) -> str:
 class Engine:
     """Runs the stages of one refine run. Components are built from `config` by `registry`."""
 
-    def __init__(self, registry, config: RunConfig, capture: Capture, run_dir: Path):
+    def __init__(self, registry, config: RunConfig, capture: Capture, run_dir: Path, *,
+                 capture_path: str | None = None):
         self.registry = registry
         self.config = config
         self.capture = capture
+        self.capture_path = capture_path or record_path(capture.source)
         self.run_dir = Path(run_dir)
         self.schema: LabelSchema = get_schema(config.schema)
         self.device = resolve_device(config.device)
         self.context = ComponentContext(device=self.device, seed=config.seed, build=self._build_named)
-        self.state = RunState.load(self.run_dir / RUN_MARKER)
+        self.state = RunState()  # loaded by start(), after the run folder is prepared
         self._components: dict[Role, Any] = {}
         self.notes: list[str] = []
         if capture.schema.name != self.schema.name:
@@ -139,15 +151,77 @@ class Engine:
             self._components[role] = spec.factory(self.config.settings[role], self.context)
         return self._components[role]
 
+    def build_components(self) -> None:
+        """Build the components of the four roles a refine uses, so a missing dependency or a
+        checkpoint that does not load is found before the run folder is touched."""
+        for role in (Role.INITIAL_PARSER, Role.REPRESENTATION, Role.VIEW_SAMPLER, Role.LABEL_AGGREGATOR):
+            self.component(role)
+
     # driver ---------------------------------------------------------------------------------
-    def run(self, on_stage: Callable[[str], None] | None = None) -> dict:
+    def start(self) -> list[str]:
+        """Check the run folder's record against this run (SplatrefineError on another capture or
+        version), drop the stages a config change made stale, and write run.json and config.yaml.
+        Returns notes for the user (what a resume reuses and recomputes)."""
+        from .io.fingerprint import capture_fingerprint
+        from .run_record import RECORD, check_resume, config_changes, make_record, read_record, stage_keys
+
+        config = self.config.to_dict()
+        fingerprint = capture_fingerprint(self.capture)
+        record = read_record(self.run_dir)
+        self.state = RunState.load(self.run_dir / RUN_MARKER)
+        keys = stage_keys(config)
+        notes: list[str] = []
+        if record is not None:
+            notes += check_resume(self.run_dir, record, self.capture_path, fingerprint)
+            stale = [s for s in STAGES if s in self.state.keys and self.state.keys[s] != keys[s]]
+            changes = config_changes(record.get("config") or {}, config)
+            if stale:
+                for stage in stale:
+                    self._discard(stage)
+                notes.append(f"the config changed ({'; '.join(changes) or 'settings'}): "
+                             f"recomputing {', '.join(stale)}")
+            elif changes and self.state.completed:
+                notes.append(f"the config changed ({'; '.join(changes)}): no finished stage reads it")
+            kept = [s for s in self.state.completed if s in STAGES]
+            if kept:
+                notes.append(f"reusing {', '.join(kept)} from {self.run_dir}")
+        elif self.state.completed:
+            notes.append(f"{self.run_dir} has no {RECORD} (made by an older splatrefine): "
+                         "its finished stages are reused unchecked")
+            self.state.keys.update({s: keys[s] for s in self.state.completed if s in keys})
+        write_text(self.run_dir / RECORD, json.dumps(make_record(self.capture_path, fingerprint, config), indent=1))
         write_text(self.run_dir / "config.yaml", self.config.dump())
+        self._keys = keys
+        return notes
+
+    def _discard(self, stage: str) -> None:
+        for name in STAGE_OUTPUTS[stage]:
+            p = self.run_dir / name
+            if p.is_dir():
+                shutil.rmtree(p)
+            elif p.exists():
+                p.unlink()
+        if stage in self.state.completed:
+            self.state.completed.remove(stage)
+        self.state.timings.pop(stage, None)
+        self.state.keys.pop(stage, None)
+        if stage == "fit":
+            self._model = None
+
+    def run(self, on_stage: Callable[[str], None] | None = None,
+            on_note: Callable[[str], None] | None = None) -> dict:
+        """Run every stage not yet done. `on_note` gets the resume notes as soon as they are
+        known (else they join the summary's notes)."""
+        for note in self.start():
+            (on_note or self.notes.append)(note)
         for stage in STAGES:
             if stage in self.state.completed:
                 log.info("stage %s already complete, skipping", stage)
                 continue
             if on_stage:
                 on_stage(stage)
+            self.state.keys[stage] = self._keys[stage]  # before it runs: a checkpoint inside belongs to this key
+            self.state.save(self.run_dir / RUN_MARKER)
             t0 = time.perf_counter()
             getattr(self, f"stage_{stage}")()
             self.state.completed.append(stage)
@@ -228,6 +302,7 @@ class Engine:
         aggregator = self.component(Role.LABEL_AGGREGATOR)
         model = self._load_model()
         inputs, novel = self._sampled()
+        initial = np.load(self.run_dir / "initial" / "probs.npy", mmap_mode="r")
         samples: list[dict] = []
         with atomic_dir(self.run_dir / "refined") as out:
             total = len(inputs) + len(novel)
@@ -236,6 +311,8 @@ class Engine:
                     for start in range(0, len(cams), RENDER_CHUNK):
                         chunk = cams.subset(range(start, min(start + RENDER_CHUNK, len(cams))))
                         renders = rep.render(model, chunk)
+                        if source == "input":
+                            renders.observed = np.moveaxis(initial[start:start + len(chunk)], 1, -1).astype(np.float32)
                         labels, conf = aggregator.aggregate(renders, self.schema)
                         for i, name in enumerate(chunk.names):
                             rgb8 = (np.clip(renders.rgb[i], 0, 1) * 255 + 0.5).astype(np.uint8)
@@ -300,6 +377,12 @@ class Engine:
         from .report import write_report
 
         write_report(self.run_dir)
+
+
+def record_path(source: str) -> str:
+    """The capture path as run.json records it: absolute when it names a file or folder."""
+    p = Path(source)
+    return str(p.resolve()) if source and p.exists() else source
 
 
 def _cameras_to_json(c: Cameras) -> dict:

@@ -7,13 +7,15 @@ never leaves a half-made run behind.
 from __future__ import annotations
 
 import logging
+import shutil
 from importlib import resources
 from pathlib import Path
 
 from .config import load_yaml, resolve
-from .engine import Engine, is_run_dir, prepare_run_dir
+from .engine import Engine, is_run_dir, prepare_run_dir, resolve_device
 from .errors import SplatrefineError
 from .progress import set_progress_enabled
+from .roles import Role
 from .types import POSE_BUCKETS
 
 log = logging.getLogger(__name__)
@@ -26,9 +28,19 @@ def demo_config_text() -> str:
     return resources.files("splatrefine.configs").joinpath("demo.yaml").read_text()
 
 
+# real initial parsers, in order of preference, for captures without GT (where 'simulated' cannot
+# run): (plugin name, the module that must be importable)
+REAL_PARSERS = (("mediapipe", "mediapipe"),)
+
+
 def run_refine(*, capture: Path | None, demo: bool, config_path: Path | None, plugin_args: list[str],
                set_args: list[str], output: Path | None, resume: bool, overwrite: bool,
-               device: str | None, quiet: bool, registry=None) -> dict:
+               device: str | None, quiet: bool, registry=None, seed: int | None = None,
+               on_note=None) -> dict:
+    """Check everything (config, device, capture, components, output folder), then run the engine.
+
+    A start that fails before its first stage finishes removes the folder it made. `on_note`
+    gets notes that matter before the run (the parser chosen, what a resume recomputes)."""
     import yaml
 
     from .registry import Registry
@@ -43,37 +55,97 @@ def run_refine(*, capture: Path | None, demo: bool, config_path: Path | None, pl
         data = {}
     if device is not None:
         data["device"] = device
-    config = resolve(registry, data, plugin_args, set_args, source=str(config_path or ("demo.yaml" if demo else "config")))
+    if seed is not None:
+        data["seed"] = seed
+    source = str(config_path or ("demo.yaml" if demo else "config"))
+    config = resolve(registry, data, plugin_args, set_args, source=source)
+    resolve_device(config.device)
+    notes: list[str] = []
 
     if demo:
         run_dir = Path(output) if output else DEMO_RUN_DIR
         capture_dir = run_dir / "capture"
         if resume and is_run_dir(run_dir) and capture_dir.is_dir():
-            prepare_run_dir(run_dir, resume=True, overwrite=False)
+            cap = registry.open_capture(str(capture_dir / "id_000"))
+            engine = _engine(registry, config, cap, run_dir)
+            fresh = prepare_run_dir(run_dir, resume=True, overwrite=False)
         else:
-            prepare_run_dir(run_dir, resume=resume, overwrite=overwrite)
-            from .plugins.synthetic import write_synthetic
+            fresh = prepare_run_dir(run_dir, resume=resume, overwrite=overwrite)
+            try:
+                from .plugins.synthetic import write_synthetic
 
-            write_synthetic(capture_dir, identities=1, seed=config.seed, rig="facescape-like", resolution=256)
-        cap = registry.open_capture(str(capture_dir / "id_000"))
+                write_synthetic(capture_dir, identities=1, seed=config.seed, rig="facescape-like", resolution=256)
+                cap = registry.open_capture(str(capture_dir / "id_000"))
+                engine = _engine(registry, config, cap, run_dir)
+            except BaseException:
+                if fresh:
+                    shutil.rmtree(run_dir, ignore_errors=True)
+                raise
     else:
         cap = registry.open_capture(str(capture))
         if len(cap) < 2:
             raise SplatrefineError(f"{capture}: has {len(cap)} view(s); refinement needs at least 2")
+        if Role.INITIAL_PARSER in config.defaulted and not cap.has_labels:
+            name = default_real_parser(capture)
+            config = resolve(registry, data, [*plugin_args, f"initial_parser={name}"], set_args, source=source)
+            notes.append(f"{capture} has no GT labels, so the initial parser is '{name}' (the simulated one needs GT)")
         run_dir = Path(output) if output else Path("runs") / Path(str(capture).rstrip("/")).name
-        prepare_run_dir(run_dir, resume=resume, overwrite=overwrite)
+        engine = _engine(registry, config, cap, run_dir)
+        fresh = prepare_run_dir(run_dir, resume=resume, overwrite=overwrite)
 
-    engine = Engine(registry, config, cap, run_dir)
+    for note in notes:
+        (on_note or engine.notes.append)(note)
     try:
-        summary = engine.run()
+        summary = engine.run(on_note=on_note)
     except KeyboardInterrupt:
+        if _discard_failed_start(engine, fresh):
+            raise SplatrefineError(f"interrupted before the first stage finished; {run_dir} was removed") from None
         raise SplatrefineError(f"interrupted; {run_dir} keeps every finished stage",
                                "Rerun the same command with --resume to continue.") from None
     except OSError as exc:  # full disk, permissions: every file is written atomically, so the run can resume
+        if _discard_failed_start(engine, fresh):
+            raise SplatrefineError(f"{exc.filename or run_dir}: cannot write ({exc.strerror})",
+                                   "Free space or fix permissions, then run again.") from None
         raise SplatrefineError(f"{exc.filename or run_dir}: cannot write ({exc.strerror})",
                                "Free space or fix permissions, then rerun with --resume.") from None
+    except BaseException:
+        _discard_failed_start(engine, fresh)
+        raise
     summary["line"] = summary_line(summary.get("metrics"))
     return summary
+
+
+def _engine(registry, config, cap, run_dir: Path) -> Engine:
+    """The engine with its components built: a missing dependency or a checkpoint that does not
+    load stops the run here, before its folder is touched."""
+    engine = Engine(registry, config, cap, run_dir)
+    engine.build_components()
+    return engine
+
+
+def _discard_failed_start(engine: Engine, fresh: bool) -> bool:
+    """Remove the run folder of a start that failed before any stage finished (when this run
+    made the folder); -> whether it did."""
+    if fresh and not engine.state.completed and engine.run_dir.is_dir():
+        shutil.rmtree(engine.run_dir, ignore_errors=True)
+        return True
+    return False
+
+
+def default_real_parser(capture: Path | None) -> str:
+    """The first installed real parser for a capture without GT; SplatrefineError (one line: how
+    to choose and how to get one) when none is installed."""
+    import importlib.util
+
+    for name, module in REAL_PARSERS:
+        if importlib.util.find_spec(module) is not None:
+            return name
+    from .plugins.mediapipe_parser.parser import INSTALL_COMMAND
+
+    raise SplatrefineError(
+        f"{capture}: has no GT labels, so the default initial parser 'simulated' cannot run, and no real parser "
+        "is installed: choose one with --plugin initial_parser=bisenet --set initial_parser.checkpoint=PATH "
+        f"(a BiSeNet checkpoint), or install mediapipe ({INSTALL_COMMAND}) and use --plugin initial_parser=mediapipe")
 
 
 def summary_line(metrics: dict | None) -> str:

@@ -96,13 +96,16 @@ def test_output_folder_rules(tmp_path):
     other = tmp_path / "other"
     other.mkdir()
     (other / "precious.txt").write_text("x")
-    with pytest.raises(SplatrefineError, match="not a splatrefine run folder"):
-        prepare_run_dir(other, resume=False, overwrite=False)
+    # a folder that is not ours: the one way out is another -o, and the message says why
+    for resume in (False, True):
+        with pytest.raises(SplatrefineError) as err:
+            prepare_run_dir(other, resume=resume, overwrite=False)
+        assert str(err.value) == (f"{other}: exists, is not empty and holds no splatrefine run\n"
+                                  "  Choose a new or empty folder with -o (--resume and --overwrite act only on run folders).")
     with pytest.raises(SplatrefineError, match="refusing to delete it even with --overwrite"):
         prepare_run_dir(other, resume=False, overwrite=True)
-    with pytest.raises(SplatrefineError, match="holds no run to resume"):
-        prepare_run_dir(other, resume=True, overwrite=False)
-    prepare_run_dir(engine.run_dir, resume=False, overwrite=True)
+    assert prepare_run_dir(engine.run_dir, resume=True, overwrite=False) is False
+    assert prepare_run_dir(engine.run_dir, resume=False, overwrite=True) is True
     assert not any(engine.run_dir.iterdir())
 
 

@@ -25,13 +25,16 @@ from ..errors import SplatrefineError
 @click.option("--resume", is_flag=True, help="Continue an interrupted experiment in OUT.")
 @click.option("--overwrite", is_flag=True, help="Delete the experiment in OUT and start again.")
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default=None, help="Where to compute.")
+@click.option("--seed", type=click.IntRange(0), default=None, help="The experiment's seed (same as --set seed=N).")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bars.")
-def experiment_cmd(out, config_path, sets, resume, overwrite, device, quiet) -> None:
+def experiment_cmd(out, config_path, sets, resume, overwrite, device, seed, quiet) -> None:
     """Train a parser on frontal views, refine multiview captures with it, fine-tune it on the
     refined labels and compare both on held-out identities per pose bucket. Writes OUT/results.md."""
     import os
 
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    if seed is not None:
+        sets = (*sets, f"seed={seed}")
     try:
         from ..experiment import POSE_BUCKETS, run_experiment
 

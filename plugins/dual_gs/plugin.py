@@ -16,7 +16,7 @@ class DualGSConfig:
         "help": "class head: 'logits' (per-Gaussian class logits, softmax composited to class "
                 "probabilities) or 'palette' (3-channel colour-coded segmentation fitted to palette images)",
         "choices": ("logits", "palette")})
-    iterations: int = field(default=1500, metadata={"help": "optimisation steps", "min": 0})
+    iterations: int = field(default=1500, metadata={"help": "optimisation steps", "min": 1})
     batch_views: int = field(default=1, metadata={"help": "views rendered per step", "min": 1})
     sh_degree: int = field(default=1, metadata={"help": "spherical-harmonics degree of the RGB head", "min": 0, "max": 3})
     sh_degree_every: int = field(default=300, metadata={

@@ -20,7 +20,10 @@ from splatrefine.errors import PluginError
 from splatrefine.schema import CELEBAMASK_HQ, IGNORE, schema_mapping
 
 log = logging.getLogger(__name__)
-INSTALL_HINT = "Install it with pip install 'splatrefine[mediapipe]' (mediapipe==0.10.14 ships the face-mesh model)."
+# the one way to install it (docs/parsers.md): without --no-deps, mediapipe pulls opencv-contrib-python over our
+# headless OpenCV, and jax
+INSTALL_COMMAND = "pip install --no-deps mediapipe==0.10.14 absl-py attrs flatbuffers 'protobuf>=4.25.3,<5'"
+INSTALL_HINT = f"Install it with {INSTALL_COMMAND} (see docs/parsers.md)."
 
 
 @dataclass(frozen=True)

@@ -126,9 +126,16 @@ def novel_names(capture: Capture, n: int) -> tuple[str, ...]:
 
 
 def check_range(name: str, lo_hi: tuple[float, float], limit: float) -> tuple[float, float]:
+    """(low, high) in degrees; ConfigError (relative to the sampler's settings) when reversed or out of range."""
     lo, hi = (float(v) for v in lo_hi)
     if lo > hi:
-        raise ConfigError(f"view_sampler: {name} range ({lo}, {hi}) is reversed; write (low, high)")
+        raise ConfigError(f"{name} range [{lo:g}, {hi:g}] is reversed; write it low to high: [{hi:g}, {lo:g}]")
     if lo < -limit or hi > limit:
-        raise ConfigError(f"view_sampler: {name} range ({lo}, {hi}) must lie within [-{limit}, {limit}] degrees")
+        raise ConfigError(f"{name} range [{lo:g}, {hi:g}] must lie within [{-limit:g}, {limit:g}] degrees")
     return lo, hi
+
+
+def validate_ranges(config) -> None:
+    """The `validate` step of samplers with yaw/pitch ranges (run when the config is resolved)."""
+    check_range("yaw", config.yaw, 180.0)
+    check_range("pitch", config.pitch, 90.0)

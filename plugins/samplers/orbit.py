@@ -9,7 +9,7 @@ import numpy as np
 from splatrefine.roles import ComponentContext
 from splatrefine.types import Cameras, Capture
 
-from .common import check_range, place_cameras, subject_of
+from .common import check_range, place_cameras, subject_of, validate_ranges
 
 
 @dataclass(frozen=True)
@@ -28,6 +28,9 @@ class OrbitConfig:
     scale: float = field(default=1.0, metadata={
         "help": "image size relative to the capture's (intrinsics scaled to keep the field of view)",
         "min": 0.01, "max": 16.0})
+
+    def validate(self) -> None:
+        validate_ranges(self)
 
 
 def grid(lo: float, hi: float, n: int) -> np.ndarray:
