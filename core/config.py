@@ -231,8 +231,7 @@ def _role(key: str, where: str) -> Role:
         roles = [r.value for r in Role]
         if where.startswith("--"):
             if key in TOP_LEVEL_KEYS:
-                raise ConfigError(f"{where}: '{key}' is a run setting, not a role; set it with {TOP_LEVEL_HOW[key]}",
-                                  f"Roles: {', '.join(roles)}.") from None
+                raise ConfigError(f"{where}: '{key}' is a run setting, not a role; set it with {TOP_LEVEL_HOW[key]}") from None
             raise ConfigError(f"{where}: unknown role '{key}'.{did_you_mean(key, roles)}",
                               f"Roles: {', '.join(roles)}.") from None
         known = roles + list(TOP_LEVEL_KEYS)

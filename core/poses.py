@@ -16,8 +16,13 @@ def subject_left(subject: Subject) -> np.ndarray:
     return left / np.linalg.norm(left)
 
 
+# yaw/pitch are rounded to this many decimals (of a degree): a rig's nominal -30 comes back from
+# the trigonometry as -29.999999999999993 and would fall into the bucket below (frontal < 30).
+ANGLE_DECIMALS = 6
+
+
 def yaw_pitch(centers: np.ndarray, subject: Subject) -> tuple[np.ndarray, np.ndarray]:
-    """Camera centres [C,3] -> (yaw [C], pitch [C]) in degrees."""
+    """Camera centres [C,3] -> (yaw [C], pitch [C]) in degrees, snapped to ANGLE_DECIMALS."""
     d = centers - subject.center
     d = d / np.linalg.norm(d, axis=1, keepdims=True)
     f = subject.frontal / np.linalg.norm(subject.frontal)
@@ -26,7 +31,7 @@ def yaw_pitch(centers: np.ndarray, subject: Subject) -> tuple[np.ndarray, np.nda
     left = np.cross(u, f)
     yaw = np.degrees(np.arctan2(d @ left, d @ f))
     pitch = np.degrees(np.arcsin(np.clip(d @ u, -1.0, 1.0)))
-    return yaw, pitch
+    return np.round(yaw, ANGLE_DECIMALS) + 0.0, np.round(pitch, ANGLE_DECIMALS) + 0.0  # + 0.0: no -0.0
 
 
 def look_at(eye: np.ndarray, target: np.ndarray, up: np.ndarray) -> np.ndarray:

@@ -43,3 +43,19 @@ def test_estimate_subject_from_a_frontal_rig():
     est = estimate_subject(cams)
     assert np.linalg.norm(est.center - SUBJECT.center) < 1e-6
     assert est.frontal @ SUBJECT.frontal > 0.99 and est.up @ SUBJECT.up > 0.99
+
+
+def test_nominal_bucket_edges_land_in_their_bucket():
+    """A rig's -30/-60 degree views come back from the trigonometry a hair short of the edge
+    (29.999999999999993): yaw_pitch snaps them so they fall into mid/extreme, not the bucket below."""
+    from splatrefine.types import pose_bucket
+
+    frontal = np.array([0.3, -0.2, 0.93])
+    up = np.array([0.1, 0.98, 0.2])
+    subject = Subject(center=np.array([0.1, -0.4, 2.3]), frontal=frontal / np.linalg.norm(frontal),
+                      up=up / np.linalg.norm(up))
+    nominal = [-60.0, -30.0, 0.0, 30.0, 60.0]
+    eyes = np.stack([subject.center + 3.7 * direction(y, 15.0, subject) for y in nominal])
+    yaw, pitch = yaw_pitch(eyes, subject)
+    assert yaw.tolist() == nominal and pitch.tolist() == [15.0] * 5
+    assert [pose_bucket(y) for y in yaw] == ["extreme", "mid", "frontal", "mid", "extreme"]
