@@ -172,6 +172,7 @@ def raw_samples(out: Path) -> list[dict]:
     return json.loads((out / "datasets" / "bisenet-argmax-raw" / "manifest.json").read_text())["samples"]
 
 
+@pytest.mark.slow
 def test_tiny_experiment_end_to_end(tmp_path, monkeypatch):
     import os
 

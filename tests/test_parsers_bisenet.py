@@ -215,6 +215,7 @@ def test_fit_learns_and_save_load_round_trip(tmp_path):
         make(checkpoint=str(tmp_path / "parser"))
 
 
+@pytest.mark.slow
 def test_bf16_training_learns_like_fp32_and_keeps_fp32_weights(tmp_path):
     cap, ds = _tiny_dataset(tmp_path)
     gt = np.stack([v.labels for v in cap.views])

@@ -15,6 +15,8 @@ import yaml
 
 from splatrefine.io.capture_folder import read_capture_folder, write_capture_folder
 
+pytestmark = pytest.mark.slow  # real fits through subprocesses: 70 s of the suite
+
 # small but real: 60 views at 40 px, a short fit; deterministic (seeded, single process)
 SMALL = {
     "seed": 0,

@@ -210,6 +210,7 @@ def test_empty_scene_and_no_visible_gaussians():
     assert r.shape == (2, H, W, 4) and (r == 0).all()
 
 
+@pytest.mark.slow
 def test_numba_kernels_match_native(monkeypatch):
     """The numba fallback (no C++ compiler) gives the same images and gradients."""
     from splatrefine.splat import _native

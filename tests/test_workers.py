@@ -33,12 +33,13 @@ def test_resolve_workers():
     assert resolve_workers(2, "cpu", 0) == 1
 
 
+@pytest.mark.slow
 def test_jobs_in_processes_keep_order_and_run_single_threaded():
     out = run_jobs(thread_settings, [("a",), ("b",), ("c",)], 2, "test")
     assert out == [("a", 1, "1"), ("b", 1, "1"), ("c", 1, "1")]
 
 
-@pytest.mark.parametrize("workers", [1, 2])
+@pytest.mark.parametrize("workers", [1, pytest.param(2, marks=pytest.mark.slow)])
 def test_a_failing_job_raises_its_error_with_hint(workers):
     with pytest.raises(ConfigError) as exc:
         run_jobs(fail_on, [("a", "b"), ("b", "b"), ("c", "b")], workers, "test")
@@ -84,7 +85,7 @@ def graph(path: str, fail: str = "", side_by_side: bool = False) -> list[GraphSt
             GraphStage("e", ("a",), lambda: [])]
 
 
-@pytest.mark.parametrize("workers", [1, 2])
+@pytest.mark.parametrize("workers", [1, pytest.param(2, marks=pytest.mark.slow)])
 def test_graph_runs_each_stage_after_the_ones_it_needs(tmp_path, workers):
     log = tmp_path / "log"
     log.touch()
@@ -106,7 +107,7 @@ def test_graph_runs_each_stage_after_the_ones_it_needs(tmp_path, workers):
         assert at["start c.0"] < at["end a.0"]
 
 
-@pytest.mark.parametrize("workers", [1, 2])
+@pytest.mark.parametrize("workers", [1, pytest.param(2, marks=pytest.mark.slow)])
 def test_graph_stops_at_the_first_error_with_its_hint(tmp_path, workers):
     log = tmp_path / "log"
     log.touch()
