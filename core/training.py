@@ -413,13 +413,16 @@ def apply_state_dict(net: torch.nn.Module, sd: dict, *, strict: bool, source: st
 
 
 def write_parser_folder(path: str | os.PathLike, plugin: str, params: dict, schema: LabelSchema,
-                        state_dict: dict) -> None:
-    """Write a parser folder (parser.json + weights.pt) atomically."""
+                        state_dict: dict, trained: dict | None = None) -> None:
+    """Write a parser folder (parser.json + weights.pt) atomically. `trained`: what the last fit
+    did ({"steps", "images", "batch_size"}), recorded as is."""
     import torch
 
     from .io.atomic import atomic_dir
 
     info = {"format": PARSER_FORMAT, "version": 1, "plugin": plugin, "params": params, "schema": schema.name}
+    if trained is not None:
+        info["trained"] = trained
     with atomic_dir(path) as tmp:
         (tmp / PARSER_JSON).write_text(json.dumps(info, indent=1))
         torch.save(state_dict, tmp / WEIGHTS)
@@ -578,22 +581,30 @@ class TorchParser:
         """Train on `dataset` (settings from the config, overridden by keyword arguments such as
         epochs=3, lr=1e-3); returns the history dict."""
         options = train_options(self.config, overrides)
-        return train_segmenter(self.net, self.forward_train, dataset, options, input_size=self.config.input_size,
-                               schema=self.schema, device=self.device, seed=self.seed if seed is None else seed,
-                               workdir=None if workdir is None else Path(workdir), resume=resume,
-                               mean=self.mean, std=self.std, description=f"train ({self.plugin})")
+        history = train_segmenter(self.net, self.forward_train, dataset, options, input_size=self.config.input_size,
+                                  schema=self.schema, device=self.device, seed=self.seed if seed is None else seed,
+                                  workdir=None if workdir is None else Path(workdir), resume=resume,
+                                  mean=self.mean, std=self.std, description=f"train ({self.plugin})")
+        # parser.json must say what ran: the fit's overrides (steps, epochs, lr, ...), not the config's
+        self.trained_options = options
+        self.trained = {"steps": len(history.get("loss", [])), "images": len(dataset),
+                        "batch_size": options.train_batch_size}
+        return history
 
     def params_for_save(self) -> dict:
         from .config import settings_to_dict
 
         params = settings_to_dict(self.config)
+        if getattr(self, "trained_options", None) is not None:
+            params.update(settings_to_dict(self.trained_options))
         params["checkpoint"] = None
         return params
 
     def save(self, path: str | os.PathLike) -> None:
         """Write a parser folder (parser.json + weights.pt) that `load_parser` rebuilds."""
         sd = {k: v.detach().cpu() for k, v in self.net.state_dict().items()}
-        write_parser_folder(path, self.plugin, self.params_for_save(), self.schema, sd)
+        write_parser_folder(path, self.plugin, self.params_for_save(), self.schema, sd,
+                            trained=getattr(self, "trained", None))
 
     def load(self, path: str | os.PathLike) -> None:
         """Load weights from a state-dict file (e.g. a published .pth) or a parser folder."""

@@ -484,3 +484,12 @@ def test_cameras_to_transforms_from_manifest_samples_reads_back(tmp_path: Path):
     np.testing.assert_array_equal(back.views[2].labels, cap.views[2].labels)
     with pytest.raises(ValueError, match="sample 0: needs image"):
         cameras_to_transforms([{"image": "a.png"}])
+
+
+def test_the_same_image_listed_twice_is_refused(tmp_path: Path):
+    m = _ns(tmp_path, lambda d: d["frames"][1].__setitem__("file_path", "./" + d["frames"][0]["file_path"]))
+    first = json.loads(m.read_text())["frames"][0]["file_path"]
+    with pytest.raises(CaptureError) as e:
+        read_nerfstudio(m)
+    assert str(e.value) == (f"{m}: frames[0] and frames[1] name the same image './{first}'\n"
+                            "  Each view needs its own image; remove the duplicate entry.")

@@ -141,3 +141,99 @@ def test_capture_info_broken_capture_is_one_line(runner, tmp_path):
     result = runner.invoke(cli.main, ["capture", "info", str(path)])
     assert result.exit_code == 2
     assert len(_lines(result)) <= 2 and str(image.name) in result.output and "Traceback" not in result.output
+
+
+# bad input: every case one line (plus a hint), exit 2, nothing written ------------------------------
+@pytest.mark.parametrize("args, lines", [
+    (["--set", "view_sampler.yaw=[90,-90]"],
+     ["Error: view_sampler 'orbit': yaw range [90, -90] is reversed; write it low to high: [-90, 90]"]),
+    (["--set", "view_sampler.pitch=[-100,0]"],
+     ["Error: view_sampler 'orbit': pitch range [-100, 0] must lie within [-90, 90] degrees"]),
+    (["--set", "representation.iterations=0"],
+     ["Error: representation 'dual-gs'.iterations: 0 is below the minimum 1"]),
+    (["--plugin", "seed=3"], ["Error: --plugin: 'seed' is a run setting, not a role; set it with --seed N"]),
+    (["--plugin", "device=cpu"],
+     ["Error: --plugin: 'device' is a run setting, not a role; set it with --device auto|cpu|cuda"]),
+    (["--set", "schema.x=1"],
+     ["Error: --set: 'schema' is a run setting, not a role; set it with 'schema: NAME' in the -c config file"]),
+])
+def test_config_show_and_refine_reject_the_same_settings_before_any_file(runner, tmp_path, args, lines):
+    from splatrefine.io.capture_folder import write_capture_folder
+    from splatrefine.testing import tiny_capture
+
+    shown = runner.invoke(cli.main, ["config", "show", *args])
+    assert shown.exit_code == 2 and _lines(shown) == lines
+    cap = write_capture_folder(tiny_capture(), tmp_path / "cap")
+    for target in ([str(cap)], ["--demo"]):
+        result = runner.invoke(cli.main, ["refine", *target, "-o", str(tmp_path / "run"), "-q", *args])
+        assert result.exit_code == 2 and _lines(result) == lines
+        assert not (tmp_path / "run").exists()
+
+
+def test_refine_seed_option_is_recorded(runner, fakes, tmp_path):
+    from splatrefine.io.capture_folder import write_capture_folder
+    from splatrefine.testing import tiny_capture
+
+    cap = write_capture_folder(tiny_capture(), tmp_path / "cap")
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(json.dumps(FAKE_CONFIG))
+    result = runner.invoke(cli.main, ["refine", str(cap), "-c", str(cfg), "-o", str(tmp_path / "run"), "-q",
+                                      "--seed", "7"])
+    assert result.exit_code == 0, result.output
+    assert json.loads((tmp_path / "run" / "run.json").read_text())["config"]["seed"] == 7
+    for cmd in (["refine"], ["synth", "x"], ["experiment", "x"]):
+        assert "--seed" in runner.invoke(cli.main, [*cmd, "--help"]).output
+
+
+def test_synth_refuses_to_replace_captures_without_overwrite(runner, tmp_path):
+    out = tmp_path / "caps"
+    (out / "id_000").mkdir(parents=True)
+    (out / "id_000" / "capture.json").write_text("{}")
+    result = runner.invoke(cli.main, ["synth", str(out), "--identities", "1", "--resolution", "64"])
+    assert result.exit_code == 2
+    assert _lines(result) == [f"Error: {out / 'id_000'}: already exists",
+                              "  Add --overwrite to replace it, or choose another OUT_DIR."]
+    assert (out / "id_000" / "capture.json").read_text() == "{}"
+
+
+def test_duplicate_image_in_transforms_json(runner, tmp_path):
+    from splatrefine.io.nerfstudio import write_nerfstudio
+    from splatrefine.testing import tiny_capture
+
+    write_nerfstudio(tiny_capture(views=3), tmp_path / "ns")
+    m = tmp_path / "ns" / "transforms.json"
+    data = json.loads(m.read_text())
+    data["frames"][2]["file_path"] = data["frames"][0]["file_path"]
+    m.write_text(json.dumps(data))
+    result = runner.invoke(cli.main, ["refine", str(m), "-o", str(tmp_path / "run")])
+    assert result.exit_code == 2
+    assert _lines(result) == [f"Error: {m}: frames[0] and frames[2] name the same image '{data['frames'][0]['file_path']}'",
+                              "  Each view needs its own image; remove the duplicate entry."]
+    assert not (tmp_path / "run").exists()
+
+
+def test_mediapipe_install_hint_is_the_documented_one():
+    from pathlib import Path
+
+    from splatrefine.plugins.mediapipe_parser.parser import INSTALL_COMMAND, INSTALL_HINT
+
+    assert INSTALL_COMMAND == "pip install --no-deps mediapipe==0.10.14 absl-py attrs flatbuffers 'protobuf>=4.25.3,<5'"
+    assert INSTALL_COMMAND in INSTALL_HINT
+    docs = Path(__file__).resolve().parents[1] / "docs" / "parsers.md"
+    assert INSTALL_COMMAND in docs.read_text() and "pip install 'splatrefine[mediapipe]'" not in docs.read_text()
+
+
+def test_train_parser_json_records_what_ran(runner, tmp_path):
+    pytest.importorskip("torch")
+    from splatrefine.datasets import write_labelled_folder
+    from splatrefine.testing import tiny_capture
+
+    cap = tiny_capture(views=4, size=32)
+    root = write_labelled_folder(tmp_path / "ds", [v.name for v in cap.views], [v.image for v in cap.views],
+                                 [v.labels for v in cap.views])
+    out = tmp_path / "parser"
+    result = runner.invoke(cli.main, ["train", str(root), "-o", str(out), "--steps", "3", "-q",
+                                      "--set", "target_parser.input_size=32", "--set", "target_parser.train_batch_size=2"])
+    assert result.exit_code == 0, result.output
+    info = json.loads((out / "parser.json").read_text())
+    assert info["params"]["steps"] == 3 and info["trained"] == {"steps": 3, "images": 4, "batch_size": 2}

@@ -215,3 +215,11 @@ def test_duplicate_view_names(capture_dir: Path):
     _edit_manifest(capture_dir, lambda d: d["views"][1].__setitem__("name", "view_00"))
     with pytest.raises(CaptureError, match="view name 'view_00' appears twice"):
         read_capture_folder(capture_dir)
+
+
+def test_the_same_image_for_two_views_is_refused(capture_dir: Path):
+    m = _edit_manifest(capture_dir, lambda d: d["views"][2].__setitem__("image", d["views"][0]["image"]))
+    first = json.loads(m.read_text())["views"][0]["image"]
+    with pytest.raises(CaptureError) as e:
+        read_capture_folder(capture_dir)
+    assert e.value.message == f"{m}: views[0] and views[2] name the same image '{first}'"

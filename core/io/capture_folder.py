@@ -26,6 +26,7 @@ from ..types import Capture, View
 from .atomic import atomic_dir
 from .common import (
     check_camera,
+    check_distinct_images,
     load_json,
     matrix,
     positive_int,
@@ -90,6 +91,8 @@ def read_capture_folder(path: str | os.PathLike) -> Capture:
     seen: set[str] = set()
     for i, vj in enumerate(views_json):
         views.append(_read_view(vj, i, root, m, schema, seen))
+    check_distinct_images([(f"views[{i}]", vj["image"], safe_join(root, vj["image"], m, f"views[{i}] image"))
+                           for i, vj in enumerate(views_json)], m)
     subject = read_subject(data.get("subject"), m)
     points = colors = None
     if data.get("points") is not None:

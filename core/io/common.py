@@ -20,6 +20,20 @@ from ..types import Camera, Subject
 ROTATION_TOLERANCE = 1e-3
 
 
+def check_distinct_images(entries: list[tuple[str, str, Path]], manifest: Path) -> None:
+    """CaptureError when two entries of `manifest` name the same image file.
+
+    entries: (where, as written, resolved path), e.g. ("frames[3]", "images/a.png", root/images/a.png).
+    The same picture twice would count as two agreeing views of one pose."""
+    seen: dict[str, str] = {}
+    for where, written, path in entries:
+        key = os.path.normcase(os.path.realpath(path))
+        if key in seen:
+            raise CaptureError(f"{manifest}: {seen[key]} and {where} name the same image '{written}'",
+                               "Each view needs its own image; remove the duplicate entry.")
+        seen[key] = where
+
+
 def load_json(path: str | os.PathLike) -> Any:
     """Parse a json file; a missing, unreadable or malformed file is a CaptureError."""
     path = Path(path)

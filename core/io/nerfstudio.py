@@ -31,6 +31,7 @@ from ..schema import CELEBAMASK_HQ, LabelSchema, get_schema
 from ..types import Camera, Cameras, Capture
 from .atomic import atomic_dir, write_text
 from .common import (
+    check_distinct_images,
     load_json,
     matrix,
     positive_int,
@@ -114,6 +115,8 @@ def read_nerfstudio(path: str | os.PathLike) -> Capture:
     views = []
     for i, (frame, name) in enumerate(zip(frames, names)):
         views.append(_read_frame(frame, i, name, data, root, m, schema))
+    check_distinct_images([(f"frames[{i}]", f["file_path"], _resolve_image(root, f["file_path"], m, f"frames[{i}]"))
+                           for i, f in enumerate(frames)], m)
     points = colors = None
     if data.get("ply_file_path"):
         points, colors = read_points_ply(safe_join(root, data["ply_file_path"], m, "ply_file_path"))
