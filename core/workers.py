@@ -297,7 +297,7 @@ def run_graph(stages: Sequence[GraphStage], workers: int, description: str,
         guard: Any = contextlib.nullcontext()
     else:
         bar = progress_task(f"{description} ({executor.slots} workers)", len(stages))
-        guard = _terminate_raises()
+        guard = sigterm_raises()
     running: dict[Any, str] = {}
     with bar as advance, executor, guard:
         while queue or running:
@@ -316,7 +316,7 @@ def run_graph(stages: Sequence[GraphStage], workers: int, description: str,
 
 
 @contextlib.contextmanager
-def _terminate_raises():
+def sigterm_raises():
     """SIGTERM (e.g. `kill`) raises SystemExit here, so the workers are stopped with this process
     rather than left running their jobs."""
     import signal

@@ -35,6 +35,7 @@ BUILTIN_PLUGINS: tuple[str, ...] = (
     "splatrefine.plugins.mediapipe_parser.plugin",
     "splatrefine.plugins.labels_parser.plugin",
     "splatrefine.plugins.synthetic.plugin",
+    "splatrefine.plugins.executors.plugin",
 )
 
 
