@@ -399,6 +399,9 @@ def write_report(run_dir: Path) -> Path:
                     sheets.append(f"<h3>{source} views, {html.escape(BUCKET_TEXT[bucket])}: "
                                   f"{len(picked)} of {len(chosen)} shown</h3>" + _img(fname, f"{source} {bucket} contact sheet"))
             parts.append("".join(sheets))
+        from .corrections.summary import report_section  # hand corrections (splatrefine correct), if any
+
+        parts.append(report_section(run, pics))
 
     note_html = "".join(f"<p class='note'>{html.escape(n)}</p>" for n in notes)
     stamp = _dt.datetime.now().strftime("%Y-%m-%d %H:%M")

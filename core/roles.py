@@ -98,6 +98,16 @@ class Representation(Protocol):
 
 
 @runtime_checkable
+class Relabelable(Protocol):
+    """An optional capability of a representation: refit only its class head to label maps, the
+    geometry and colour untouched (`splatrefine correct` propagates hand corrections with it)."""
+
+    def relabel(self, model: Any, cameras: Cameras, labels: np.ndarray, weights: np.ndarray) -> Any:
+        """labels uint8 [C,H,W] at `cameras` (255 = no opinion), weights float [C] per view ->
+        the model with a new class head."""
+
+
+@runtime_checkable
 class ViewSampler(Protocol):
     def sample(self, capture: Capture) -> Cameras:
         """-> cameras to render, with yaw/pitch (degrees relative to the subject) filled in."""

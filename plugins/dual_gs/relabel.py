@@ -1,0 +1,176 @@
+"""Update only the class head of a fitted dual model from label maps (what `splatrefine correct` needs).
+
+Geometry (means, scales, quats, opacities) and the RGB head stay exactly as fitted, so the RGB
+renders do not change. Two ways, chosen by `method`:
+
+- "vote" (default, closed form): every labelled pixel votes for its class on every Gaussian in
+  proportion to that Gaussian's share of the pixel, alpha_i * T_i (the compositing weight), times
+  the view's weight; every pixel of every view (labelled or not) also votes `prior` for the
+  Gaussian's current class. New class probabilities are (prior * seen * old + votes) /
+  (prior * seen + total vote), so a Gaussian that only unlabelled views see keeps its class, and a
+  Gaussian that many views see moves less than one only the corrected views see. The votes are
+  one backward pass of the rasterizer: the rendered image is linear in the per-Gaussian features,
+  so d(sum(render * target)) / d(features) is exactly the weighted vote.
+- "fit": `steps` Adam steps on the class logits alone, weighted cross-entropy against the label
+  maps (all high-weight views in every step, plus a batch of the others).
+
+Labels are uint8 [C,H,W] class indices, 255 = no opinion (the pixel does not vote).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from splatrefine.schema import IGNORE
+from splatrefine.types import Cameras
+
+from .model import DualGSModel, render_model
+
+METHODS = ("vote", "fit")
+
+
+@dataclass(frozen=True)
+class RelabelSettings:
+    method: str = "vote"
+    prior: float = 1.0  # vote: weight of the old class distribution, in pixel-shares
+    steps: int = 150  # fit
+    lr: float = 0.05  # fit
+    batch_views: int = 4  # fit: other views per step
+    chunk: int = 8  # views per rasterize call (vote)
+    seed: int = 0
+
+
+def _geometry(model: DualGSModel) -> tuple[torch.Tensor, ...]:
+    p = model.params
+    return (p["means"].detach(), p["quats"].detach(), torch.exp(p["scales"].detach()),
+            torch.sigmoid(p["opacities"].detach()))
+
+
+def class_votes(model: DualGSModel, cameras: Cameras, labels: np.ndarray, weights: np.ndarray,
+                chunk: int = 8) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-Gaussian weighted class votes float32 [N,K] (sum over views v and pixels p of
+    weights[v] * alpha_i(p) T_i(p) * onehot(labels[v,p])) and visibility [N] (the same sum of
+    alpha_i(p) T_i(p) over every pixel of every view, labelled or not)."""
+    from splatrefine.splat import rasterize
+
+    dev = model.device
+    K = model.num_classes
+    means, quats, scales, opac = _geometry(model)
+    feats = torch.zeros((model.num_gaussians, K + 1), device=dev, requires_grad=True)
+    vm = torch.from_numpy(np.asarray(cameras.viewmats)).float().to(dev)
+    Ks = torch.from_numpy(np.asarray(cameras.Ks)).float().to(dev)
+    for s in range(0, len(cameras), chunk):
+        lab = torch.from_numpy(np.asarray(labels[s:s + chunk])).to(dev).long()
+        w = torch.from_numpy(np.asarray(weights[s:s + chunk], np.float32)).to(dev)
+        valid = lab != IGNORE
+        target = torch.nn.functional.one_hot(torch.where(valid, lab, 0), K).float()
+        target = target * (valid.float() * w[:, None, None])[..., None]
+        target = torch.cat([target, torch.ones_like(target[..., :1])], -1)
+        out, _, _ = rasterize(means, quats, scales, opac, feats, vm[s:s + chunk], Ks[s:s + chunk],
+                              cameras.width, cameras.height)
+        (out * target).sum().backward()
+    g = feats.grad.detach()
+    return g[:, :K], g[:, K]
+
+
+def _to_head(model: DualGSModel, probs: torch.Tensor) -> torch.Tensor:
+    """Class probabilities [N,K] -> the model's class parameters (logits, or palette-colour logits)."""
+    probs = probs.clamp_min(1e-4)
+    probs = probs / probs.sum(-1, keepdim=True)
+    if model.mode == "logits":
+        logits = torch.log(probs)
+        return logits - logits.mean(-1, keepdim=True)
+    from splatrefine.schema import get_schema
+
+    pal = torch.from_numpy(get_schema(model.schema).palette_array().astype(np.float32) / 255.0).to(probs.device)
+    return torch.logit((probs @ pal).clamp(0.02, 0.98))
+
+
+def _old_probs(model: DualGSModel) -> torch.Tensor:
+    if model.mode == "logits":
+        return torch.softmax(model.params["classes"].detach(), -1)
+    from splatrefine.schema import get_schema
+
+    pal = torch.from_numpy(get_schema(model.schema).palette_array().astype(np.float32) / 255.0)
+    col = torch.sigmoid(model.params["classes"].detach())
+    d = ((col[:, None, :] - pal.to(col.device)[None]) ** 2).sum(-1)
+    return torch.softmax(-d / 0.01, -1)
+
+
+def relabel_vote(model: DualGSModel, cameras: Cameras, labels: np.ndarray, weights: np.ndarray,
+                 settings: RelabelSettings) -> DualGSModel:
+    votes, seen = class_votes(model, cameras, labels, weights, settings.chunk)
+    old = _old_probs(model)
+    keep = settings.prior * seen[:, None] + 1e-6
+    new = (keep * old + votes) / (keep + votes.sum(-1, keepdim=True))
+    return _with_classes(model, _to_head(model, new))
+
+
+def relabel_fit(model: DualGSModel, cameras: Cameras, labels: np.ndarray, weights: np.ndarray,
+                settings: RelabelSettings) -> DualGSModel:
+    dev = model.device
+    params = {k: v.detach() for k, v in model.params.items()}
+    classes = torch.nn.Parameter(params["classes"].clone())
+    opt = torch.optim.Adam([classes], lr=settings.lr, eps=1e-15)
+    vm = torch.from_numpy(np.asarray(cameras.viewmats)).float().to(dev)
+    Ks = torch.from_numpy(np.asarray(cameras.Ks)).float().to(dev)
+    lab_all = torch.from_numpy(np.asarray(labels)).to(dev).long()
+    w_all = torch.from_numpy(np.asarray(weights, np.float32)).to(dev)
+    top = float(w_all.max())
+    high = np.nonzero(np.asarray(weights) >= top)[0]
+    low = np.nonzero(np.asarray(weights) < top)[0]
+    rng = np.random.default_rng(settings.seed)
+    pal = None
+    if model.mode != "logits":
+        from splatrefine.schema import get_schema
+
+        pal = torch.from_numpy(get_schema(model.schema).palette_array().astype(np.float32) / 255.0).to(dev)
+    for _ in range(settings.steps):
+        pick = low[rng.permutation(len(low))[: settings.batch_views]] if len(low) else low
+        idx = torch.from_numpy(np.concatenate([high, pick]).astype(np.int64)).to(dev)
+        _, cls, _, _, _ = render_model(model, vm[idx], Ks[idx], cameras.width, cameras.height,
+                                       {**params, "classes": classes})
+        lab = lab_all[idx]
+        valid = lab != IGNORE
+        safe = torch.where(valid, lab, 0)
+        pix_w = valid.float() * w_all[idx][:, None, None]
+        if pal is None:
+            logp = torch.log(cls.clamp_min(1e-6))
+            per = -torch.gather(logp, -1, safe[..., None])[..., 0]
+        else:
+            per = (cls - pal[safe]).abs().mean(-1)
+        loss = (per * pix_w).sum() / pix_w.sum().clamp_min(1.0)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+    return _with_classes(model, classes.detach())
+
+
+def _with_classes(model: DualGSModel, classes: torch.Tensor) -> DualGSModel:
+    from dataclasses import replace
+
+    return replace(model, params={**{k: v.detach() for k, v in model.params.items()}, "classes": classes.float()},
+                   meta=dict(model.meta))
+
+
+class DualGSRelabeler:
+    """The `Relabelable` capability (splatrefine.roles) for a `dual-gs` representation."""
+
+    def __init__(self, representation, settings: RelabelSettings | None = None):
+        self.representation = representation
+        self.settings = settings or RelabelSettings()
+        if self.settings.method not in METHODS:
+            raise ValueError(f"relabel method '{self.settings.method}': expected one of {', '.join(METHODS)}")
+
+    def relabel(self, model: DualGSModel, cameras: Cameras, labels: np.ndarray, weights: np.ndarray) -> DualGSModel:
+        """labels uint8 [C,H,W] (255 = no opinion) at `cameras`, weights float [C] per view -> a new
+        model whose class head follows the labels; geometry and RGB untouched."""
+        dev = self.representation.device
+        if model.device != dev:
+            model.to(dev)
+        if self.settings.method == "vote":
+            return relabel_vote(model, cameras, labels, weights, self.settings)
+        return relabel_fit(model, cameras, labels, weights, self.settings)
