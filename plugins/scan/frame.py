@@ -113,7 +113,7 @@ def box_frame(vertices: np.ndarray, rotation: np.ndarray, method: str) -> HeadFr
     lo, hi = r.min(axis=0), r.max(axis=0)
     extent = float(hi[1] - lo[1])
     if extent <= 0:
-        raise SplatrefineError("the mesh is flat along its up direction", "Pass --frontal and --up explicitly.")
+        raise SplatrefineError("the mesh has no extent along its up direction", "Check --up (and --frontal).")
     return HeadFrame(rotation, ((lo + hi) / 2) @ rotation, HEAD_HEIGHT / extent, method)
 
 
