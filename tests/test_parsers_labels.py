@@ -142,7 +142,7 @@ def test_folder_unset_or_missing(tmp_path):
     missing = tmp_path / "nope"
     assert _error(ConfigError, lambda: LabelsParser(LabelsConfig(path=str(missing)))) == (
         f"{missing}: no such folder of label maps (initial_parser 'labels' path)\n"
-        "  Set --set initial_parser.path= to the folder that holds VIEW.png / VIEW.npy files.")
+        "  Point --set initial_parser.path=FOLDER at the folder that holds VIEW.png / VIEW.npy files.")
 
 
 def test_ambiguous_duplicates_at_build(cap, tmp_path):
@@ -248,6 +248,8 @@ def test_unreadable_or_unclear_arrays(cap, tmp_path):
         f"{bad}: holds arrays a, b; expected one array or one named 'probs'\n"
         "  Save it with np.savez(path, probs=probs).")
     bad.write_bytes(b"not an array")
+    assert _error(CaptureError, lambda: _parse(cap, folder)).startswith(f"{bad}: cannot read probability array (")
+    bad.write_bytes((folder / f"{cap.views[0].name}.npz").read_bytes()[:60])  # a truncated zip
     assert _error(CaptureError, lambda: _parse(cap, folder)).startswith(f"{bad}: cannot read probability array (")
 
 

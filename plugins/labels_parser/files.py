@@ -25,7 +25,7 @@ def find_maps(folder: str | Path | None, fmt: str) -> dict[str, Path]:
     folder = Path(folder)
     if not folder.is_dir():
         raise ConfigError(f"{folder}: no such folder of label maps (initial_parser 'labels' path)",
-                          "Set --set initial_parser.path= to the folder that holds VIEW.png / VIEW.npy files.")
+                          "Point --set initial_parser.path=FOLDER at the folder that holds VIEW.png / VIEW.npy files.")
     by_stem: dict[str, list[Path]] = {}
     for f in sorted(folder.iterdir()):
         if f.suffix.lower() in SUFFIXES[fmt] and f.is_file():

@@ -4,6 +4,7 @@ the schema palette); probability arrays are .npy [K,H,W] or .npz holding one suc
 
 from __future__ import annotations
 
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -51,14 +52,14 @@ def read_array(path: Path, schema: LabelSchema, size: tuple[int, int]) -> np.nda
                     raise CaptureError(f"{path}: holds arrays {', '.join(keys) or '(none)'}; expected one array "
                                        "or one named 'probs'", "Save it with np.savez(path, probs=probs).")
                 data = data["probs" if "probs" in keys else keys[0]]
-    except (OSError, ValueError, EOFError) as exc:
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
         raise CaptureError(f"{path}: cannot read probability array ({exc})") from None
     k, (h, w) = schema.num_classes, size
     if data.ndim != 3 or not np.issubdtype(data.dtype, np.floating):
         raise CaptureError(f"{path}: expected float probabilities [K,H,W] = [{k},{h},{w}], got {data.dtype} "
                            f"{list(data.shape)}", "Save each view's softmax output as a float array [K,H,W].")
     if data.shape[0] != k:
-        hint = (f"It looks like [H,W,K]: save probs.transpose(2, 0, 1)." if data.shape[2] == k else
+        hint = ("It looks like [H,W,K]: save probs.transpose(2, 0, 1)." if data.shape[2] == k else
                 f"Save all {k} classes of schema '{schema.name}' in its order, or --set initial_parser.schema=NAME.")
         raise CaptureError(f"{path}: has {data.shape[0]} classes on axis 0; schema '{schema.name}' has {k}", hint)
     _check_size(path, data.shape[1:], size)
