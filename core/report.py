@@ -38,6 +38,18 @@ METRIC_SETS = (("initial", "initial parser (input views)"),
 NOT_LOSSES = frozenset({"iteration", "gaussians", "seconds", "time", "elapsed", "step", "its", "epoch"})
 BUCKET_TEXT = {"frontal": "frontal (|yaw| < 30°)", "mid": "mid (30° ≤ |yaw| < 60°)",
                "extreme": "extreme (|yaw| ≥ 60°)", "unposed": "no pose known"}
+# the roles a refine runs (the target parser is trained later, by `splatrefine train`/`experiment`)
+REFINE_ROLES = ("initial_parser", "representation", "view_sampler", "label_aggregator")
+METRIC_DEFINITIONS = (
+    "How the numbers are computed (splatrefine.metrics): per class, IoU = TP / (TP + FP + FN), with the "
+    "pixels of all views of a set counted together. mIoU averages that IoU over the classes present in "
+    "the prediction or the GT of the set, background excluded; a class absent from both is left out of "
+    "the average, a class in the GT that is never predicted counts as 0. GT pixels marked 255 (ignore) "
+    "are not scored; a refined pixel without a label (255) is a miss for its GT class. Pose buckets are "
+    "by the camera's yaw relative to the face: frontal |yaw| < 30°, mid 30° ≤ |yaw| < 60°, extreme "
+    "|yaw| ≥ 60° (yaw rounded to 10⁻⁶°, so a nominal 30° view is mid). Input views are scored against "
+    "the capture's GT labels; novel views against GT rendered at their cameras, which only synthetic "
+    "captures can do.")
 
 
 @dataclass
@@ -236,6 +248,23 @@ def loss_series(history: dict) -> dict[str, tuple[list[float], list[float]]]:
     return out
 
 
+def _settings_text(params: Any) -> str:
+    """' (iterations=1500, count=24)' from a role's params, '' when there are none."""
+    if not isinstance(params, dict) or not params:
+        return ""
+    text = ", ".join(f"{k}={v}" for k, v in params.items())
+    return f" ({text if len(text) <= 300 else text[:297] + '...'})"
+
+
+def _averaged_text(m: dict | None, schema: LabelSchema) -> str:
+    """'17 of 18 classes (no hat)' for the classes a metric set's mIoU averaged."""
+    per_class = (m or {}).get("per_class") or {}
+    names = [c for c in schema.classes[1:] if c in per_class]
+    missing = [c for c in schema.classes[1:] if c not in per_class]
+    text = f"{len(names)} of {schema.num_classes - 1} classes"
+    return text + (f" (absent from prediction and GT: {', '.join(missing)})" if missing else "")
+
+
 def _bucket_miou(m: dict | None, bucket: str) -> float | None:
     if not isinstance(m, dict):
         return None
@@ -285,6 +314,8 @@ def write_report(run_dir: Path) -> Path:
     history = _read_json(run / "model" / "history.json")
     stages = _read_json(run / "stages.json")
     config = _read_yaml(run / "config.yaml")
+    record = _read_json(run / "run.json")
+    capture = record.get("capture") if isinstance(record, dict) and isinstance(record.get("capture"), dict) else {}
     notes: list[str] = []
     parts: list[str] = []
 
@@ -292,17 +323,21 @@ def write_report(run_dir: Path) -> Path:
         # -- summary ---------------------------------------------------------------------------
         n_in = sum(s.source == "input" for s in samples)
         n_nov = sum(s.source == "novel" for s in samples)
-        rows = [["run directory", run.resolve().name], ["label schema", f"{schema.name} ({schema.num_classes} classes)"],
+        rows = [["capture", str(capture.get("path") or "unknown (the run has no run.json)")],
+                ["run directory", str(run.resolve())],
+                ["label schema", f"{schema.name} ({schema.num_classes} classes)"],
                 ["refined samples", f"{n_in} input views, {n_nov} novel views"]]
+        if isinstance(record, dict) and record.get("splatrefine"):
+            rows.append(["splatrefine version", str(record["splatrefine"])])
         for src, text in (("input", "input views"), ("novel", "novel views")):
             cov = [s.coverage for s in samples if s.source == src and s.coverage is not None]
             if cov:
                 rows.append([f"mean label coverage, {text} (%)", f"{100 * float(np.mean(cov)):.1f}"])
         if isinstance(config, dict):
-            for role in ("initial_parser", "representation", "view_sampler", "label_aggregator", "target_parser"):
+            for role in REFINE_ROLES:
                 entry = config.get(role)
                 if isinstance(entry, dict) and entry.get("plugin"):
-                    rows.append([f"{role} plugin", str(entry["plugin"])])
+                    rows.append([f"{role} plugin", str(entry["plugin"]) + _settings_text(entry.get("params"))])
             if "seed" in config:
                 rows.append(["seed", str(config["seed"])])
         if metrics:
@@ -318,8 +353,9 @@ def write_report(run_dir: Path) -> Path:
         if not samples:
             notes.append("No refined samples (refined/manifest.json is missing): no contact sheets.")
         headline = _headline(metrics)
+        definitions = f"<p class='def'>{html.escape(METRIC_DEFINITIONS)}</p>" if metrics else ""
         parts.append("<h2>Summary</h2>" + (f"<p><b>{html.escape(headline)}</b></p>" if headline else "")
-                     + _table(["item", "value"], rows))
+                     + definitions + _table(["item", "value"], rows))
 
         # -- metrics ---------------------------------------------------------------------------
         if metrics:
@@ -337,9 +373,14 @@ def write_report(run_dir: Path) -> Path:
                 b = m.get("buckets") or {}
                 trows.append([text] + [f"{_pct((b.get(g) or {}).get('miou'))} ({int((b.get(g) or {}).get('n_views', 0))} views)"
                                        for g in POSE_BUCKETS] + [_pct(m.get("miou"))])
+            averaged = [f"{text}: {_averaged_text(metrics.get(key), schema)}" for key, text in METRIC_SETS
+                        if isinstance(metrics.get(key), dict)]
             parts.append("<h2>mIoU per pose bucket</h2>" + _img("miou_buckets.png", "mIoU per pose bucket bar chart")
                          + _table(["labels"] + [f"{BUCKET_TEXT[g]} mIoU (%)" for g in POSE_BUCKETS] + ["all mIoU (%)"],
-                                  trows))
+                                  trows)
+                         + "<p class='def'>Classes averaged in 'all' (background excluded): "
+                         + html.escape("; ".join(averaged)) + ". A bucket's mIoU averages the classes present "
+                         "in that bucket's views.</p>")
             classes = [c for c in schema.classes
                        if any(c in ((metrics.get(k) or {}).get("per_class") or {}) for k, _ in METRIC_SETS)]
             if classes:
@@ -416,12 +457,14 @@ img {{ max-width: 100%; height: auto; display: block; margin: 0.4em 0; }}
 .row {{ display: flex; flex-wrap: wrap; gap: 1em; }}
 .row img {{ max-width: 48%; }}
 .note {{ background: #fff6d5; padding: 0.4em 0.8em; border-left: 4px solid #e0b000; }}
+.def {{ font-size: 0.85em; color: #444; max-width: 60em; }}
 .sw {{ display: inline-block; width: 0.9em; height: 0.9em; border: 1px solid #888; margin: 0 0.3em 0 0.6em;
        vertical-align: middle; }}
 </style></head><body>
 <h1>splatrefine run report</h1>
-<p>Run {html.escape(str(run.resolve()))}, report written {stamp}. Percentages are of pixels (IoU, F1,
-accuracy, coverage); times are wall-clock seconds.</p>
+<p>Run {html.escape(str(run.resolve()))} of capture {html.escape(str(capture.get("path") or "unknown"))},
+report written {stamp}. Percentages are of pixels (IoU, F1, accuracy, coverage); times are
+wall-clock seconds.</p>
 {note_html}
 {''.join(parts)}
 </body></html>

@@ -226,3 +226,23 @@ def test_loss_series_keeps_only_loss_terms():
     assert set(out) == {"loss", "rgb"}
     assert out["loss"] == ([0.0, 10.0], [1.0, 0.5])
     assert out["rgb"][1][0] == 0.4 and np.isnan(out["rgb"][1][1])
+
+
+def test_report_explains_itself(tmp_path):
+    run = _fake_run(tmp_path)
+    (run / "config.yaml").write_text(yaml.safe_dump({
+        "seed": 3, "initial_parser": {"plugin": "simulated", "params": {"severity": 1.0}},
+        "view_sampler": {"plugin": "orbit", "params": {"yaw_count": 4}},
+        "target_parser": {"plugin": "bisenet", "params": {}}}))
+    (run / "run.json").write_text(json.dumps({"splatrefine": "0.1.0", "capture": {"path": "/data/caps/id_007"}}))
+    text = write_report(run).read_text()
+    assert "<td>capture</td><td>/data/caps/id_007</td>" in text
+    assert f"<td>run directory</td><td>{run.resolve()}</td>" in text
+    assert "<td>initial_parser plugin</td><td>simulated (severity=1.0)</td>" in text
+    assert "<td>view_sampler plugin</td><td>orbit (yaw_count=4)</td>" in text
+    assert "target_parser" not in text and "bisenet" not in text
+    # the metric definitions sit next to the numbers
+    assert "background excluded; a class absent from both is left out" in text
+    assert "frontal |yaw| &lt; 30°, mid 30° ≤ |yaw| &lt; 60°, extreme |yaw| ≥ 60°" in text
+    assert "Classes averaged in 'all' (background excluded): initial parser (input views): 5 of 18 classes " \
+           "(absent from prediction and GT: " in text
