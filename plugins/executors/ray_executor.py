@@ -88,9 +88,10 @@ class RayExecutor:
                               "Install it with: pip install 'splatrefine[ray]'") from None
         self._ray = ray
         cfg = self.config
-        if not ray.is_initialized():
+        if cfg.address:
+            _check_reachable(cfg.address)
+        if not ray.is_initialized():  # else: this process already holds a connection (ray.init)
             if cfg.address:
-                _check_reachable(cfg.address)
                 try:
                     ray.init(address=cfg.address, log_to_driver=False, logging_level=logging.WARNING)
                 except (ConnectionError, RuntimeError) as exc:
