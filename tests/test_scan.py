@@ -277,7 +277,7 @@ def test_render_scan_command_writes_a_capture(tmp_path, monkeypatch):
     # an existing folder is refused, and bad input leaves nothing behind
     again = runner.invoke(cli.main, args)
     assert again.exit_code == 2 and "already exists and is not empty" in again.output
-    bad = runner.invoke(cli.main, ["render-scan", str(tmp_path / "none.obj"), "-o", str(tmp_path / "x")])
+    bad = runner.invoke(cli.main, ["render-scan", str(tmp_path / "none.obj"), "-o", str(tmp_path / "x" / "y")])
     assert bad.exit_code == 2 and "none.obj: mesh file not found" in bad.output
     assert not (tmp_path / "x").exists()
     bad = runner.invoke(cli.main, args[:3] + [str(tmp_path / "y"), "--frontal", "0,0"])

@@ -20,14 +20,19 @@ from .parsers import _quiet, _user_errors
 
 
 def check_output(out: Path, overwrite: bool) -> None:
-    """Refuse an existing output unless --overwrite (and never a file); prove the parent is writable."""
-    from ..io.atomic import ensure_writable_dir
+    """Refuse an existing output unless --overwrite (and never a file), and a place that cannot be
+    written; creates nothing (the first folder is made when the capture is written)."""
+    import os
 
     if out.exists() and not out.is_dir():
         raise SplatrefineError(f"{out}: exists and is not a folder", "Give a new folder for the capture.")
     if out.exists() and any(out.iterdir()) and not overwrite:
         raise SplatrefineError(f"{out}: already exists and is not empty", "Pass --overwrite to replace it.")
-    ensure_writable_dir(out.parent if str(out.parent) else Path("."), "Give an output folder you can write to.")
+    base = out.absolute().parent
+    while not base.exists():
+        base = base.parent
+    if not base.is_dir() or not os.access(base, os.W_OK | os.X_OK):
+        raise SplatrefineError(f"{base}: cannot write there", "Give an output folder you can write to.")
 
 
 @click.command("render-scan")
