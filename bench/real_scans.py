@@ -103,7 +103,8 @@ def fetch_james(cache: Path, sdist: Path | None = None) -> Path:
 
 def make_capture(obj: Path, texture: Path | None, out: Path, rig: str, resolution: int) -> dict:
     """Render the scan and its MediaPipe pseudo-GT into out (a capture folder); -> timings + info."""
-    from splatrefine.plugins.scan.capture import render_scan_capture, scan_block, write_scan_capture
+    from splatrefine.plugins.scan.capture import (SHADING, SUPERSAMPLE, render_scan_capture, scan_block,
+                                                  write_scan_capture)
     from splatrefine.plugins.scan.frame import find_frame
     from splatrefine.plugins.scan.mesh import read_mesh
     from splatrefine.plugins.scan.pseudo_gt import mediapipe_labeller, pseudo_gt_capture
@@ -115,7 +116,7 @@ def make_capture(obj: Path, texture: Path | None, out: Path, rig: str, resolutio
     capture, render = render_scan_capture(mesh, frame, rig, resolution)
     t2 = time.perf_counter()
     capture, info = pseudo_gt_capture(capture, render.face_ids, mesh.faces, mediapipe_labeller())
-    block = scan_block(mesh, frame, rig, resolution, 3, 0.3)
+    block = scan_block(mesh, frame, rig, resolution, SUPERSAMPLE, SHADING)
     block["pseudo_gt"] = info
     write_scan_capture(capture, render.depth, render.face_ids, mesh.faces, out, block)
     return {"frame_s": t1 - t0, "render_s": t2 - t1, "pseudo_gt_s": time.perf_counter() - t2,

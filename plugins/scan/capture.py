@@ -29,10 +29,12 @@ from .raster import MeshRender, render_mesh
 GENERATOR = "splatrefine.plugins.scan"
 GENERATOR_VERSION = 1
 BUFFERS = "scan.npz"
+SUPERSAMPLE = 3  # RGB samples per pixel side
+SHADING = 0.3  # strength of the Lambert term over the texture
 
 
 def render_scan_capture(mesh: Mesh, frame: HeadFrame, rig: str = "facescape-like", resolution: int = 256,
-                        supersample: int = 3, shading: float = 0.3) -> tuple[Capture, MeshRender]:
+                        supersample: int = SUPERSAMPLE, shading: float = SHADING) -> tuple[Capture, MeshRender]:
     """The capture of `mesh` (placed by `frame`) at every camera of `rig`: images, masks, no labels;
     plus the full render (depth, face ids)."""
     from splatrefine.plugins.synthetic.rigs import head_subject, rig_cameras
