@@ -227,13 +227,16 @@ def test_pseudo_gt_voting_on_a_known_case():
     # triangle 4 (unseen) shares vertex 0 with triangle 0 only: it takes class 1; triangle 5
     # (unseen) touches nothing labelled and stays unlabelled; seen triangles never change
     faces = np.array([[0, 1, 2], [1, 2, 3], [2, 3, 4], [3, 4, 5], [0, 8, 9], [10, 11, 12]])
-    face_labels = lift(fids, labs, faces, 4, min_votes=2, fill_rings=2)
+    face_labels, outside = lift(fids, labs, faces, 4, min_votes=2, fill_rings=2)
     np.testing.assert_array_equal(face_labels, [1, 2, IGNORE, IGNORE, 1, IGNORE])
+    np.testing.assert_array_equal(outside, [False, False, True, False, False, False])
     votes6 = vote(fids, labs, 6, 4)
     np.testing.assert_array_equal(fill_unseen(decide(votes6, 2), votes6.sum(1) > 0, faces, 4, rings=0),
                                   [1, 2, IGNORE, IGNORE, IGNORE, IGNORE])
     rendered = render_labels(np.array([[[-1, 0, 1, 2, 3, 4]]]), face_labels)
     np.testing.assert_array_equal(rendered, [[[0, 1, 2, IGNORE, IGNORE, 1]]])
+    strict = render_labels(np.array([[[-1, 0, 1, 2, 3, 4]]]), face_labels, outside)
+    np.testing.assert_array_equal(strict, [[[0, 1, 2, 0, IGNORE, 1]]])
     np.testing.assert_array_equal(reliable_views(np.array([0, 30, 31, -10, 5]), np.array([0, 15, 0, -16, -15])),
                                   [True, True, False, False, True])
 
@@ -283,3 +286,39 @@ def test_render_scan_command_writes_a_capture(tmp_path, monkeypatch):
     bad = runner.invoke(cli.main, args[:3] + [str(tmp_path / "y"), "--frontal", "0,0"])
     assert bad.exit_code == 2 and "--frontal '0,0': expected three numbers" in bad.output
     assert not (tmp_path / "y").exists()
+
+
+def test_pseudo_gt_capture_lifts_source_labels_to_every_view():
+    """A cube whose every quad is a red and a blue triangle; a 'parser' that calls red 1 and blue 2
+    in the 13 near-frontal views. Every triangle those views see gets its colour's class at every
+    view, including the side and top views the parser never labelled."""
+    from splatrefine.plugins.scan.capture import render_scan_capture
+    from splatrefine.plugins.scan.frame import HeadFrame
+    from splatrefine.plugins.scan.pseudo_gt import pseudo_gt_capture
+
+    tex = np.zeros((64, 64, 3), np.uint8)
+    yy, xx = np.mgrid[0:64, 0:64]
+    tex[(xx + 0.5) / 64 + (yy + 0.5) / 64 < 1] = (220, 20, 20)   # uv triangle v > u: red
+    tex[(xx + 0.5) / 64 + (yy + 0.5) / 64 >= 1] = (20, 20, 220)  # v < u: blue
+    corners = np.array([[x, y, z] for x in (-1, 1) for y in (-1, 1) for z in (-1, 1)], float)
+    quads = np.array([(0, 1, 3, 2), (4, 6, 7, 5), (0, 4, 5, 1), (2, 3, 7, 6), (0, 2, 6, 4), (1, 5, 7, 3)])
+    faces = np.concatenate([quads[:, [0, 1, 2]], quads[:, [0, 2, 3]]], axis=1).reshape(-1, 3)
+    uv = np.array([[0, 0], [1, 0], [1, 1], [0, 1.0]])
+    fuv = np.tile([[0, 1, 2], [0, 2, 3]], (6, 1))
+    mesh = Mesh(corners, faces, uv, fuv, tex, Path("cube.obj"), Path("t.png"))
+    frame = HeadFrame(np.eye(3), np.zeros(3), 0.125, "given")
+    capture, render = render_scan_capture(mesh, frame, "facescape-like", 32, supersample=1, shading=0.0)
+
+    def parser(image, name):
+        r, b = image[..., 0].astype(int), image[..., 2].astype(int)
+        return np.where((r > 150) & (b < 80), 1, np.where((b > 150) & (r < 80), 2, IGNORE)).astype(np.uint8)
+
+    labelled, info = pseudo_gt_capture(capture, render.face_ids, faces, parser)
+    assert len(info["source_views"]) == 13 and info["classes"] == [labelled.schema.classes[1], labelled.schema.classes[2]]
+    labels = np.stack([v.labels for v in labelled.views])
+    fids = render.face_ids
+    seen = (fids >= 0) & (fids // 2 != 4)  # quad 4 is the back (-z): no source view sees it
+    np.testing.assert_array_equal(labels[seen], np.where(fids[seen] % 2 == 1, 1, 2))
+    assert (labels[fids < 0] == 0).all()
+    side = [i for i, v in enumerate(labelled.views) if abs(labelled.cameras().yaw[i]) == 90]
+    assert side and all((labels[i][fids[i] >= 0] != IGNORE).mean() > 0.9 for i in side)

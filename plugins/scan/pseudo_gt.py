@@ -8,6 +8,8 @@ lifted onto the mesh's triangles by visibility voting and rendered back at every
    few votes leave it unlabelled. Triangles no reliable pixel centre hit (smaller than a pixel, or
    hidden) take the majority of labelled neighbours sharing a vertex, up to `fill_rings` rings.
 4. Every view is labelled from its face-id buffer: background pixels 0, unlabelled triangles 255.
+   Strict variant: triangles with a "none" majority (the parser's sources agree they are none of
+   its classes) are 0 as well, so a face class painted onto hair or neck is scored as an error.
 Only classes the parser produced in reliable views can appear; for MediaPipe that leaves hair,
 ears, neck, cloth, hat, glasses and earrings at 255 (unscored). Biases: docs/real_scans.md.
 """
@@ -72,29 +74,38 @@ def fill_unseen(face_labels: np.ndarray, seen: np.ndarray, faces: np.ndarray, nu
     return out
 
 
-def render_labels(face_ids: np.ndarray, face_labels: np.ndarray) -> np.ndarray:
-    """uint8 [V,H,W]: background 0, a triangle's label elsewhere (255 = unlabelled)."""
+def render_labels(face_ids: np.ndarray, face_labels: np.ndarray, outside: np.ndarray | None = None) -> np.ndarray:
+    """uint8 [V,H,W]: background 0, a triangle's label elsewhere (255 = unlabelled); triangles in
+    `outside` (bool [F], when given) are 0 too."""
+    table = face_labels.copy()
+    if outside is not None:
+        table[outside] = 0
     out = np.zeros(face_ids.shape, np.uint8)
     fg = face_ids >= 0
-    out[fg] = face_labels[face_ids[fg]]
+    out[fg] = table[face_ids[fg]]
     return out
 
 
 def lift(face_ids: np.ndarray, labels: np.ndarray, faces: np.ndarray, num_classes: int,
-         min_votes: int = 3, fill_rings: int = 2) -> np.ndarray:
-    """uint8 [F] triangle labels from the labels of source views (steps 2-3 of the module docstring).
-    face_ids int [S,H,W] and labels uint8 [S,H,W] of the source views only."""
+         min_votes: int = 3, fill_rings: int = 2) -> tuple[np.ndarray, np.ndarray]:
+    """(uint8 [F] triangle labels, bool [F] "outside": a "none" majority of at least min_votes)
+    from the labels of source views (steps 2-3 of the module docstring). face_ids int [S,H,W] and
+    labels uint8 [S,H,W] of the source views only."""
     votes = vote(face_ids, labels, len(faces), num_classes)
     face_labels = decide(votes, min_votes)
-    return fill_unseen(face_labels, votes.sum(axis=1) > 0, faces, num_classes, fill_rings)
+    outside = (votes.argmax(axis=1) == num_classes) & (votes.sum(axis=1) >= min_votes)
+    return fill_unseen(face_labels, votes.sum(axis=1) > 0, faces, num_classes, fill_rings), outside
 
 
-def pseudo_gt_capture(capture: Capture, face_ids: np.ndarray, faces: np.ndarray, labeller: Labeller,
-                      max_yaw: float = 30.0, max_pitch: float = 15.0, min_votes: int = 3,
-                      fill_rings: int = 2) -> tuple[Capture, dict]:
-    """`capture` with pseudo-GT labels at every view, and a summary for the capture.json scan block.
+def pseudo_gt_labels(capture: Capture, face_ids: np.ndarray, faces: np.ndarray, labeller: Labeller,
+                     max_yaw: float = 30.0, max_pitch: float = 15.0, min_votes: int = 3,
+                     fill_rings: int = 2) -> tuple[np.ndarray, np.ndarray, dict]:
+    """(labels uint8 [V,H,W], strict labels uint8 [V,H,W], summary) for every view of `capture`.
     face_ids int32 [V,H,W] in the order of capture.views; `labeller(image, name)` -> uint8 [H,W]
-    labels in capture.schema (255 = no opinion); it is called on the reliable views only."""
+    labels in capture.schema (255 = no opinion); it is called on the reliable views only.
+    "Strict" labels differ in one way: triangles the source views agree are none of the parser's
+    classes (hair, ears, neck for MediaPipe) are 0 instead of 255, so a face class painted there
+    counts as a false positive (docs/real_scans.md)."""
     cams = capture.cameras()
     src = np.nonzero(reliable_views(cams.yaw, cams.pitch, max_yaw, max_pitch))[0]
     if len(src) == 0:
@@ -104,15 +115,26 @@ def pseudo_gt_capture(capture: Capture, face_ids: np.ndarray, faces: np.ndarray,
                           "Render the scan on a rig with near-frontal views (e.g. --rig facescape-like).")
     src_labels = np.stack([labeller(capture.views[i].image, capture.views[i].name) for i in src])
     k = capture.schema.num_classes
-    face_labels = lift(face_ids[src], src_labels, faces, k, min_votes, fill_rings)
-    labels = render_labels(face_ids, face_labels)
-    views = [replace(v, labels=labels[i]) for i, v in enumerate(capture.views)]
+    face_labels, outside = lift(face_ids[src], src_labels, faces, k, min_votes, fill_rings)
     present = sorted({int(c) for c in np.unique(face_labels) if c != IGNORE})
     info = {"method": "visibility voting of the reliable views' parser labels (docs/real_scans.md)",
             "max_yaw": float(max_yaw), "max_pitch": float(max_pitch), "min_votes": int(min_votes),
             "fill_rings": int(fill_rings), "source_views": [capture.views[i].name for i in src],
             "classes": [capture.schema.classes[c] for c in present],
-            "labelled_faces": float((face_labels != IGNORE).mean())}
+            "labelled_faces": float((face_labels != IGNORE).mean()), "outside_faces": float(outside.mean())}
+    return render_labels(face_ids, face_labels), render_labels(face_ids, face_labels, outside), info
+
+
+def pseudo_gt_capture(capture: Capture, face_ids: np.ndarray, faces: np.ndarray, labeller: Labeller,
+                      max_yaw: float = 30.0, max_pitch: float = 15.0, min_votes: int = 3,
+                      fill_rings: int = 2, strict: bool = False) -> tuple[Capture, dict]:
+    """`capture` with pseudo-GT labels (`pseudo_gt_labels`; its strict ones with `strict`) at every
+    view, and a summary for the capture.json scan block."""
+    labels, strict_labels, info = pseudo_gt_labels(capture, face_ids, faces, labeller, max_yaw, max_pitch,
+                                                   min_votes, fill_rings)
+    chosen = strict_labels if strict else labels
+    info["strict"] = bool(strict)
+    views = [replace(v, labels=chosen[i]) for i, v in enumerate(capture.views)]
     return replace(capture, views=views), info
 
 
