@@ -3,6 +3,7 @@
     splatrefine render-scan james.obj -o caps/james                       # facescape-like rig, 256 px
     splatrefine render-scan head.obj -o caps/head --texture head.png --frontal 0,0,1 --up 0,1,0
     splatrefine render-scan james.obj -o caps/james_gt --pseudo-gt        # + MediaPipe pseudo-GT labels
+    splatrefine render-scan james.obj -o caps/james_gts --pseudo-gt --strict   # hair/ears/neck scored as not-face
 
 Everything is checked (output folder, mesh, texture, head frame) before the first file is written;
 the folder is written to a temporary sibling and renamed into place. See docs/real_scans.md.
@@ -49,18 +50,22 @@ def check_output(out: Path, overwrite: bool) -> None:
               help="Strength of the Lambert term over the texture (0 = flat texture).")
 @click.option("--pseudo-gt", "pseudo_gt", is_flag=True,
               help="Add MediaPipe pseudo-GT labels (lifted from the near-frontal views, docs/real_scans.md).")
+@click.option("--strict", is_flag=True,
+              help="With --pseudo-gt: what the parser's sources agree is none of its classes (hair, ears, neck) is 0, not 255.")
 @click.option("--overwrite", is_flag=True, help="Replace an existing output folder.")
 @click.option("--json", "as_json", is_flag=True, help="Print a json summary.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bars.")
 @_user_errors
-def render_scan_cmd(scan, out, texture, rig, resolution, frontal, up, supersample, shading, pseudo_gt, overwrite,
-                    as_json, quiet) -> None:
+def render_scan_cmd(scan, out, texture, rig, resolution, frontal, up, supersample, shading, pseudo_gt, strict,
+                    overwrite, as_json, quiet) -> None:
     """Render the textured mesh SCAN (.obj with UVs) on a camera rig into a capture folder."""
     from ..plugins.scan.capture import render_scan_capture, scan_block, write_scan_capture
     from ..plugins.scan.frame import find_frame, parse_direction
     from ..plugins.scan.mesh import read_mesh
 
     _quiet(quiet)
+    if strict and not pseudo_gt:
+        raise SplatrefineError("--strict only applies to --pseudo-gt labels", "Add --pseudo-gt, or drop --strict.")
     check_output(out, overwrite)
     frontal_v, up_v = parse_direction(frontal, "--frontal"), parse_direction(up, "--up")
     if pseudo_gt:
@@ -75,7 +80,7 @@ def render_scan_cmd(scan, out, texture, rig, resolution, frontal, up, supersampl
     if pseudo_gt:
         from ..plugins.scan.pseudo_gt import mediapipe_labeller, pseudo_gt_capture
 
-        capture, info = pseudo_gt_capture(capture, render.face_ids, mesh.faces, mediapipe_labeller())
+        capture, info = pseudo_gt_capture(capture, render.face_ids, mesh.faces, mediapipe_labeller(), strict=strict)
         block["pseudo_gt"] = info
         summary["pseudo_gt"] = info
     write_scan_capture(capture, render.depth, render.face_ids, mesh.faces, out, block)
