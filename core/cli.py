@@ -78,7 +78,7 @@ def refine(capture, demo, config_path, plugins, sets, output, resume, overwrite,
 @main.command()
 @click.argument("out_dir", type=click.Path(path_type=Path))
 @click.option("--identities", default=1, show_default=True, type=click.IntRange(1, 1000))
-@click.option("--seed", default=0, show_default=True, type=click.IntRange(0))
+@click.option("--seed", default=0, show_default=True, type=int)
 @click.option("--rig", default="facescape-like", show_default=True,
               type=click.Choice(["facescape-like", "turntable", "frontal-only"]))
 @click.option("--resolution", default=256, show_default=True, type=click.IntRange(16, 4096))
