@@ -202,8 +202,9 @@ def _search(mesh: Mesh, lm: Landmarker) -> HeadFrame | None:
             a, b = axes[(k + 1) % 3], axes[(k + 2) % 3]
             for yaw in np.radians(np.arange(0, 360, 45)):
                 R = rotation_from(np.cos(yaw) * a + np.sin(yaw) * b, up)
-                frame = box_frame(mesh.vertices, R, "search")
-                frame.scale = HEAD_HEIGHT / float(np.ptp(mesh.vertices @ R.T, axis=0).max())
+                r = mesh.vertices @ R.T
+                lo, hi = r.min(axis=0), r.max(axis=0)
+                frame = HeadFrame(R, ((lo + hi) / 2) @ R, HEAD_HEIGHT / max(float((hi - lo).max()), 1e-12), "search")
                 found = lm.front(mesh, frame)
                 if found is None:
                     continue
