@@ -47,6 +47,7 @@ class CorrectOptions:
     weight: float = 20.0  # corrected views' weight against 1 for the others
     others: str = "refined"
     method: str = "vote"
+    prior: float = 1.0  # how strongly every view anchors what it sees to the current class head
     device: str | None = None
 
 
@@ -87,7 +88,7 @@ def _components(run: RefinedRun, registry: Any, options: CorrectOptions) -> tupl
         mod, cls = ADAPTERS[rname].split(":")
         from_mod = importlib.import_module(mod)
         settings_cls = getattr(from_mod, "RelabelSettings")
-        relabeler = getattr(from_mod, cls)(rep, settings_cls(method=options.method, seed=config.seed))
+        relabeler = getattr(from_mod, cls)(rep, settings_cls(method=options.method, prior=options.prior, seed=config.seed))
     else:
         raise SplatrefineError(f"{cfg_path}: representation '{rname}' cannot update its class head (no relabel)",
                                "Corrections propagate only through representations that implement "

@@ -14,6 +14,21 @@ from ..types import Cameras
 
 REFINED = "refined"
 MANIFEST = "manifest.json"
+BOUNDARY_PX = 2
+
+
+def near_boundary(labels: np.ndarray, px: int) -> np.ndarray:
+    """bool [H,W]: pixels within `px` pixels (4-connected steps) of a change of label."""
+    from scipy import ndimage
+
+    edge = np.zeros(labels.shape, bool)
+    dy = labels[1:] != labels[:-1]
+    dx = labels[:, 1:] != labels[:, :-1]
+    edge[1:] |= dy
+    edge[:-1] |= dy
+    edge[:, 1:] |= dx
+    edge[:, :-1] |= dx
+    return ndimage.binary_dilation(edge, iterations=px - 1) if px > 1 else edge
 
 
 @dataclass(frozen=True)
@@ -62,12 +77,18 @@ class RefinedRun:
         return read_image(self.file(self.sample(name), "confidence"))[..., 0].astype(np.float32) / 255.0
 
     def view_confidence(self, name: str) -> float:
-        """Mean confidence over the pixels labelled as a face class (not background, not ignore); over
-        the whole view when it has none. Background pixels are easy and would hide a poor face."""
+        """Mean confidence over the face pixels (not background, not ignore) at least BOUNDARY_PX
+        from a label boundary; over all face pixels when none is that far, over the view when it
+        has no face. Pixels at a boundary are unsure in every view (they straddle two regions),
+        so counting them ranks views by how much boundary they show (frontal views first), not by
+        how wrong they are; away from boundaries low confidence means the views disagreed."""
         conf = self.confidence(name)
         lab = self.labels(name)
         face = (lab != 0) & (lab != IGNORE)
-        return float(conf[face].mean() if face.any() else conf.mean())
+        if not face.any():
+            return float(conf.mean())
+        inner = face & ~near_boundary(lab, BOUNDARY_PX)
+        return float(conf[inner].mean() if inner.any() else conf[face].mean())
 
     def cameras(self, names: list[str] | None = None) -> Cameras:
         names = self.names if names is None else names

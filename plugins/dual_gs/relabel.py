@@ -11,8 +11,8 @@ renders do not change. Two ways, chosen by `method`:
   Gaussian that many views see moves less than one only the corrected views see. The votes are
   one backward pass of the rasterizer: the rendered image is linear in the per-Gaussian features,
   so d(sum(render * target)) / d(features) is exactly the weighted vote.
-- "fit": `steps` Adam steps on the class logits alone, weighted cross-entropy against the label
-  maps (all high-weight views in every step, plus a batch of the others).
+- "fit": `steps` Adam steps on the class logits alone: weighted cross-entropy against the label
+  maps, anchored by prior * visibility * KL(old || new) per Gaussian (see `relabel_fit`).
 
 Labels are uint8 [C,H,W] class indices, 255 = no opinion (the pixel does not vote).
 """
@@ -38,7 +38,7 @@ class RelabelSettings:
     prior: float = 1.0  # vote: weight of the old class distribution, in pixel-shares
     steps: int = 150  # fit
     lr: float = 0.05  # fit
-    batch_views: int = 4  # fit: other views per step
+    batch_views: int = 4  # fit: views per step from each weight group (the top weight, the rest)
     chunk: int = 8  # views per rasterize call (vote)
     seed: int = 0
 
@@ -90,14 +90,7 @@ def _to_head(model: DualGSModel, probs: torch.Tensor) -> torch.Tensor:
 
 
 def _old_probs(model: DualGSModel) -> torch.Tensor:
-    if model.mode == "logits":
-        return torch.softmax(model.params["classes"].detach(), -1)
-    from splatrefine.schema import get_schema
-
-    pal = torch.from_numpy(get_schema(model.schema).palette_array().astype(np.float32) / 255.0)
-    col = torch.sigmoid(model.params["classes"].detach())
-    d = ((col[:, None, :] - pal.to(col.device)[None]) ** 2).sum(-1)
-    return torch.softmax(-d / 0.01, -1)
+    return _probs_of(model, model.params["classes"].detach())
 
 
 def relabel_vote(model: DualGSModel, cameras: Cameras, labels: np.ndarray, weights: np.ndarray,
@@ -111,17 +104,29 @@ def relabel_vote(model: DualGSModel, cameras: Cameras, labels: np.ndarray, weigh
 
 def relabel_fit(model: DualGSModel, cameras: Cameras, labels: np.ndarray, weights: np.ndarray,
                 settings: RelabelSettings) -> DualGSModel:
+    """Adam on the class logits alone. Loss = weighted cross-entropy of the rendered classes against
+    the labelled views + prior * sum over Gaussians of visibility * KL(old || new), the visibility
+    (alpha * T summed over every pixel of every view) coming from one vote pass. The anchor keeps
+    what the other views see, so only the labelled views' rendering pays for every render."""
     dev = model.device
+    _, seen = class_votes(model, cameras, labels, np.zeros(len(cameras), np.float32), settings.chunk)
+    old = _old_probs(model).clamp_min(1e-6)
     params = {k: v.detach() for k, v in model.params.items()}
-    classes = torch.nn.Parameter(params["classes"].clone())
-    opt = torch.optim.Adam([classes], lr=settings.lr, eps=1e-15)
+    head = torch.nn.Parameter(params["classes"].clone())
+    opt = torch.optim.Adam([head], lr=settings.lr, eps=1e-15)
     vm = torch.from_numpy(np.asarray(cameras.viewmats)).float().to(dev)
     Ks = torch.from_numpy(np.asarray(cameras.Ks)).float().to(dev)
     lab_all = torch.from_numpy(np.asarray(labels)).to(dev).long()
-    w_all = torch.from_numpy(np.asarray(weights, np.float32)).to(dev)
-    top = float(w_all.max())
-    high = np.nonzero(np.asarray(weights) >= top)[0]
-    low = np.nonzero(np.asarray(weights) < top)[0]
+    w = np.asarray(weights, np.float32)
+    w_all = torch.from_numpy(w).to(dev)
+    labelled = (np.asarray(labels) != IGNORE).reshape(len(w), -1).sum(1)
+    active = np.nonzero((w > 0) & (labelled > 0))[0]
+    if len(active) == 0:
+        return _with_classes(model, head.detach())
+    top = float(w[active].max())
+    groups = [g for g in (active[w[active] >= top], active[w[active] < top]) if len(g)]
+    mass = [float((w[g] * labelled[g]).sum()) for g in groups]
+    z = sum(mass) + settings.prior * float(seen.sum())
     rng = np.random.default_rng(settings.seed)
     pal = None
     if model.mode != "logits":
@@ -129,24 +134,35 @@ def relabel_fit(model: DualGSModel, cameras: Cameras, labels: np.ndarray, weight
 
         pal = torch.from_numpy(get_schema(model.schema).palette_array().astype(np.float32) / 255.0).to(dev)
     for _ in range(settings.steps):
-        pick = low[rng.permutation(len(low))[: settings.batch_views]] if len(low) else low
-        idx = torch.from_numpy(np.concatenate([high, pick]).astype(np.int64)).to(dev)
-        _, cls, _, _, _ = render_model(model, vm[idx], Ks[idx], cameras.width, cameras.height,
-                                       {**params, "classes": classes})
-        lab = lab_all[idx]
-        valid = lab != IGNORE
-        safe = torch.where(valid, lab, 0)
-        pix_w = valid.float() * w_all[idx][:, None, None]
-        if pal is None:
-            logp = torch.log(cls.clamp_min(1e-6))
-            per = -torch.gather(logp, -1, safe[..., None])[..., 0]
-        else:
-            per = (cls - pal[safe]).abs().mean(-1)
-        loss = (per * pix_w).sum() / pix_w.sum().clamp_min(1.0)
+        p = {**params, "classes": head}
+        loss = settings.prior * (seen * (old * (old.log() - _probs_of(model, head).clamp_min(1e-6).log())).sum(-1)).sum()
+        for g in groups:
+            pick = g[rng.permutation(len(g))[: settings.batch_views]]
+            idx = torch.from_numpy(pick.astype(np.int64)).to(dev)
+            _, cls, _, _, _ = render_model(model, vm[idx], Ks[idx], cameras.width, cameras.height, p)
+            lab = lab_all[idx]
+            valid = lab != IGNORE
+            safe = torch.where(valid, lab, 0)
+            if pal is None:
+                per = -torch.log(cls.clamp_min(1e-6)).gather(-1, safe[..., None])[..., 0]
+            else:
+                per = (cls - pal[safe]).abs().mean(-1)
+            loss = loss + (per * valid.float() * w_all[idx][:, None, None]).sum() * (len(g) / len(pick))
         opt.zero_grad(set_to_none=True)
-        loss.backward()
+        (loss / z).backward()
         opt.step()
-    return _with_classes(model, classes.detach())
+    return _with_classes(model, head.detach())
+
+
+def _probs_of(model: DualGSModel, head: torch.Tensor) -> torch.Tensor:
+    """Class probabilities [N,K] of a head (palette heads: by distance to the palette colours)."""
+    if model.mode == "logits":
+        return torch.softmax(head, -1)
+    from splatrefine.schema import get_schema
+
+    pal = torch.from_numpy(get_schema(model.schema).palette_array().astype(np.float32) / 255.0).to(head.device)
+    d = ((torch.sigmoid(head)[:, None, :] - pal[None]) ** 2).sum(-1)
+    return torch.softmax(-d / 0.01, -1)
 
 
 def _with_classes(model: DualGSModel, classes: torch.Tensor) -> DualGSModel:
