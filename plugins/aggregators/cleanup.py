@@ -37,6 +37,10 @@ class CleanupConfig:
         "help": "enclosed ignore regions up to this many pixels are filled from their surroundings (0 = off)",
         "min": 0})
 
+    def validate(self) -> None:
+        if self.base == "cleanup" and not self.base_params:
+            raise ConfigError("base cannot be 'cleanup' itself without base_params", "Set base to argmax or palette-cluster.")
+
 
 def _build(context: ComponentContext | None, name: str, params: dict):
     if context is not None and context.build is not None:

@@ -26,6 +26,10 @@ class SmpModelOptions:
 class SmpConfig(TrainOptions, ParserOptions, SmpModelOptions):
     """smp settings: model, then loading/inference, then training."""
 
+    def validate(self) -> None:
+        if self.input_size % 32:
+            raise ConfigError(f"input_size {self.input_size} is not a multiple of 32 (smp encoders downsample by 32)")
+
 
 def import_smp():
     try:
