@@ -188,7 +188,8 @@ class Engine:
         elif self.state.completed:
             notes.append(f"{self.run_dir} has no {RECORD} (made by an older splatrefine): "
                          "its finished stages are reused unchecked")
-            self.state.keys.update({s: keys[s] for s in self.state.completed if s in keys})
+        # stages finished without a key (an older stages.json) are taken to match this config
+        self.state.keys.update({s: keys[s] for s in self.state.completed if s in keys and s not in self.state.keys})
         write_text(self.run_dir / RECORD, json.dumps(make_record(self.capture_path, fingerprint, config), indent=1))
         write_text(self.run_dir / "config.yaml", self.config.dump())
         self._keys = keys
