@@ -146,11 +146,15 @@ def plugins_list(role, as_json) -> None:
     rows = [{"role": s.role.value, "name": s.name, "summary": s.summary, "source": reg.source(s.role, s.name)}
             for s in reg.specs(Role(role) if role else None)]
     failed = [{"name": f.name, "source": f.source, "error": f.error} for f in reg.failures]
+    from .executors import ExecutorRegistry
+
+    ex = ExecutorRegistry(reg.manager)
+    executors = [] if role else [{"name": s.name, "summary": s.summary, "source": ex.source(s.name)} for s in ex.specs()]
     if as_json:
-        click.echo(json.dumps({"components": rows, "failed": failed}, indent=2))
+        click.echo(json.dumps({"components": rows, "executors": executors, "failed": failed}, indent=2))
         return
     current = None
-    for r in rows:
+    for r in [*rows, *({"role": "executor", **e} for e in executors)]:
         if r["role"] != current:
             current = r["role"]
             click.echo(f"{current}:")

@@ -77,8 +77,11 @@ class ExecutorRegistry:
             from .registry import make_plugin_manager
 
             manager = make_plugin_manager()
+        from .registry import BUILTIN_PLUGINS, LoadFailure
+
         self._specs: dict[str, ExecutorSpec] = {}
         self._sources: dict[str, str] = {}
+        self.failures: list = []
         for impl in manager.pm.hook.splatrefine_register_executors.get_hookimpls():
             def register(spec: ExecutorSpec, _source: str = impl.plugin_name) -> None:
                 if spec.name in self._specs:
@@ -88,7 +91,14 @@ class ExecutorRegistry:
                 self._specs[spec.name] = spec
                 self._sources[spec.name] = _source
 
-            impl.function(register=register)
+            try:
+                impl.function(register=register)
+            except PluginError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - one broken third-party plugin must not break the CLI
+                if impl.plugin_name in BUILTIN_PLUGINS:
+                    raise
+                self.failures.append(LoadFailure(impl.plugin_name, impl.plugin_name, f"{type(exc).__name__}: {exc}"))
 
     def names(self) -> list[str]:
         return sorted(self._specs)
