@@ -195,3 +195,28 @@ def test_sources_name_runs_without_collisions(tmp_path):
     assert [e.label for e in entries] == ["a/cap", "b/cap"]
     a, b, c = run_names(["x y/cap", "x_y/cap", "z"])
     assert a.startswith("x_y__cap-") and b.startswith("x_y__cap-") and a != b and c == "z"
+
+
+def test_ctrl_c_stops_the_fleet_and_records_what_was_running(source, config, tmp_path):
+    import _thread
+    import threading
+    import time
+
+    out = tmp_path / "out"
+
+    def interrupt_mid_fit() -> None:
+        deadline = time.monotonic() + 120
+        while not (out / "runs" / "id_000" / "model").is_dir():  # its fit has started
+            if time.monotonic() > deadline:
+                return
+            time.sleep(0.02)
+        _thread.interrupt_main()  # what Ctrl-C does
+
+    threading.Thread(target=interrupt_mid_fit, daemon=True).start()
+    result = _batch(source, "-o", out, "-c", config, "--workers", "1", "-q")
+    assert result.exit_code == 2
+    assert result.output.splitlines()[0] == f"Error: interrupted; {out} keeps every finished capture"
+    by = {c["name"]: c["status"] for c in _fleet_json(out)["captures"]}
+    assert by == {"100__1_neutral": "failed", "broken": "failed", "junk": "failed",
+                  "id_000": "interrupted", "id_001": "pending"}
+    assert (out / "fleet.html").is_file() and (out / "runs" / "id_000" / "stages.json").is_file()

@@ -190,8 +190,9 @@ def _run(executor: Any, opts: BatchOptions, out: Path, meta: dict, records: dict
                     write_fleet(out, meta, list(records.values()))
     except (KeyboardInterrupt, SystemExit) as exc:
         executor.cancel()
-        for run_name in running.values():
-            records[run_name]["status"] = "interrupted"
+        for rec in records.values():
+            if rec["status"] == "running":
+                rec["status"] = "interrupted"
         _finish(out, meta, records, t0, write_html, write_manifest)
         if isinstance(exc, SystemExit):
             raise

@@ -47,6 +47,8 @@ def refine_capture(capture: str, out: str, name: str, run_dir: str, config_path:
                              overwrite=not resume and run.is_dir() and any(run.iterdir()), device=None, quiet=True)
         record.update(status="done", line=summary.get("line", ""), notes=list(summary.get("notes", [])))
     except SplatrefineError as exc:
+        if isinstance(exc.__context__, KeyboardInterrupt):  # refine's "interrupted": the fleet stops too
+            raise KeyboardInterrupt from None
         record.update(status="failed", error=exc.message.splitlines()[0] if exc.message else type(exc).__name__)
     except Exception as exc:  # noqa: BLE001 - one capture's bug must not stop the fleet
         log.exception("capture %s failed", capture)
