@@ -42,7 +42,7 @@ def export_cmd(run, fmt, output, source, below, worst) -> None:
 @click.command("correct")
 @click.argument("run", type=click.Path(path_type=Path))
 @click.argument("edited", type=click.Path(path_type=Path))
-@click.option("--weight", type=float, default=20.0, show_default=True,
+@click.option("--weight", type=float, default=50.0, show_default=True,
               help="Weight of a corrected view against 1 for every other view.")
 @click.option("--others", type=click.Choice(["refined", "initial", "none"]), default="refined", show_default=True,
               help="Low-weight labels for the views nobody corrected.")
