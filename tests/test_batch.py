@@ -186,8 +186,10 @@ def test_sources_name_runs_without_collisions(tmp_path):
             _facescape_tuple(tmp_path / "fs" / ident / expr, valid=True)
     _facescape_tuple(tmp_path / "a" / "cap", valid=True)
     _facescape_tuple(tmp_path / "b" / "cap", valid=True)
-    entries = find_captures(tmp_path / "fs", Registry())
+    (tmp_path / "fs" / "fleet" / "runs").mkdir(parents=True)  # the fleet's own OUT inside SOURCE
+    entries = find_captures(tmp_path / "fs", Registry(), exclude=tmp_path / "fs" / "fleet")
     assert [e.label for e in entries] == ["100/1_neutral", "100/2_smile", "101/1_neutral", "101/2_smile"]
+    assert all(e.problem is None for e in entries)
     assert run_names([e.label for e in entries])[0] == "100__1_neutral"
     listing = tmp_path / "list.txt"
     listing.write_text("a/cap\n\n# comment\nb/cap\na/cap\n")

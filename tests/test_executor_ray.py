@@ -18,7 +18,7 @@ from click.testing import CliRunner
 ray = pytest.importorskip("ray")
 
 from splatrefine.cli import main  # noqa: E402
-from splatrefine.errors import ConfigError, SplatrefineError  # noqa: E402
+from splatrefine.errors import ConfigError  # noqa: E402
 
 TINY = {
     "seed": 0,
@@ -109,22 +109,3 @@ def test_a_worker_killed_mid_fit_is_retried_and_every_capture_ends_refined(tmp_p
         assert (out / "runs" / name / "report.html").is_file()
         assert json.loads((out / "runs" / name / "metrics.json").read_text())["refined_input"]["miou"] > 0
 
-
-def test_an_executor_without_ray_says_how_to_install(monkeypatch):
-    import builtins
-
-    from splatrefine.executors import ExecutorRegistry
-
-    real_import = builtins.__import__
-
-    def no_ray(name, *args, **kwargs):
-        if name == "ray":
-            raise ImportError("No module named 'ray'")
-        return real_import(name, *args, **kwargs)
-
-    monkeypatch.setattr(builtins, "__import__", no_ray)
-    with pytest.raises(SplatrefineError) as exc:
-        with ExecutorRegistry().build("ray", {}):
-            pass
-    assert str(exc.value) == ("executor 'ray' needs Ray, which is not installed\n"
-                              "  Install it with: pip install 'splatrefine[ray]'")

@@ -93,3 +93,21 @@ def test_local_pool_retries_the_jobs_of_a_killed_worker(tmp_path):
         assert pool.wait([h]) == [h]
         with pytest.raises(WorkerLost, match="job doomed: its worker process died 1 time"):
             pool.result(h)
+
+
+def test_an_executor_without_ray_says_how_to_install(monkeypatch):
+    import builtins
+
+    real_import = builtins.__import__
+
+    def no_ray(name, *args, **kwargs):
+        if name == "ray":
+            raise ImportError("No module named 'ray'")
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", no_ray)
+    with pytest.raises(PluginError) as exc:
+        with _registry().build("ray", {}):
+            pass
+    assert str(exc.value) == ("executor 'ray' needs Ray, which is not installed\n"
+                              "  Install it with: pip install 'splatrefine[ray]'")

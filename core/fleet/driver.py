@@ -107,8 +107,8 @@ def run_batch(opts: BatchOptions, registry: Any = None, executors: Any = None) -
     config = resolve(registry, dict(data), opts.plugin_args, opts.set_args, source=str(opts.config_path or "config"))
     # GPUs asked per task are the executor's to check (on a cluster, the driver may have none)
     device = config.device if opts.executor_params.get("gpus_per_task") else resolve_device(config.device)
-    entries = find_captures(Path(opts.source), registry)
     out = Path(opts.out)
+    entries = find_captures(Path(opts.source), registry, exclude=out)
     previous = _check_out(out, opts.resume, opts.overwrite)
 
     executors = executors or ExecutorRegistry(registry.manager)

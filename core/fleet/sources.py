@@ -73,13 +73,17 @@ def _from_list(source: Path) -> list[Entry]:
     return entries
 
 
-def find_captures(source: Path, registry) -> list[Entry]:
-    """Every capture SOURCE names; SplatrefineError when it names none that can be read."""
+def find_captures(source: Path, registry, exclude: Path | None = None) -> list[Entry]:
+    """Every capture SOURCE names (but `exclude`, the fleet's own OUT, and what is inside it);
+    SplatrefineError when it names none that can be read."""
     source = Path(source)
     if not source.exists():
         raise SplatrefineError(f"{source}: no such file or folder",
                                "Give a folder of captures, a FaceScape tree or a text file of capture paths.")
     entries = _from_folder(source) if source.is_dir() else _from_list(source)
+    if exclude is not None:
+        skip = Path(exclude).resolve()
+        entries = [e for e in entries if not (e.path.resolve() == skip or skip in e.path.resolve().parents)]
     checked = []
     for e in entries:
         if e.problem == "unrecognised":  # maybe a third-party format: ask every reader
