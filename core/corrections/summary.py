@@ -86,11 +86,13 @@ def _sheet(run, rows: list[str], before, after, status) -> np.ndarray:
         diff = before[n] != after[n]
         change = np.full(after[n].shape + (3,), 40, np.uint8)
         change[diff] = run.schema.colorize(after[n])[diff]
+        change[diff & ((after[n] == 0) | (after[n] == IGNORE))] = 255  # to background / ignore: white
         pics.append([img, run.schema.colorize(before[n]), run.schema.colorize(after[n]), change])
         yaw = s.get("yaw")
         pose = "" if not isinstance(yaw, (int, float)) else f"\nyaw {int(round(yaw)):+d}°"
         labels.append(f"{n}{pose}\n{status[n]}, {100 * diff.mean():.1f} % changed")
-    return contact_sheet(pics, ["RGB (render)", "before", "after", "changed pixels"], labels, tile_height=128)
+    return contact_sheet(pics, ["RGB (render)", "before", "after", "changed (new label; white: background)"],
+                         labels, tile_height=128)
 
 
 def write_summary(folder: Path, run, summary: dict, before, after, status, changed) -> None:
@@ -112,14 +114,19 @@ def write_summary(folder: Path, run, summary: dict, before, after, status, chang
     save_png(folder / SHEET_FILE, _sheet(run, rows, before, after, status))
 
 
+def _table(header: list[str], rows: list[list[str]]) -> str:
+    cell = "".join
+    head = cell(f"<th>{html.escape(c)}</th>" for c in header)
+    body = cell("<tr>" + cell(f"<td>{html.escape(c)}</td>" for c in r) + "</tr>" for r in rows)
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
 def _pct(v: Any) -> str:
     return "n/a" if not isinstance(v, (int, float)) else f"{100 * v:.1f}"
 
 
 def report_section(run_dir: Path, pics: Path) -> str:
     """HTML for the run report ('' when the run was never corrected); copies the sheet into `pics`."""
-    from ..report import _table
-
     path = Path(run_dir) / "refined" / JSON_FILE
     try:
         rounds = json.loads(path.read_text())["rounds"]
