@@ -222,3 +222,17 @@ def test_ctrl_c_stops_the_fleet_and_records_what_was_running(source, config, tmp
     assert by == {"100__1_neutral": "failed", "broken": "failed", "junk": "failed",
                   "id_000": "interrupted", "id_001": "pending"}
     assert (out / "fleet.html").is_file() and (out / "runs" / "id_000" / "stages.json").is_file()
+
+
+def test_bucket_aggregate_weights_by_views():
+    from splatrefine.fleet.html import bucket_aggregate
+
+    def m(miou, n):
+        return {"miou": miou, "buckets": {"extreme": {"miou": miou, "n_views": n}}}
+
+    records = [{"metrics": {"initial": m(0.2, 1), "refined_input": m(0.4, 1), "refined_novel": m(0.5, 3)}},
+               {"metrics": {"initial": m(0.6, 3), "refined_input": m(0.8, 3)}}, {"metrics": None}]
+    agg = bucket_aggregate(records)
+    assert agg["extreme"] == {"initial": pytest.approx(0.5), "refined_input": pytest.approx(0.7),
+                              "refined_novel": pytest.approx(0.5), "captures": 2, "input_views": 4, "novel_views": 3}
+    assert agg["frontal"]["captures"] == 0 and agg["frontal"]["initial"] is None

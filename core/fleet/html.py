@@ -81,22 +81,25 @@ def _miou(metrics: dict | None, which: str, bucket: str | None = None) -> float 
     return b.get("miou") if b and b.get("n_views") else None
 
 
+def _bucket(r: dict, which: str, bucket: str) -> dict | None:
+    b = (((r.get("metrics") or {}).get(which) or {}).get("buckets") or {}).get(bucket)
+    return b if b and b.get("n_views") and b.get("miou") is not None else None
+
+
 def bucket_aggregate(records: list[dict]) -> dict[str, dict]:
-    """{bucket: {"captures", "views", set: mIoU weighted by views}} over captures with metrics."""
+    """{bucket: {"captures", "input_views", "novel_views", set: mIoU weighted by views}} over the
+    captures with metrics (input views score `initial` and `refined_input`, novel views
+    `refined_novel`)."""
     out = {}
     for bucket in POSE_BUCKETS:
-        row: dict = {"captures": 0, "views": 0}
+        row: dict = {}
         for which, _ in METRIC_SETS:
-            total = weight = 0.0
-            for r in records:
-                b = (((r.get("metrics") or {}).get(which) or {}).get("buckets") or {}).get(bucket)
-                if b and b.get("n_views") and b.get("miou") is not None:
-                    total += b["miou"] * b["n_views"]
-                    weight += b["n_views"]
-            row[which] = total / weight if weight else None
-        with_bucket = [r for r in records if _miou(r.get("metrics"), "initial", bucket) is not None]
-        row["captures"] = len(with_bucket)
-        row["views"] = sum(r["metrics"]["initial"]["buckets"][bucket]["n_views"] for r in with_bucket)
+            scored = [b for r in records if (b := _bucket(r, which, bucket))]
+            weight = sum(b["n_views"] for b in scored)
+            row[which] = sum(b["miou"] * b["n_views"] for b in scored) / weight if weight else None
+        row["captures"] = sum(1 for r in records if any(_bucket(r, w, bucket) for w, _ in METRIC_SETS))
+        row["input_views"] = sum(b["n_views"] for r in records if (b := _bucket(r, "initial", bucket)))
+        row["novel_views"] = sum(b["n_views"] for r in records if (b := _bucket(r, "refined_novel", bucket)))
         out[bucket] = row
     return out
 
@@ -137,8 +140,10 @@ def render_html(out: Path, meta: dict, records: list[dict]) -> str:
              f"<p>{len(records)} captures: {e(summary)}. Executor <b>{e(str(meta.get('executor')))}</b> "
              f"({meta.get('slots')} at once); wall time {meta.get('wall_seconds') or 0:.1f} s.</p>"]
     if any(row["captures"] for row in agg.values()):
-        head = "".join(f"<th>{e(t)}</th>" for t in ["pose bucket", "captures", "views"] + [t for _, t in METRIC_SETS])
-        rows = "".join(f"<tr><td>{b}</td><td class='num'>{row['captures']}</td><td class='num'>{row['views']}</td>"
+        head = "".join(f"<th>{e(t)}</th>" for t in ["pose bucket", "captures", "input views", "novel views"]
+                       + [t for _, t in METRIC_SETS])
+        rows = "".join(f"<tr><td>{b}</td>" + "".join(f"<td class='num'>{row[k]}</td>" for k in
+                                                      ("captures", "input_views", "novel_views"))
                        + "".join(_num(row[w]) for w, _ in METRIC_SETS) + "</tr>" for b, row in agg.items())
         parts.append("<h2>mIoU per pose bucket, all captures with GT (weighted by views)</h2>"
                      f"<table><thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table>")
