@@ -268,3 +268,24 @@ def test_init_from_capture_points(scene):
     model = r.init_model(withpts, p, np.ones(p.shape[:3], np.float32))
     assert model.num_gaussians == 200
     np.testing.assert_allclose(model.params["means"].numpy(), pts, atol=1e-6)
+
+
+def test_view_reliability_finds_the_views_that_disagree_and_survives_resume(scene, tmp_path):
+    cap, labels, _ = scene
+    probs = noisy_probs(labels, 0.0)
+    bad = [2, 5]  # confidently wrong: every label shifted to the next class
+    shifted = (labels[bad].astype(np.int64) + 1) % K
+    probs[bad] = np.ascontiguousarray((0.8 * np.eye(K, dtype=np.float32)[shifted] + 0.2 / K).transpose(0, 3, 1, 2))
+    cfg = dict(iterations=40, view_reliability=2.0, reliability_updates=2)
+    model = rep(**cfg).fit(cap, probs)
+    agree = np.array(model.meta["view_agreement"])
+    said = probs.argmax(1)
+    per_view = np.array([agree[v][np.unique(said[v])].mean() for v in range(len(said))])
+    good = [v for v in range(len(said)) if v not in bad]
+    assert per_view[bad].max() < 0.6 * per_view[good].min(), per_view
+    # an interrupted fit resumes with the reliability it had estimated
+    r = rep(**cfg)
+    r.fit(cap, probs, workdir=tmp_path)  # writes checkpoints every 10 steps
+    ck = torch.load(tmp_path / fit_mod.CHECKPOINT, weights_only=True)
+    assert ck["agreement"] is not None and ck["agreement"].shape == (len(said), K)
+    np.testing.assert_allclose(ck["agreement"].numpy(), agree, atol=1e-3)

@@ -112,6 +112,10 @@ class Trainer:
         self._snapshot: dict | None = None
         self.rollbacks = 0
         self.fingerprint = self._fingerprint()
+        self._base_weights = data.weights
+        self.agreement: np.ndarray | None = None
+        n = config.reliability_updates if config.view_reliability > 0 and model.mode == "logits" else 0
+        self._reliability_steps = {int(self.total * (i + 1) / (n + 1)) for i in range(n)} - {0}
 
     # ----------------------------------------------------------------- setup / state
     def _fingerprint(self) -> str:
@@ -151,6 +155,7 @@ class Trainer:
             "history": copy.deepcopy(self.history),
             "acc": dict(self._acc), "acc_n": self._acc_n,
             "elapsed": self._elapsed + time.perf_counter() - self._t0,
+            "agreement": None if self.agreement is None else torch.from_numpy(self.agreement.copy()),
         }
 
     def _restore(self, st: dict) -> None:
@@ -176,6 +181,33 @@ class Trainer:
         self._acc_n = int(st.get("acc_n", 0))
         self._elapsed = float(st.get("elapsed", 0.0))
         self._t0 = time.perf_counter()
+        agreement = st.get("agreement")
+        self._apply_agreement(None if agreement is None else agreement.double().numpy())
+
+    # ----------------------------------------------------------------- view reliability (EM)
+    def _apply_agreement(self, agreement: np.ndarray | None) -> None:
+        from .reliability import reliability_factors
+
+        if agreement is None and self.agreement is None:
+            return
+        self.agreement = agreement
+        weights = self._base_weights
+        if agreement is not None:
+            labels = self.data.targets.argmax(-1)
+            weights = weights * reliability_factors(agreement, labels, self.config.view_reliability)
+        self.data = FitData(self.data.viewmats, self.data.Ks, self.data.width, self.data.height, self.data.images,
+                            self.data.targets, weights, self.data.masks)
+        self._coarse = None
+
+    def _update_agreement(self) -> None:
+        from .reliability import consensus_agreement
+
+        self.model.params = {k: v.detach() for k, v in self.params.items()}
+        agreement = consensus_agreement(self.model, self.model.params, self.bg, self.level(self.step),
+                                        prior_pixels=50.0)
+        self._apply_agreement(agreement)
+        log.info("dual-gs fit: view reliability updated at step %d (mean relative agreement %.3f)", self.step,
+                 float((agreement / np.maximum(agreement.max(0, keepdims=True), 1e-12)).mean()))
 
     def save_checkpoint(self) -> None:
         if self.workdir is None:
@@ -346,6 +378,8 @@ class Trainer:
                 if isinstance(self.densifier, MCMCDensifier):
                     self.densifier.step_post_optimizer(self.params, self.step, lr)
                 self._record(terms, float(loss))
+                if self.step in self._reliability_steps:
+                    self._update_agreement()
                 if self.step % SNAPSHOT_EVERY == 0:
                     self._snapshot = self._state()
                 if self.step % c.checkpoint_every == 0 and self.step < self.total:
@@ -360,6 +394,8 @@ class Trainer:
         self.model.params = {k: v.detach() for k, v in self.params.items()}
         if self.bg is not None:
             self.model.background_sh = self.bg.detach()
+        if self.agreement is not None:
+            self.model.meta["view_agreement"] = np.round(self.agreement, 4).tolist()
         self.model.active_sh_degree = min(self.model.sh_degree, max(self.total - 1, 0) // c.sh_degree_every)
         self.write_history()
         return self.model

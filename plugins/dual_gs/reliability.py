@@ -1,0 +1,45 @@
+"""Which views to trust while fitting the class head: per-view, per-class agreement with the 3D consensus.
+
+A parser trained on frontal faces is confidently wrong in some poses (its face oval wraps onto the
+cheek at 45-60 degrees) and right in others, and the fit cannot tell them apart from one view. The
+consensus of all views can: every `reliability_updates`-th part of the fit renders every input view,
+measures how far each view's labels of each class agree with the consensus there
+(`splatrefine.agreement.class_agreement`), and reweights that view's pixels of that class by its
+agreement relative to the best view of the same class, to the power `view_reliability` (an EM step:
+E = consensus, M = refit with the new weights). Relative, so a class that is hard everywhere (thin
+brows) keeps its weight against the others; only the views that disagree most lose theirs.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from splatrefine.agreement import class_agreement
+
+from .fit import FitData
+from .model import DualGSModel, render_model
+
+
+@torch.no_grad()
+def consensus_agreement(model: DualGSModel, params: dict[str, torch.Tensor], background_sh: torch.Tensor | None,
+                        data: FitData, prior_pixels: float, chunk: int = 4) -> np.ndarray:
+    """float64 [V,K]: agreement of each view's class targets with the rendered consensus."""
+    V, K = len(data), data.targets.shape[-1]
+    out = np.zeros((V, K))
+    for s in range(0, V, chunk):
+        e = min(s + chunk, V)
+        _, cls, _, _, _ = render_model(model, data.viewmats[s:e], data.Ks[s:e], data.width, data.height, params,
+                                       background_sh=background_sh)
+        cls = cls.clamp_min(0).double().cpu().numpy().reshape(e - s, -1, K)
+        tgt = data.targets[s:e].double().cpu().numpy().reshape(e - s, -1, K)
+        for i in range(e - s):
+            out[s + i] = class_agreement(cls[i], tgt[i], prior_pixels)
+    return out
+
+
+def reliability_factors(agreement: np.ndarray, labels: torch.Tensor, power: float) -> torch.Tensor:
+    """Per-pixel weight factors [V,H,W]: (agreement of the view's label class / the best view's) ** power."""
+    rel = agreement / np.maximum(agreement.max(axis=0, keepdims=True), 1e-12)
+    rel = torch.from_numpy(np.clip(rel, 0.0, 1.0) ** power).float().to(labels.device)
+    return torch.gather(rel, 1, labels.reshape(labels.shape[0], -1)).reshape(labels.shape)
