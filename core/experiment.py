@@ -480,6 +480,13 @@ class Experiment:
 
         return resolve_workers(self.config.workers, self.device, jobs) if self._installed_plugins else 1
 
+    def executor(self, workers: int):
+        """What runs the stages' jobs: the default executor (`local`: this process for one worker,
+        else a pool), chosen by name from the registry like every executor (docs/fleet.md)."""
+        from .executors import DEFAULT_EXECUTOR, ExecutorRegistry
+
+        return ExecutorRegistry(self.registry.manager).build(DEFAULT_EXECUTOR, {"workers": workers})
+
     def active_targets(self) -> list[TargetSpec]:
         targets, notes = active_targets(self.config, self.registry)
         for n in notes:
@@ -501,7 +508,8 @@ class Experiment:
         workers = self.workers(len(stages) * len(cfg.train_identities))  # at most that many jobs at once
         self._jobs_in_process = workers <= 1
         todo = [s for s in stages if s.name not in self.state.completed]
-        run_graph(todo, workers, "experiment", on_start=self.on_stage, on_done=self._record)
+        run_graph(todo, workers, "experiment", on_start=self.on_stage, on_done=self._record,
+                  executor=self.executor(workers))
         self.state.completed = [s for s in self.state.completed if s != "results"]
         self._stage("results", lambda: self.stage_results(targets))
         return json.loads((self.out / "results.json").read_text())
