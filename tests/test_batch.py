@@ -72,6 +72,7 @@ def _fleet_json(out: Path) -> dict:
     return json.loads((out / "fleet.json").read_text())
 
 
+@pytest.mark.slow
 def test_every_readable_capture_is_refined_and_failures_come_first(fleet):
     out, result = fleet
     assert result.exit_code == 1, result.output
@@ -96,6 +97,7 @@ def test_every_readable_capture_is_refined_and_failures_come_first(fleet):
     assert (out / "fleet.yaml").is_file() and yaml.safe_load((out / "fleet.yaml").read_text()) == TINY
 
 
+@pytest.mark.slow
 def test_fleet_html_is_one_sortable_page_with_buckets_and_thumbnails(fleet):
     out, _ = fleet
     page = (out / "fleet.html").read_text()
@@ -107,6 +109,7 @@ def test_fleet_html_is_one_sortable_page_with_buckets_and_thumbnails(fleet):
     assert "src=\"http" not in page and "<link" not in page  # self-contained
 
 
+@pytest.mark.slow
 def test_merged_manifest_is_a_dataset_train_reads(fleet):
     from splatrefine.datasets import LabelledDataset
 
@@ -120,6 +123,7 @@ def test_merged_manifest_is_a_dataset_train_reads(fleet):
     assert image.shape == (32, 32, 3) and labels.shape == (32, 32)
 
 
+@pytest.mark.slow
 def test_rerun_skips_finished_captures_and_resumes_an_unfinished_one(fleet, source, config):
     out, _ = fleet
     run = out / "runs" / "id_001"

@@ -85,6 +85,7 @@ def _kill_mid_fit(out: Path, name: str, killed: list, deadline: float) -> None:
         time.sleep(0.02)
 
 
+@pytest.mark.slow
 def test_a_worker_killed_mid_fit_is_retried_and_every_capture_ends_refined(tmp_path):
     from splatrefine.plugins.synthetic import write_synthetic
 

@@ -84,6 +84,7 @@ def die_always(value: int) -> int:
     return value
 
 
+@pytest.mark.slow
 def test_local_pool_retries_the_jobs_of_a_killed_worker(tmp_path):
     marker = str(tmp_path / "killed")
     assert run_jobs(die_once, [(marker, 1), (marker, 2)], 1, "test", executor=ProcessPool(1, max_retries=1)) == [10, 20]
