@@ -143,7 +143,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--priors", type=float, nargs="+", default=[1.0])
     ap.add_argument("--protocols", nargs="+", default=["batch", "sequential"], choices=["batch", "sequential"],
                     help="batch: one zip of the k least confident views; sequential: k rounds of one view each")
-    ap.add_argument("--others", default="none", choices=["refined", "initial", "none"])
+    ap.add_argument("--others", default="refined", choices=["refined", "initial", "none"])
     ap.add_argument("--source", default="input", choices=["all", "input", "novel"],
                     help="views a person is shown (and may correct)")
     ap.add_argument("--resolution", type=int, default=128)

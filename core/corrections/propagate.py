@@ -7,7 +7,8 @@
    refined labels weigh 1 (or the initial parser's labels, or nothing: `others`).
 3. Re-render every view with the new head and aggregate; corrected views keep the person's labels.
 4. Write the new refined/ aside and swap it in; the model's new head replaces model/model.pt
-   (the first pre-correction model is kept as model/model.before-corrections.pt).
+   (the first pre-correction model is kept as model/model.before-corrections.pt, and every later
+   round starts from it with all corrections so far, so rounds do not compound).
 
 The manifest marks each view `corrected`, `propagated` (its labels changed) or `unchanged`;
 refined/corrections.json and refined/corrections.png record the round (summary.py). Everything that
@@ -111,6 +112,17 @@ def _others(run: RefinedRun, names: list[str], mode: str) -> dict[str, np.ndarra
     return {}
 
 
+def _render_all(rep: Any, agg: Any, model: Any, cams: Any, schema: Any) -> tuple[dict, dict]:
+    """Aggregated labels and confidence [H,W] by view name, rendered chunk by chunk."""
+    labels, conf = {}, {}
+    for s in range(0, len(cams), RENDER_CHUNK):
+        chunk = cams.subset(range(s, min(s + RENDER_CHUNK, len(cams))))
+        lab, c = agg.aggregate(rep.render(model, chunk), schema)
+        for i, n in enumerate(chunk.names):
+            labels[n], conf[n] = lab[i], c[i]
+    return labels, conf
+
+
 def plan(run: RefinedRun, edited: Edited) -> tuple[list[str], list[str]]:
     """(views corrected in this round, all corrected views including earlier rounds)."""
     before = {s["name"] for s in run.samples if s.get("correction") == "corrected"}
@@ -137,28 +149,28 @@ def correct_run(run: RefinedRun, edited: Edited, registry: Any, options: Correct
                                f"Rerun: splatrefine refine CAPTURE -o {run.path} --resume")
     rep, relabeler, agg, _ = _components(run, registry, options)
     t0 = time.perf_counter()
-    model = rep.load(model_dir / "model.pt")
+    # every round starts from the model as refine left it, with every correction so far: rounds
+    # do not compound (re-voting a voted head blurs it), and k rounds equal one round of k views
+    first = model_dir / BACKUP if (model_dir / BACKUP).is_file() else model_dir / "model.pt"
+    model = rep.load(first)
     names = run.names
+    cams = run.cameras()
     current = {n: run.labels(n) for n in names}
     truth = {n: (edited.labels[n] if n in edited.labels else current[n]) for n in corrected}
-    others = _others(run, [n for n in names if n not in truth], options.others)
+    rest = [n for n in names if n not in truth]
+    if options.others == "refined" and first.name == BACKUP:
+        original, _ = _render_all(rep, agg, model, cams, run.schema)
+        others = {n: original[n] for n in rest}
+    else:
+        others = _others(run, rest, options.others)
     # every view takes part: a view without labels (255) still anchors what it sees to the current head
-    src = names
     blank = np.full_like(next(iter(truth.values())), IGNORE)
-    labels = np.stack([truth[n] if n in truth else others.get(n, blank) for n in src])
-    weights = np.array([options.weight if n in truth else (1.0 if n in others else 0.0) for n in src], np.float32)
+    labels = np.stack([truth[n] if n in truth else others.get(n, blank) for n in names])
+    weights = np.array([options.weight if n in truth else (1.0 if n in others else 0.0) for n in names], np.float32)
     t1 = time.perf_counter()
-    model = relabeler.relabel(model, run.cameras(src), labels, weights)
+    model = relabeler.relabel(model, cams, labels, weights)
     t2 = time.perf_counter()
-
-    new_labels: dict[str, np.ndarray] = {}
-    new_conf: dict[str, np.ndarray] = {}
-    cams = run.cameras()
-    for s in range(0, len(cams), RENDER_CHUNK):
-        chunk = cams.subset(range(s, min(s + RENDER_CHUNK, len(cams))))
-        lab, conf = agg.aggregate(rep.render(model, chunk), run.schema)
-        for i, n in enumerate(chunk.names):
-            new_labels[n], new_conf[n] = lab[i], conf[i]
+    new_labels, new_conf = _render_all(rep, agg, model, cams, run.schema)
     t3 = time.perf_counter()
     status, changed = {}, {}
     for n in names:
