@@ -138,7 +138,8 @@ def report_section(run_dir: Path, pics: Path) -> str:
              f"{html.escape(', '.join(last.get('corrected', [])))}. All corrected views: "
              f"{len(last.get('all_corrected', []))}. Method {html.escape(str(last.get('method')))}, weight "
              f"{html.escape(str(last.get('weight')))}, took {last.get('seconds', {}).get('relabel', 0) + last.get('seconds', {}).get('render', 0):.1f} s "
-             "(class head + re-render; geometry and RGB unchanged).</p>"]
+             "(class head + re-render; geometry and RGB unchanged). The metrics above are the refine's, "
+             "before any correction; this table scores only the views nobody corrected.</p>"]
     gt = last.get("gt_uncorrected") or {}
     rows = []
     for b, v in (last.get("buckets") or {}).items():
