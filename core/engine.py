@@ -27,7 +27,7 @@ from .config import RunConfig
 from .errors import SplatrefineError
 from .io.atomic import atomic_path, ensure_writable_dir, write_text
 from .progress import progress_task
-from .roles import ComponentContext, Role
+from .roles import ComponentContext, ObservingAggregator, Role
 from .schema import LabelSchema, get_schema, schema_mapping
 from .types import Cameras, Capture
 
@@ -305,6 +305,14 @@ class Engine:
         inputs, novel = self._sampled()
         initial = np.load(self.run_dir / "initial" / "probs.npy", mmap_mode="r")
         samples: list[dict] = []
+        if isinstance(aggregator, ObservingAggregator):
+            with progress_task("render input views for the aggregator", len(inputs)) as advance:
+                for start in range(0, len(inputs), RENDER_CHUNK):
+                    chunk = inputs.subset(range(start, min(start + RENDER_CHUNK, len(inputs))))
+                    renders = rep.render(model, chunk)
+                    renders.observed = np.moveaxis(initial[start:start + len(chunk)], 1, -1).astype(np.float32)
+                    aggregator.observe(renders)
+                    advance(len(chunk.names))
         with atomic_dir(self.run_dir / "refined") as out:
             total = len(inputs) + len(novel)
             with progress_task("render + aggregate", total) as advance:

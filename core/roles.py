@@ -119,6 +119,17 @@ class LabelAggregator(Protocol):
         """-> (labels uint8 [C,H,W] with 255 = ignore, confidence float32 [C,H,W] in 0..1)."""
 
 
+@runtime_checkable
+class ObservingAggregator(Protocol):
+    """An optional capability of a label aggregator: before any `aggregate` call, the engine renders
+    every input view and passes it to `observe` with `renders.observed` (the initial parser's
+    probabilities there) set, so the aggregator can carry labels from the input views to any camera
+    through the rendered geometry."""
+
+    def observe(self, renders: Renders) -> None:
+        """One chunk of input views (called once per chunk, in capture order)."""
+
+
 PROTOCOLS: dict[Role, type] = {
     Role.INITIAL_PARSER: InitialParser,
     Role.REPRESENTATION: Representation,

@@ -9,7 +9,7 @@ from splatrefine.errors import ConfigError, SplatrefineError
 from splatrefine.plugins.aggregators.argmax import ArgmaxAggregator, ArgmaxConfig
 from splatrefine.plugins.aggregators.cleanup import CleanupAggregator, CleanupConfig, clean_labels
 from splatrefine.plugins.aggregators.palette import PaletteClusterAggregator, PaletteClusterConfig
-from splatrefine.roles import ComponentContext, Role
+from splatrefine.roles import ComponentContext, ObservingAggregator, Role
 from splatrefine.schema import CELEBAMASK_HQ, IGNORE, LabelSchema
 from splatrefine.types import Cameras, Renders
 
@@ -282,3 +282,70 @@ def test_fusion_without_an_opinion_or_at_new_cameras_is_argmax():
     renders = _renders(probs)
     renders.observed = np.full(probs.shape, 1 / 3, np.float32)
     assert (_fusion().aggregate(renders, TINY)[0] == expected).all()
+
+
+# --- transfer: labels carried from input views through the rendered depth --------------------------------
+def _plane_view(x_shift: float, name: str, size: int = 16, depth: float = 1.0, probs=None, alpha=None):
+    """A camera at (x_shift, 0, 0) looking along +z at the plane z = depth (focal 16 px)."""
+    vm = np.eye(4)
+    vm[0, 3] = -x_shift
+    K = np.array([[16.0, 0, size / 2], [0, 16.0, size / 2], [0, 0, 1]])
+    cams = Cameras(vm[None], K[None], size, size, (name,))
+    p = np.full((1, size, size, 3), 1 / 3, np.float32) if probs is None else probs
+    a = np.ones((1, size, size), np.float32) if alpha is None else alpha
+    return Renders(cams, np.zeros((1, size, size, 3), np.float32), a, np.full((1, size, size), depth, np.float32),
+                   probs=p)
+
+
+def _transfer(**kw):
+    from splatrefine.plugins.aggregators.transfer import TransferAggregator, TransferConfig
+
+    return TransferAggregator(TransferConfig(**kw))
+
+
+def test_transfer_carries_labels_to_where_the_surface_projects():
+    # the source sees a nose stripe in columns 6..7 of a plane at z = 1; a camera shifted by 0.125
+    # (2 px at focal 16) sees the same stripe 2 columns to the left
+    lab = np.ones((16, 16), np.int64)
+    lab[:, 6:8] = 2
+    source = _plane_view(0.0, "a")
+    source.observed = _onehot(lab[None], 3, p=0.95)
+    agg = _transfer(reliability=0.0, consensus_weight=0.0)
+    assert isinstance(agg, ObservingAggregator)
+    agg.observe(source)
+    labels, conf = agg.aggregate(_plane_view(0.125, "b"), TINY)
+    expected = np.ones((16, 16), np.uint8)
+    expected[:, 4:6] = 2
+    assert (labels[0, :, :14] == expected[:, :14]).all()  # the last 2 columns are outside the source
+    assert conf[0, 0, 5] == pytest.approx(1.0)
+
+
+def test_transfer_ignores_views_that_see_another_surface_and_weighs_the_own_view():
+    lab_a = np.full((16, 16), 2, np.int64)  # says nose everywhere, but sees a plane 10 cm nearer
+    near = _plane_view(0.0, "a", depth=0.9)
+    near.observed = _onehot(lab_a[None], 3, p=0.95)
+    lab_b = np.ones((16, 16), np.int64)
+    own = _plane_view(0.0, "b")
+    own.observed = _onehot(lab_b[None], 3, p=0.95)
+    consensus = _onehot(np.zeros((1, 16, 16), np.int64), 3, p=0.9)  # the class head says background
+    agg = _transfer(reliability=0.0, consensus_weight=0.25, depth_tolerance=0.01)
+    agg.observe(near)
+    agg.observe(own)
+    labels = agg.aggregate(_plane_view(0.0, "b", probs=consensus), TINY)[0]
+    assert (labels == 1).all()  # own labels beat the consensus; the occluding view does not count
+    # at a camera no input view covers, the consensus decides
+    far = agg.aggregate(_plane_view(5.0, "c", probs=consensus), TINY)[0]
+    assert (far == 0).all()
+
+
+def test_transfer_trusts_the_view_that_agrees_with_the_consensus():
+    # two views at the same place disagree (skin vs nose); the consensus sides with skin, so with
+    # reliability the skin view's votes outweigh the nose view's (equal confidence)
+    consensus = _onehot(np.ones((1, 16, 16), np.int64), 3, p=0.8)
+    skin, nose = _plane_view(0.0, "a", probs=consensus), _plane_view(0.0, "b", probs=consensus)
+    skin.observed = _onehot(np.ones((1, 16, 16), np.int64), 3, p=0.95)
+    nose.observed = _onehot(np.full((1, 16, 16), 2, np.int64), 3, p=0.95)
+    agg = _transfer(reliability=4.0, self_weight=1.0, consensus_weight=0.0)
+    agg.observe(skin)
+    agg.observe(nose)
+    assert (agg.aggregate(_plane_view(0.0, "c", probs=consensus), TINY)[0] == 1).all()

@@ -9,6 +9,7 @@ from .argmax import ArgmaxAggregator, ArgmaxConfig
 from .cleanup import CleanupAggregator, CleanupConfig
 from .fusion import FusionAggregator, FusionConfig
 from .palette import PaletteClusterAggregator, PaletteClusterConfig
+from .transfer import TransferAggregator, TransferConfig
 
 
 @hookimpl
@@ -18,6 +19,9 @@ def splatrefine_register_components(register):
     register(ComponentSpec(Role.LABEL_AGGREGATOR, "fusion", FusionAggregator, FusionConfig,
                            summary="the 3D consensus, fused at input views with each view's own labels "
                                    "where that view proves reliable"))
+    register(ComponentSpec(Role.LABEL_AGGREGATOR, "transfer", TransferAggregator, TransferConfig,
+                           summary="the input views' labels carried to every camera through the rendered "
+                                   "depth, weighted by each view's agreement with the consensus"))
     register(ComponentSpec(Role.LABEL_AGGREGATOR, "palette-cluster", PaletteClusterAggregator,
                            PaletteClusterConfig,
                            summary="colour-coded renders snapped to the schema palette (the paper's way)"))

@@ -1,0 +1,155 @@
+"""`transfer`: labels carried from the input views to any camera through the rendered geometry.
+
+A class head has to represent a 3 px eyebrow with Gaussians that are fuzzy along the ray, so its
+renders come out thinner and shifted, most of all at grazing angles. The input views' own labels
+are sharper where their parser is right. This aggregator uses the fitted model for geometry only:
+every pixel of a target camera is lifted to 3D with the rendered depth, projected into every input
+view, kept where that view sees the same surface (its own rendered depth agrees within
+`depth_tolerance`, relative), and the views' labels there are summed as votes, each weighted by
+
+    the parser's confidence at that pixel
+    x (the view's agreement with the 3D consensus for that class / the best view's) ** reliability
+    x self_weight when the input view is the target camera itself.
+
+The agreement is `splatrefine.agreement.class_agreement` (one-coin Dawid-Skene per view and class),
+so a view whose "eye" lands where the other views see cheek contributes little eye. The rendered
+class probabilities are mixed in at `consensus_weight` times the votes' total (at least one
+confident view's worth), and decide alone where no input view sees the point (and on empty pixels).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from splatrefine.agreement import class_agreement, parser_confidence
+from splatrefine.roles import ComponentContext
+from splatrefine.schema import LabelSchema
+from splatrefine.types import Renders
+
+from .argmax import apply_ignore, check_renders
+
+
+@dataclass(frozen=True)
+class TransferConfig:
+    depth_tolerance: float = field(default=0.01, metadata={
+        "help": "an input view sees a point when its rendered depth there is within this fraction of "
+                "the point's depth (0.01 = 1 cm at 1 m)", "min": 1e-4, "max": 1.0})
+    reliability: float = field(default=2.0, metadata={
+        "help": "power on each view's relative per-class agreement with the 3D consensus (0: every "
+                "view alike)", "min": 0.0, "max": 16.0})
+    self_weight: float = field(default=10.0, metadata={
+        "help": "extra weight of an input view's own labels when rendering that same view", "min": 0.0})
+    consensus_weight: float = field(default=0.25, metadata={
+        "help": "weight of the rendered class probabilities relative to the transferred votes at the pixel "
+                "(1: half and half; at least one view's worth where few views see the point)", "min": 0.0})
+    min_alpha: float = field(default=0.5, metadata={
+        "help": "pixels rendered less opaque than this are not lifted to 3D (they keep the rendered "
+                "probabilities)", "min": 0.0, "max": 1.0})
+    min_confidence: float = field(default=0.0, metadata={
+        "help": "pixels whose top probability is below this become 255 (ignore)", "min": 0.0, "max": 1.0})
+
+
+@dataclass
+class _Source:
+    name: str
+    viewmat: np.ndarray
+    K: np.ndarray
+    depth: np.ndarray  # [H,W], 0 where the view renders empty
+    labels: np.ndarray  # [H,W] int
+    confidence: np.ndarray  # [H,W] float32, 0 = no opinion
+    agreement: np.ndarray  # [K]
+
+
+def lift(depth: np.ndarray, viewmat: np.ndarray, K: np.ndarray) -> np.ndarray:
+    """World points [H,W,3] of every pixel centre at its depth (OpenCV camera, pixel centres at +0.5)."""
+    H, W = depth.shape
+    u, v = np.meshgrid(np.arange(W) + 0.5, np.arange(H) + 0.5)
+    cam = np.stack([(u - K[0, 2]) / K[0, 0] * depth, (v - K[1, 2]) / K[1, 1] * depth, depth], -1)
+    R, t = viewmat[:3, :3], viewmat[:3, 3]
+    return (cam - t) @ R
+
+
+class TransferAggregator:
+    name = "transfer"
+    needs = "probs"
+
+    def __init__(self, config: TransferConfig, context: ComponentContext | None = None):
+        self.config = config
+        self.sources: list[_Source] = []
+        self._relative: np.ndarray | None = None
+
+    def observe(self, renders: Renders) -> None:
+        """Keep what the transfer needs of each input view: depth, labels, confidence, agreement."""
+        if renders.observed is None or renders.probs is None:
+            return
+        cams = renders.cameras
+        K = renders.probs.shape[-1]
+        for i, name in enumerate(cams.names):
+            observed = np.asarray(renders.observed[i], np.float32)
+            labels, conf = parser_confidence(observed)
+            depth = np.where(renders.alpha[i] >= self.config.min_alpha, renders.depth[i], 0.0).astype(np.float32)
+            agreement = class_agreement(renders.probs[i].reshape(-1, K).astype(np.float64),
+                                        observed.reshape(-1, K).astype(np.float64), prior_pixels=50.0)
+            self.sources.append(_Source(name, np.asarray(cams.viewmats[i], np.float64), np.asarray(cams.Ks[i], np.float64),
+                                        depth, labels.astype(np.int64), conf.astype(np.float32), agreement))
+        self._relative = None
+
+    def _relative_agreement(self) -> np.ndarray:
+        if self._relative is None:
+            a = np.stack([s.agreement for s in self.sources])
+            self._relative = np.clip(a / np.maximum(a.max(0, keepdims=True), 1e-12), 0.0, 1.0) ** self.config.reliability
+        return self._relative
+
+    def transfer(self, depth: np.ndarray, alpha: np.ndarray, viewmat: np.ndarray, K: np.ndarray, name: str,
+                 num_classes: int) -> tuple[np.ndarray, np.ndarray]:
+        """Votes [N,K] for the N = H*W pixels of one camera, and a mask [N] of pixels that got any."""
+        c = self.config
+        H, W = depth.shape
+        points = lift(depth, viewmat, K).reshape(-1, 3)
+        fg = np.nonzero(alpha.reshape(-1) >= c.min_alpha)[0]
+        pts = points[fg]
+        votes = np.zeros(len(fg) * num_classes)
+        relative = self._relative_agreement()
+        for j, s in enumerate(self.sources):
+            cam = pts @ s.viewmat[:3, :3].T + s.viewmat[:3, 3]
+            z = cam[:, 2]
+            with np.errstate(divide="ignore", invalid="ignore"):
+                u = np.floor(s.K[0, 0] * cam[:, 0] / z + s.K[0, 2])
+                v = np.floor(s.K[1, 1] * cam[:, 1] / z + s.K[1, 2])
+            Hs, Ws = s.depth.shape
+            ok = (z > 0) & (u >= 0) & (u < Ws) & (v >= 0) & (v < Hs)
+            idx = np.nonzero(ok)[0]
+            iu, iv = u[idx].astype(np.int64), v[idx].astype(np.int64)
+            ds = s.depth[iv, iu]
+            seen = (ds > 0) & (np.abs(ds - z[idx]) <= c.depth_tolerance * z[idx])
+            idx, iu, iv = idx[seen], iu[seen], iv[seen]
+            lab = s.labels[iv, iu]
+            w = s.confidence[iv, iu] * relative[j, lab]
+            if s.name == name:
+                w = w * c.self_weight
+            votes += np.bincount(idx * num_classes + lab, weights=w, minlength=len(votes))
+        out = np.zeros((H * W, num_classes))
+        out[fg] = votes.reshape(len(fg), num_classes)
+        return out, out.sum(-1) > 0
+
+    def aggregate(self, renders: Renders, schema: LabelSchema) -> tuple[np.ndarray, np.ndarray]:
+        """-> (labels uint8 [C,H,W], confidence float32 [C,H,W] = share of the winning class's votes)."""
+        check_renders(renders, schema, "probs", self.name)
+        probs = np.asarray(renders.probs, dtype=np.float32)
+        C, H, W, K = probs.shape
+        fused = probs.copy()
+        if self.sources:
+            cams = renders.cameras
+            for i in range(C):
+                votes, _ = self.transfer(np.asarray(renders.depth[i], np.float64), np.asarray(renders.alpha[i]),
+                                         np.asarray(cams.viewmats[i], np.float64), np.asarray(cams.Ks[i], np.float64),
+                                         cams.names[i], K)
+                mass = votes.sum(-1, keepdims=True)
+                total = votes + self.config.consensus_weight * np.maximum(mass, 1.0) * probs[i].reshape(-1, K)
+                fused[i] = (total / np.maximum(total.sum(-1, keepdims=True), 1e-12)).reshape(H, W, K)
+        labels = fused.argmax(-1).astype(np.uint8)
+        confidence = np.clip(fused.max(-1), 0.0, 1.0).astype(np.float32)
+        labels = apply_ignore(labels, confidence, np.asarray(renders.alpha), self.config.min_confidence, 0.0)
+        return labels, confidence
