@@ -27,6 +27,8 @@ import torch
 from splatrefine.schema import IGNORE
 from splatrefine.types import Cameras
 
+from .fit import FitData
+from .labelstep import class_votes as labelstep_votes
 from .model import DualGSModel, render_model
 
 METHODS = ("vote", "fit")
@@ -43,25 +45,17 @@ class RelabelSettings:
     seed: int = 0
 
 
-def _geometry(model: DualGSModel) -> tuple[torch.Tensor, ...]:
-    p = model.params
-    return (p["means"].detach(), p["quats"].detach(), torch.exp(p["scales"].detach()),
-            torch.sigmoid(p["opacities"].detach()))
-
-
 def class_votes(model: DualGSModel, cameras: Cameras, labels: np.ndarray, weights: np.ndarray,
                 chunk: int = 8) -> tuple[torch.Tensor, torch.Tensor]:
     """Per-Gaussian weighted class votes float32 [N,K] (sum over views v and pixels p of
     weights[v] * alpha_i(p) T_i(p) * onehot(labels[v,p])) and visibility [N] (the same sum of
-    alpha_i(p) T_i(p) over every pixel of every view, labelled or not)."""
-    from splatrefine.splat import rasterize
-
+    alpha_i(p) T_i(p) over every pixel of every view, labelled or not). The sums are
+    `labelstep.class_votes` with one extra all-ones target channel, a few views at a time."""
     dev = model.device
     K = model.num_classes
-    means, quats, scales, opac = _geometry(model)
-    feats = torch.zeros((model.num_gaussians, K + 1), device=dev, requires_grad=True)
     vm = torch.from_numpy(np.asarray(cameras.viewmats)).float().to(dev)
     Ks = torch.from_numpy(np.asarray(cameras.Ks)).float().to(dev)
+    total = torch.zeros((model.num_gaussians, K + 1), dtype=torch.float64, device=dev)
     for s in range(0, len(cameras), chunk):
         lab = torch.from_numpy(np.asarray(labels[s:s + chunk])).to(dev).long()
         w = torch.from_numpy(np.asarray(weights[s:s + chunk], np.float32)).to(dev)
@@ -69,11 +63,11 @@ def class_votes(model: DualGSModel, cameras: Cameras, labels: np.ndarray, weight
         target = torch.nn.functional.one_hot(torch.where(valid, lab, 0), K).float()
         target = target * (valid.float() * w[:, None, None])[..., None]
         target = torch.cat([target, torch.ones_like(target[..., :1])], -1)
-        out, _, _ = rasterize(means, quats, scales, opac, feats, vm[s:s + chunk], Ks[s:s + chunk],
-                              cameras.width, cameras.height)
-        (out * target).sum().backward()
-    g = feats.grad.detach()
-    return g[:, :K], g[:, K]
+        data = FitData(vm[s:s + chunk], Ks[s:s + chunk], cameras.width, cameras.height, None, target,
+                       torch.ones(target.shape[:3], device=dev), None)
+        total += labelstep_votes(model, model.params, data, data.weights, chunk=chunk)
+    total = total.float()
+    return total[:, :K], total[:, K]
 
 
 def _to_head(model: DualGSModel, probs: torch.Tensor) -> torch.Tensor:
