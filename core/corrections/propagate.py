@@ -154,23 +154,35 @@ def correct_run(run: RefinedRun, edited: Edited, registry: Any, options: Correct
     first = model_dir / BACKUP if (model_dir / BACKUP).is_file() else model_dir / "model.pt"
     model = rep.load(first)
     names = run.names
-    cams = run.cameras()
     current = {n: run.labels(n) for n in names}
     truth = {n: (edited.labels[n] if n in edited.labels else current[n]) for n in corrected}
-    rest = [n for n in names if n not in truth]
+    # views render in size groups (novel views may have their own size); the class head update
+    # takes the group of the corrected views
+    groups: dict[tuple[int, int], list[str]] = {}
+    for n in names:
+        groups.setdefault(current[n].shape, []).append(n)
+    sizes = {truth[n].shape for n in truth}
+    if len(sizes) > 1:
+        raise SplatrefineError(f"{edited.source}: the corrected views have several sizes {sorted(sizes)}",
+                               "Correct views of one size per round.")
+    src = groups[sizes.pop()]
+    rest = [n for n in src if n not in truth]
     if options.others == "refined" and first.name == BACKUP:
-        original, _ = _render_all(rep, agg, model, cams, run.schema)
-        others = {n: original[n] for n in rest}
+        others = _render_all(rep, agg, model, run.cameras(rest), run.schema)[0] if rest else {}
     else:
         others = _others(run, rest, options.others)
     # every view takes part: a view without labels (255) still anchors what it sees to the current head
     blank = np.full_like(next(iter(truth.values())), IGNORE)
-    labels = np.stack([truth[n] if n in truth else others.get(n, blank) for n in names])
-    weights = np.array([options.weight if n in truth else (1.0 if n in others else 0.0) for n in names], np.float32)
+    labels = np.stack([truth[n] if n in truth else others.get(n, blank) for n in src])
+    weights = np.array([options.weight if n in truth else (1.0 if n in others else 0.0) for n in src], np.float32)
     t1 = time.perf_counter()
-    model = relabeler.relabel(model, cams, labels, weights)
+    model = relabeler.relabel(model, run.cameras(src), labels, weights)
     t2 = time.perf_counter()
-    new_labels, new_conf = _render_all(rep, agg, model, cams, run.schema)
+    new_labels, new_conf = {}, {}
+    for group in groups.values():
+        lab, conf = _render_all(rep, agg, model, run.cameras(group), run.schema)
+        new_labels.update(lab)
+        new_conf.update(conf)
     t3 = time.perf_counter()
     status, changed = {}, {}
     for n in names:
