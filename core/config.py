@@ -33,7 +33,7 @@ DEFAULT_PLUGINS: dict[Role, str] = {
     Role.INITIAL_PARSER: "simulated",
     Role.REPRESENTATION: "dual-gs",
     Role.VIEW_SAMPLER: "orbit",
-    Role.LABEL_AGGREGATOR: "argmax",
+    Role.LABEL_AGGREGATOR: "transfer",
     Role.TARGET_PARSER: "bisenet",
 }
 TOP_LEVEL_KEYS = ("seed", "device", "schema")
