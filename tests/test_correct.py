@@ -217,6 +217,16 @@ def _bad_zip(kind: str, run: Path, tmp: Path) -> tuple[Path, str]:
     return z, msg
 
 
+@pytest.mark.parametrize("option, message", [("--weight=0", "Error: --weight 0.0: must be > 0"),
+                                             ("--prior=-1", "Error: --prior -1.0: must be > 0")])
+def test_bad_settings_exit_2(run, tmp_path, option, message):
+    edited, _ = _edited(run, [open_run(run).names[0]], tmp_path / "e.zip")
+    before = _digest(run)
+    code, out = _correct(run, edited, option)
+    assert code == 2 and out.splitlines()[0] == message
+    assert _digest(run) == before
+
+
 @pytest.mark.parametrize("kind", ["not a zip", "no labelmap", "unknown name", "duplicate name", "duplicate colour",
                                   "wrong size", "unknown view", "unknown colour", "path escape", "no refined"])
 def test_bad_input_exits_2_and_leaves_the_run_alone(run, tmp_path, kind):

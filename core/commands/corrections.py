@@ -44,13 +44,15 @@ def export_cmd(run, fmt, output, source, below, worst) -> None:
 @click.argument("edited", type=click.Path(path_type=Path))
 @click.option("--weight", type=float, default=50.0, show_default=True,
               help="Weight of a corrected view against 1 for every other view.")
+@click.option("--prior", type=float, default=1.0, show_default=True,
+              help="How strongly every view keeps what it sees as it was (only weight / prior matters).")
 @click.option("--others", type=click.Choice(["refined", "initial", "none"]), default="refined", show_default=True,
               help="Low-weight labels for the views nobody corrected.")
 @click.option("--method", type=click.Choice(["vote", "fit"]), default="vote", show_default=True,
               help="vote: closed-form per-Gaussian vote; fit: gradient steps on the class head.")
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default=None, help="Where to compute.")
 @_user_errors
-def correct_cmd(run, edited, weight, others, method, device) -> None:
+def correct_cmd(run, edited, weight, prior, others, method, device) -> None:
     """Take hand-corrected masks (EDITED: a zip or folder in Segmentation mask 1.1) as ground truth
     and propagate them through RUN's 3D model to every other view."""
     from ..corrections.edited import read_edited
@@ -60,7 +62,7 @@ def correct_cmd(run, edited, weight, others, method, device) -> None:
 
     r = open_run(run)
     out = correct_run(r, read_edited(edited, r), _registry(),
-                      CorrectOptions(weight=weight, others=others, method=method, device=device))
+                      CorrectOptions(weight=weight, prior=prior, others=others, method=method, device=device))
     if not out.corrected:
         click.echo(f"{edited}: {out.summary['note']}")
         return

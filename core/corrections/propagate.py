@@ -140,6 +140,8 @@ def correct_run(run: RefinedRun, edited: Edited, registry: Any, options: Correct
         raise SplatrefineError(f"--others {options.others}: expected one of {', '.join(OTHERS)}")
     if not options.weight > 0:
         raise SplatrefineError(f"--weight {options.weight}: must be > 0")
+    if not options.prior > 0:
+        raise SplatrefineError(f"--prior {options.prior}: must be > 0")
     new, corrected = plan(run, edited)
     if not new:
         return Outcome([], {}, {}, summary={"note": "no edited mask differs from refined/; nothing to do"})
