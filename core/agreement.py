@@ -1,7 +1,7 @@
 """How far one view's parser labels agree with a 3D consensus, per observed class.
 
-Shared by the label step of a representation (which views to trust while fitting) and by aggregators
-(whether a view's own label beats the consensus at that view). The model is a one-coin Dawid-Skene
+Used wherever labels from several views are combined: which views to trust while fitting a class
+head, and how much each view's labels count when they are carried to other cameras. The model is a one-coin Dawid-Skene
 model per (view, observed class): the parser's label j is right with probability rho_j. rho_j is
 estimated as the mean consensus probability of j where the view says j, each pixel weighted by the
 parser's confidence, and shrunk towards the view's overall agreement by `prior_pixels` pseudo-pixels
@@ -33,19 +33,3 @@ def class_agreement(consensus: np.ndarray, observed: np.ndarray, prior_pixels: f
     overall = num.sum() / den.sum() if den.sum() > 0 else 1.0 / K
     return (num + prior_pixels * overall) / np.maximum(den + prior_pixels, 1e-12)
 
-
-def view_confusion(consensus: np.ndarray, observed: np.ndarray, prior_pixels: float) -> np.ndarray:
-    """One view's Dawid-Skene confusion [K,K]: row c = P(the parser says j | the consensus class is
-    c), from soft counts (consensus probability x parser confidence). Each row is shrunk towards the
-    view's overall agreement (that mass on the diagonal, the rest spread) by `prior_pixels`."""
-    K = observed.shape[-1]
-    lab, conf = parser_confidence(observed)
-    said = np.zeros((len(lab), K))
-    said[np.arange(len(lab)), lab] = conf
-    counts = consensus.T.astype(np.float64) @ said
-    total = counts.sum()
-    overall = np.trace(counts) / total if total > 0 else 1.0 / K
-    prior = np.full((K, K), (1.0 - overall) / max(K - 1, 1))
-    np.fill_diagonal(prior, overall)
-    rows = counts + prior_pixels * prior
-    return rows / np.maximum(rows.sum(1, keepdims=True), 1e-12)

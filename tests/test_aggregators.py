@@ -222,7 +222,7 @@ def test_every_builtin_aggregator_builds_from_defaults_and_keeps_the_contract():
             np.testing.assert_array_equal(labels, truth)
 
 
-# --- fusion: the consensus, fused at input views with the view's own labels ----------------------------
+# --- agreement of a view's labels with the consensus ------------------------------------------------------
 def test_class_agreement_is_the_confidence_weighted_mean_consensus_probability_of_the_said_class():
     from splatrefine.agreement import class_agreement
 
@@ -234,54 +234,6 @@ def test_class_agreement_is_the_confidence_weighted_mean_consensus_probability_o
     # a class the view never says gets the view's overall agreement once shrunk
     shrunk = class_agreement(consensus, observed, prior_pixels=3.0)
     assert shrunk[1] == pytest.approx(rho[1]) and shrunk[2] == pytest.approx(rho[1])
-
-
-def _fusion(trust=1.0):
-    from splatrefine.plugins.aggregators.fusion import FusionAggregator, FusionConfig
-
-    return FusionAggregator(FusionConfig(trust=trust, prior_pixels=0.0))
-
-
-def test_fusion_keeps_a_reliable_views_own_thin_structure():
-    # a 1x20 strip: the consensus has a nose 2 px wide, the view (which agrees elsewhere) says 4 px
-    consensus = np.zeros((1, 1, 20, 3), np.float32)
-    consensus[..., 1] = 0.95
-    consensus[..., 0] = 0.05
-    consensus[0, 0, 8:10] = (0.02, 0.28, 0.7)
-    consensus[0, 0, [7, 10]] = (0.02, 0.78, 0.2)  # the thin class's blurred edge
-    view = np.ones(20, np.int64)
-    view[7:11] = 2
-    renders = _renders(consensus)
-    renders.observed = _onehot(view.reshape(1, 1, 20), 3, p=0.95)
-    labels, conf = _fusion().aggregate(renders, TINY)
-    assert labels[0, 0].tolist() == view.tolist()
-    assert (conf > 0.5).all()
-    # the consensus alone (argmax, or trust 0) keeps the thin 2 px nose
-    plain = _fusion(trust=0.0).aggregate(renders, TINY)[0]
-    assert int((plain == 2).sum()) == 2
-
-
-def test_fusion_overrules_a_view_whose_class_lands_where_every_other_view_disagrees():
-    # the view paints its "nose" over 6 px where the consensus is confident skin: low agreement for
-    # nose in this view, so the consensus wins there; its skin labels agree and stay
-    consensus = np.zeros((1, 1, 20, 3), np.float32)
-    consensus[..., :] = (0.02, 0.96, 0.02)
-    view = np.ones(20, np.int64)
-    view[2:8] = 2
-    renders = _renders(consensus)
-    renders.observed = _onehot(view.reshape(1, 1, 20), 3, p=0.95)
-    labels = _fusion().aggregate(renders, TINY)[0]
-    assert (labels == 1).all()
-
-
-def test_fusion_without_an_opinion_or_at_new_cameras_is_argmax():
-    rng = np.random.default_rng(0)
-    probs = rng.dirichlet(np.ones(3), size=(2, 4, 5)).astype(np.float32)
-    expected = probs.argmax(-1)
-    assert (_fusion().aggregate(_renders(probs), TINY)[0] == expected).all()  # novel views: no observed
-    renders = _renders(probs)
-    renders.observed = np.full(probs.shape, 1 / 3, np.float32)
-    assert (_fusion().aggregate(renders, TINY)[0] == expected).all()
 
 
 # --- transfer: labels carried from input views through the rendered depth --------------------------------
@@ -333,9 +285,11 @@ def test_transfer_ignores_views_that_see_another_surface_and_weighs_the_own_view
     agg.observe(own)
     labels = agg.aggregate(_plane_view(0.0, "b", probs=consensus), TINY)[0]
     assert (labels == 1).all()  # own labels beat the consensus; the occluding view does not count
-    # at a camera no input view covers, the consensus decides
-    far = agg.aggregate(_plane_view(5.0, "c", probs=consensus), TINY)[0]
-    assert (far == 0).all()
+    # at a camera no input view covers: 255 (no opinion), or the consensus when asked
+    assert (agg.aggregate(_plane_view(5.0, "c", probs=consensus), TINY)[0] == IGNORE).all()
+    guess = _transfer(reliability=0.0, unseen="consensus")
+    guess.observe(own)
+    assert (guess.aggregate(_plane_view(5.0, "c", probs=consensus), TINY)[0] == 0).all()
 
 
 def test_transfer_trusts_the_view_that_agrees_with_the_consensus():
@@ -349,3 +303,28 @@ def test_transfer_trusts_the_view_that_agrees_with_the_consensus():
     agg.observe(skin)
     agg.observe(nose)
     assert (agg.aggregate(_plane_view(0.0, "c", probs=consensus), TINY)[0] == 1).all()
+
+
+def test_transfer_leaves_points_unlabelled_that_most_seeing_views_leave_unlabelled():
+    # columns 0..7 are "hair": two views that do label the face (columns 8..) say nothing there, one
+    # view wraps its skin over it; the views' abstentions win. A view its parser failed on entirely
+    # (all uniform) abstains from nothing.
+    said = np.ones((1, 16, 16), np.int64)
+    quiet = _onehot(said, 3, p=0.95)
+    quiet[:, :, :8] = 1 / 3
+    views = []
+    for name, observed in (("a", quiet), ("b", quiet.copy()), ("c", _onehot(said, 3, p=0.95))):
+        v = _plane_view(0.0, name)
+        v.observed = observed
+        views.append(v)
+    agg = _transfer(reliability=0.0, self_weight=1.0)
+    for v in views:
+        agg.observe(v)
+    labels = agg.aggregate(_plane_view(0.0, "d"), TINY)[0]
+    assert (labels[0, :, :8] == IGNORE).all() and (labels[0, :, 8:] == 1).all()
+    failed = _plane_view(0.0, "a")
+    failed.observed = np.full((1, 16, 16, 3), 1 / 3, np.float32)
+    agg = _transfer(reliability=0.0, self_weight=1.0)
+    agg.observe(failed)
+    agg.observe(views[2])
+    assert (agg.aggregate(_plane_view(0.0, "d"), TINY)[0] == 1).all()

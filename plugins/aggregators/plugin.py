@@ -7,7 +7,6 @@ from splatrefine.roles import ComponentSpec, Role
 
 from .argmax import ArgmaxAggregator, ArgmaxConfig
 from .cleanup import CleanupAggregator, CleanupConfig
-from .fusion import FusionAggregator, FusionConfig
 from .palette import PaletteClusterAggregator, PaletteClusterConfig
 from .transfer import TransferAggregator, TransferConfig
 
@@ -16,9 +15,6 @@ from .transfer import TransferAggregator, TransferConfig
 def splatrefine_register_components(register):
     register(ComponentSpec(Role.LABEL_AGGREGATOR, "argmax", ArgmaxAggregator, ArgmaxConfig,
                            summary="most probable class; low-confidence or empty pixels become ignore"))
-    register(ComponentSpec(Role.LABEL_AGGREGATOR, "fusion", FusionAggregator, FusionConfig,
-                           summary="the 3D consensus, fused at input views with each view's own labels "
-                                   "where that view proves reliable"))
     register(ComponentSpec(Role.LABEL_AGGREGATOR, "transfer", TransferAggregator, TransferConfig,
                            summary="the input views' labels carried to every camera through the rendered "
                                    "depth, weighted by each view's agreement with the consensus"))

@@ -14,7 +14,9 @@ view, kept where that view sees the same surface (its own rendered depth agrees 
 The agreement is `splatrefine.agreement.class_agreement` (one-coin Dawid-Skene per view and class),
 so a view whose "eye" lands where the other views see cheek contributes little eye. The rendered
 class probabilities are mixed in at `consensus_weight` times the votes' total (at least one
-confident view's worth), and decide alone where no input view sees the point (and on empty pixels).
+confident view's worth), and decide alone on empty pixels. Opaque pixels where the views that see the point
+mostly have no opinion (a face-mesh parser never labels hair, and only its mistakes at 45-60 degrees
+put skin there) are 255 by default rather than a guess.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ import numpy as np
 
 from splatrefine.agreement import class_agreement, parser_confidence
 from splatrefine.roles import ComponentContext
-from splatrefine.schema import LabelSchema
+from splatrefine.schema import IGNORE, LabelSchema
 from splatrefine.types import Renders
 
 from .argmax import apply_ignore, check_renders
@@ -44,6 +46,10 @@ class TransferConfig:
     consensus_weight: float = field(default=0.25, metadata={
         "help": "weight of the rendered class probabilities relative to the transferred votes at the pixel "
                 "(1: half and half; at least one view's worth where few views see the point)", "min": 0.0})
+    unseen: str = field(default="ignore", metadata={
+        "help": "opaque pixels where no input view has an opinion (hair and ears for a face-mesh parser): "
+                "'ignore' (255) or 'consensus' (the rendered class probabilities decide)",
+        "choices": ("ignore", "consensus")})
     min_alpha: float = field(default=0.5, metadata={
         "help": "pixels rendered less opaque than this are not lifted to 3D (they keep the rendered "
                 "probabilities)", "min": 0.0, "max": 1.0})
@@ -60,6 +66,7 @@ class _Source:
     labels: np.ndarray  # [H,W] int
     confidence: np.ndarray  # [H,W] float32, 0 = no opinion
     agreement: np.ndarray  # [K]
+    speaks: bool  # the parser labelled some of the view (a view it failed on entirely abstains from nothing)
 
 
 def lift(depth: np.ndarray, viewmat: np.ndarray, K: np.ndarray) -> np.ndarray:
@@ -93,7 +100,8 @@ class TransferAggregator:
             agreement = class_agreement(renders.probs[i].reshape(-1, K).astype(np.float64),
                                         observed.reshape(-1, K).astype(np.float64), prior_pixels=50.0)
             self.sources.append(_Source(name, np.asarray(cams.viewmats[i], np.float64), np.asarray(cams.Ks[i], np.float64),
-                                        depth, labels.astype(np.int64), conf.astype(np.float32), agreement))
+                                        depth, labels.astype(np.int64), conf.astype(np.float32), agreement,
+                                        bool((conf > 0.5).any())))
         self._relative = None
 
     def _relative_agreement(self) -> np.ndarray:
@@ -104,13 +112,16 @@ class TransferAggregator:
 
     def transfer(self, depth: np.ndarray, alpha: np.ndarray, viewmat: np.ndarray, K: np.ndarray, name: str,
                  num_classes: int) -> tuple[np.ndarray, np.ndarray]:
-        """Votes [N,K] for the N = H*W pixels of one camera, and a mask [N] of pixels that got any."""
+        """Votes [N,K] for the N = H*W pixels of one camera, and a mask [N] of the pixels labelled: their
+        votes outweigh the abstentions (views that see the point with no opinion, weighted by how
+        unsure they are; a view the parser failed on entirely does not abstain), so a point most views leave unlabelled stays unlabelled."""
         c = self.config
         H, W = depth.shape
         points = lift(depth, viewmat, K).reshape(-1, 3)
         fg = np.nonzero(alpha.reshape(-1) >= c.min_alpha)[0]
         pts = points[fg]
         votes = np.zeros(len(fg) * num_classes)
+        abstain = np.zeros(len(fg))
         relative = self._relative_agreement()
         for j, s in enumerate(self.sources):
             cam = pts @ s.viewmat[:3, :3].T + s.viewmat[:3, 3]
@@ -126,13 +137,16 @@ class TransferAggregator:
             seen = (ds > 0) & (np.abs(ds - z[idx]) <= c.depth_tolerance * z[idx])
             idx, iu, iv = idx[seen], iu[seen], iv[seen]
             lab = s.labels[iv, iu]
-            w = s.confidence[iv, iu] * relative[j, lab]
-            if s.name == name:
-                w = w * c.self_weight
-            votes += np.bincount(idx * num_classes + lab, weights=w, minlength=len(votes))
+            conf = s.confidence[iv, iu]
+            own = c.self_weight if s.name == name else 1.0
+            votes += np.bincount(idx * num_classes + lab, weights=conf * relative[j, lab] * own, minlength=len(votes))
+            if s.speaks:
+                abstain += np.bincount(idx, weights=(1.0 - conf) * own, minlength=len(abstain))
         out = np.zeros((H * W, num_classes))
         out[fg] = votes.reshape(len(fg), num_classes)
-        return out, out.sum(-1) > 0
+        labelled = np.zeros(H * W, bool)
+        labelled[fg] = out[fg].sum(-1) > abstain
+        return out, labelled
 
     def aggregate(self, renders: Renders, schema: LabelSchema) -> tuple[np.ndarray, np.ndarray]:
         """-> (labels uint8 [C,H,W], confidence float32 [C,H,W] = share of the winning class's votes)."""
@@ -140,16 +154,20 @@ class TransferAggregator:
         probs = np.asarray(renders.probs, dtype=np.float32)
         C, H, W, K = probs.shape
         fused = probs.copy()
+        unseen = np.zeros((C, H, W), bool)
         if self.sources:
             cams = renders.cameras
             for i in range(C):
-                votes, _ = self.transfer(np.asarray(renders.depth[i], np.float64), np.asarray(renders.alpha[i]),
+                votes, voted = self.transfer(np.asarray(renders.depth[i], np.float64), np.asarray(renders.alpha[i]),
                                          np.asarray(cams.viewmats[i], np.float64), np.asarray(cams.Ks[i], np.float64),
                                          cams.names[i], K)
                 mass = votes.sum(-1, keepdims=True)
                 total = votes + self.config.consensus_weight * np.maximum(mass, 1.0) * probs[i].reshape(-1, K)
                 fused[i] = (total / np.maximum(total.sum(-1, keepdims=True), 1e-12)).reshape(H, W, K)
+                unseen[i] = ~voted.reshape(H, W)
         labels = fused.argmax(-1).astype(np.uint8)
         confidence = np.clip(fused.max(-1), 0.0, 1.0).astype(np.float32)
         labels = apply_ignore(labels, confidence, np.asarray(renders.alpha), self.config.min_confidence, 0.0)
+        if self.config.unseen == "ignore":
+            labels[unseen & (np.asarray(renders.alpha) >= self.config.min_alpha)] = IGNORE
         return labels, confidence
