@@ -139,7 +139,7 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--ks", type=int, nargs="+", default=[1, 2, 4])
     ap.add_argument("--methods", nargs="+", default=["vote"], choices=["vote", "fit"])
-    ap.add_argument("--weights", type=float, nargs="+", default=[50.0])
+    ap.add_argument("--weights", type=float, nargs="+", default=[100.0])
     ap.add_argument("--priors", type=float, nargs="+", default=[1.0])
     ap.add_argument("--protocols", nargs="+", default=["batch", "sequential"], choices=["batch", "sequential"],
                     help="batch: one zip of the k least confident views; sequential: k rounds of one view each")

@@ -244,20 +244,29 @@ def test_bad_input_exits_2_and_leaves_the_run_alone(run, tmp_path, kind):
     assert not (tmp_path / "evil.txt").exists()
 
 
-def test_vote_without_labels_keeps_the_class_head():
+def _ball_model():
+    """200 small Gaussians in a ball with random class logits (a dual-gs model, no fit)."""
     import torch
 
     from splatrefine.plugins.dual_gs.model import DualGSModel
-    from splatrefine.plugins.dual_gs.relabel import RelabelSettings, relabel_vote
-    from splatrefine.testing import ring_cameras
 
     gen = torch.Generator().manual_seed(0)
     n, K = 200, 19
     params = {"means": torch.randn(n, 3, generator=gen) * 0.3, "scales": torch.full((n, 3), -2.5),
               "quats": torch.tensor([[1.0, 0, 0, 0]]).repeat(n, 1), "opacities": torch.full((n,), 2.0),
               "sh0": torch.zeros(n, 1, 3), "shN": torch.zeros(n, 0, 3), "classes": torch.randn(n, K, generator=gen)}
-    model = DualGSModel(params=params, mode="logits", sh_degree=0, active_sh_degree=0, background=(0, 0, 0),
-                        num_classes=K, schema="celebamask-hq")
+    return DualGSModel(params=params, mode="logits", sh_degree=0, active_sh_degree=0, background=(0, 0, 0),
+                       num_classes=K, schema="celebamask-hq")
+
+
+def test_vote_without_labels_keeps_the_class_head():
+    import torch
+
+    from splatrefine.plugins.dual_gs.relabel import RelabelSettings, relabel_vote
+    from splatrefine.testing import ring_cameras
+
+    model = _ball_model()
+    params = model.params
     cams = ring_cameras([0.0, 90.0], size=24)
     blank = np.full((2, 24, 24), 255, np.uint8)
     same = relabel_vote(model, cams, blank, np.zeros(2, np.float32), RelabelSettings())
@@ -269,3 +278,25 @@ def test_vote_without_labels_keeps_the_class_head():
     p_old, p_new = torch.softmax(params["classes"], -1)[:, 17], torch.softmax(new.params["classes"], -1)[:, 17]
     moved = (p_new - p_old) > 0.5
     assert moved.sum() > 20 and bool((p_new >= p_old - 1e-4).all())
+
+
+def test_overlapping_corrections_vote_as_one():
+    """Two corrected views of the same pose move the head exactly as one does (votes averaged per
+    Gaussian over the corrected views that see it), so overlapping corrections cannot add up."""
+    import torch
+
+    from splatrefine.plugins.dual_gs.relabel import RelabelSettings, relabel_vote
+    from splatrefine.testing import ring_cameras
+
+    model = _ball_model()
+    cams = ring_cameras([0.0, 0.0, 90.0], size=24)
+    labels = np.stack([np.full((24, 24), 17, np.uint8)] * 2 + [np.full((24, 24), 255, np.uint8)])
+    twice = relabel_vote(model, cams, labels, np.array([20.0, 20.0, 0.0], np.float32), RelabelSettings())
+    once = relabel_vote(model, cams, labels, np.array([20.0, 0.0, 0.0], np.float32), RelabelSettings())
+    def probs(m):
+        return torch.softmax(m.params["classes"], -1)
+
+    assert torch.allclose(probs(twice), probs(once), atol=1e-5)
+    summed = relabel_vote(model, cams, labels, np.array([20.0, 20.0, 0.0], np.float32),
+                          RelabelSettings(average_top=False))
+    assert float((probs(summed) - probs(once))[:, 17].max()) > 0.05

@@ -42,7 +42,7 @@ def export_cmd(run, fmt, output, source, below, worst) -> None:
 @click.command("correct")
 @click.argument("run", type=click.Path(path_type=Path))
 @click.argument("edited", type=click.Path(path_type=Path))
-@click.option("--weight", type=float, default=50.0, show_default=True,
+@click.option("--weight", type=float, default=100.0, show_default=True,
               help="Weight of a corrected view against 1 for every other view.")
 @click.option("--prior", type=float, default=1.0, show_default=True,
               help="How strongly every view keeps what it sees as it was (only weight / prior matters).")

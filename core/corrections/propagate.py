@@ -45,7 +45,7 @@ ADAPTERS = {"dual-gs": "splatrefine.plugins.dual_gs.relabel:DualGSRelabeler"}
 
 @dataclass
 class CorrectOptions:
-    weight: float = 50.0  # corrected views' weight against 1 for the others (bench/corrections.py)
+    weight: float = 100.0  # corrected views' weight against 1 for the others (bench/corrections.py)
     others: str = "refined"
     method: str = "vote"
     prior: float = 1.0  # how strongly every view anchors what it sees to the current class head

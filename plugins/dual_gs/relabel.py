@@ -8,9 +8,11 @@ renders do not change. Two ways, chosen by `method`:
   the view's weight; every pixel of every view (labelled or not) also votes `prior` for the
   Gaussian's current class. New class probabilities are (prior * seen * old + votes) /
   (prior * seen + total vote), so a Gaussian that only unlabelled views see keeps its class, and a
-  Gaussian that many views see moves less than one only the corrected views see. The votes are
-  one backward pass of the rasterizer: the rendered image is linear in the per-Gaussian features,
-  so d(sum(render * target)) / d(features) is exactly the weighted vote.
+  Gaussian that many views see moves less than one only the corrected views see. The views of
+  the top weight (the corrections) vote as one: their votes are averaged per Gaussian, weighted by
+  how much of it each sees, so corrections that overlap do not add up. The votes are one backward
+  pass of the rasterizer: the rendered image is linear in the per-Gaussian features, so
+  d(sum(render * target)) / d(features) is exactly the weighted vote.
 - "fit": `steps` Adam steps on the class logits alone: weighted cross-entropy against the label
   maps, anchored by prior * visibility * KL(old || new) per Gaussian (see `relabel_fit`).
 
@@ -27,8 +29,6 @@ import torch
 from splatrefine.schema import IGNORE
 from splatrefine.types import Cameras
 
-from .fit import FitData
-from .labelstep import class_votes as labelstep_votes
 from .model import DualGSModel, render_model
 
 METHODS = ("vote", "fit")
@@ -38,6 +38,7 @@ METHODS = ("vote", "fit")
 class RelabelSettings:
     method: str = "vote"
     prior: float = 1.0  # vote: weight of the old class distribution, in pixel-shares
+    average_top: bool = True  # vote: the top-weight views vote as one (visibility-weighted mean)
     steps: int = 150  # fit
     lr: float = 0.05  # fit
     batch_views: int = 4  # fit: views per step from each weight group (the top weight, the rest)
@@ -45,17 +46,25 @@ class RelabelSettings:
     seed: int = 0
 
 
+def _geometry(model: DualGSModel) -> tuple[torch.Tensor, ...]:
+    p = model.params
+    return (p["means"].detach(), p["quats"].detach(), torch.exp(p["scales"].detach()),
+            torch.sigmoid(p["opacities"].detach()))
+
+
 def class_votes(model: DualGSModel, cameras: Cameras, labels: np.ndarray, weights: np.ndarray,
                 chunk: int = 8) -> tuple[torch.Tensor, torch.Tensor]:
     """Per-Gaussian weighted class votes float32 [N,K] (sum over views v and pixels p of
     weights[v] * alpha_i(p) T_i(p) * onehot(labels[v,p])) and visibility [N] (the same sum of
-    alpha_i(p) T_i(p) over every pixel of every view, labelled or not). The sums are
-    `labelstep.class_votes` with one extra all-ones target channel, a few views at a time."""
+    alpha_i(p) T_i(p) over every pixel of every view, labelled or not)."""
+    from splatrefine.splat import rasterize
+
     dev = model.device
     K = model.num_classes
+    means, quats, scales, opac = _geometry(model)
+    feats = torch.zeros((model.num_gaussians, K + 1), device=dev, requires_grad=True)
     vm = torch.from_numpy(np.asarray(cameras.viewmats)).float().to(dev)
     Ks = torch.from_numpy(np.asarray(cameras.Ks)).float().to(dev)
-    total = torch.zeros((model.num_gaussians, K + 1), dtype=torch.float64, device=dev)
     for s in range(0, len(cameras), chunk):
         lab = torch.from_numpy(np.asarray(labels[s:s + chunk])).to(dev).long()
         w = torch.from_numpy(np.asarray(weights[s:s + chunk], np.float32)).to(dev)
@@ -63,11 +72,11 @@ def class_votes(model: DualGSModel, cameras: Cameras, labels: np.ndarray, weight
         target = torch.nn.functional.one_hot(torch.where(valid, lab, 0), K).float()
         target = target * (valid.float() * w[:, None, None])[..., None]
         target = torch.cat([target, torch.ones_like(target[..., :1])], -1)
-        data = FitData(vm[s:s + chunk], Ks[s:s + chunk], cameras.width, cameras.height, None, target,
-                       torch.ones(target.shape[:3], device=dev), None)
-        total += labelstep_votes(model, model.params, data, data.weights, chunk=chunk)
-    total = total.float()
-    return total[:, :K], total[:, K]
+        out, _, _ = rasterize(means, quats, scales, opac, feats, vm[s:s + chunk], Ks[s:s + chunk],
+                              cameras.width, cameras.height)
+        (out * target).sum().backward()
+    g = feats.grad.detach()
+    return g[:, :K], g[:, K]
 
 
 def _to_head(model: DualGSModel, probs: torch.Tensor) -> torch.Tensor:
@@ -89,7 +98,20 @@ def _old_probs(model: DualGSModel) -> torch.Tensor:
 
 def relabel_vote(model: DualGSModel, cameras: Cameras, labels: np.ndarray, weights: np.ndarray,
                  settings: RelabelSettings) -> DualGSModel:
-    votes, seen = class_votes(model, cameras, labels, weights, settings.chunk)
+    w = np.asarray(weights, np.float32)
+    top = np.nonzero(w >= w.max())[0] if settings.average_top and w.max() > w.min() else np.array([], int)
+    rest = np.setdiff1d(np.arange(len(w)), top)
+    votes, seen = class_votes(model, cameras.subset(rest), labels[rest], w[rest], settings.chunk)
+    if len(top):
+        # the top-weight views (the corrections) vote as one: per Gaussian, the mean of their
+        # votes weighted by how much of the Gaussian each sees, so views that overlap do not add
+        # up to a vote that drowns the fitted head (a glancing view barely counts)
+        tv, ts = torch.zeros_like(votes), torch.zeros_like(seen)
+        for i in top:
+            v, s = class_votes(model, cameras.subset([i]), labels[i:i + 1], w[i:i + 1], 1)
+            tv, ts = tv + v * s[:, None], ts + s
+        votes = votes + tv / ts.clamp_min(1e-12)[:, None]
+        seen = seen + ts
     old = _old_probs(model)
     keep = settings.prior * seen[:, None] + 1e-6
     new = (keep * old + votes) / (keep + votes.sum(-1, keepdim=True))
