@@ -55,7 +55,7 @@ class DualGSConfig:
     class_balance: float = field(default=0.35, metadata={
         "help": "lift rare classes in the class loss: weight (median frequency / class frequency) ** this",
         "min": 0.0, "max": 2.0})
-    view_reliability: float = field(default=0.0, metadata={
+    view_reliability: float = field(default=2.0, metadata={
         "help": "EM reweighting of the label sources: each view's pixels of a class are weighted by how far "
                 "that view's labels of the class agree with the 3D consensus, relative to the best view, to "
                 "this power (0: every view alike; see docs/dual_gs.md)", "min": 0.0, "max": 16.0})
