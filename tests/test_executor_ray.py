@@ -16,6 +16,7 @@ import yaml
 from click.testing import CliRunner
 
 ray = pytest.importorskip("ray")
+pytestmark = pytest.mark.slow  # a real Ray cluster: ~5 s to start, 25 s for the module
 
 from splatrefine.cli import main  # noqa: E402
 from splatrefine.errors import ConfigError  # noqa: E402
@@ -85,7 +86,6 @@ def _kill_mid_fit(out: Path, name: str, killed: list, deadline: float) -> None:
         time.sleep(0.02)
 
 
-@pytest.mark.slow
 def test_a_worker_killed_mid_fit_is_retried_and_every_capture_ends_refined(tmp_path):
     from splatrefine.plugins.synthetic import write_synthetic
 
