@@ -3,8 +3,9 @@
 1. Read the edited masks (edited.py); a view whose mask differs from its refined labels is
    *corrected* (views corrected in an earlier round stay corrected).
 2. Update the class head of the run's model with the representation's `relabel` capability
-   (splatrefine.roles.Relabelable): corrected views weigh `weight`, every other view's current
-   refined labels weigh 1 (or the initial parser's labels, or nothing: `others`).
+   (splatrefine.roles.Relabelable): corrected views weigh `weight` (and vote as one), every other
+   view's labels as the refine rendered them weigh 1 (or the initial parser's labels, or nothing:
+   `others`).
 3. Re-render every view with the new head and aggregate; corrected views keep the person's labels.
 4. Write the new refined/ aside and swap it in; the model's new head replaces model/model.pt
    (the first pre-correction model is kept as model/model.before-corrections.pt, and every later
@@ -22,7 +23,6 @@ import logging
 import shutil
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
