@@ -143,6 +143,38 @@ def test_second_round_keeps_the_first_rounds_corrections(run, base_run, tmp_path
         assert np.array_equal(r.labels(n), rb.labels(n)), n
 
 
+def test_an_observing_aggregator_is_shown_the_corrections(run, tmp_path, monkeypatch):
+    """With the `transfer` aggregator (it carries the input views' labels through the geometry),
+    correct shows it the parser's probabilities at the input views as refine did, and the corrected
+    view's labels (one-hot) in place of the parser's."""
+    from splatrefine.plugins.aggregators.transfer import TransferAggregator
+
+    cfg = yaml.safe_load((run / "config.yaml").read_text())
+    cfg["label_aggregator"] = {"plugin": "transfer", "params": {}}
+    (run / "config.yaml").write_text(yaml.safe_dump(cfg))
+    seen: dict[str, np.ndarray] = {}
+    original = TransferAggregator.observe
+
+    def spy(self, renders):
+        for i, n in enumerate(renders.cameras.names):
+            seen[n] = np.asarray(renders.observed[i])
+        return original(self, renders)
+
+    monkeypatch.setattr(TransferAggregator, "observe", spy)
+    r = open_run(run)
+    inputs = [s["name"] for s in r.samples if s["source"] == "input"]
+    fixed, other = inputs[3], inputs[7]
+    code, out = _correct(run, _edited(run, [fixed], tmp_path / "e.zip")[0])
+    assert code == 0, out
+    assert set(seen) == set(inputs)
+    gt = _gt(run, fixed)
+    assert np.array_equal(seen[fixed].argmax(-1)[gt != 255], gt[gt != 255])
+    assert float(seen[fixed].max(-1)[gt != 255].min()) == 1.0
+    initial = np.load(run / "initial" / "probs.npy")[inputs.index(other)]
+    assert np.allclose(seen[other], np.moveaxis(initial.astype(np.float32), 0, -1))
+    assert np.array_equal(open_run(run).labels(fixed), gt)
+
+
 def test_reads_what_datumaro_writes(run, tmp_path):
     dm = pytest.importorskip("datumaro")
     from splatrefine.corrections.edited import read_edited

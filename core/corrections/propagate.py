@@ -7,6 +7,8 @@
    view's labels as the refine rendered them weigh 1 (or the initial parser's labels, or nothing:
    `others`).
 3. Re-render every view with the new head and aggregate; corrected views keep the person's labels.
+   An observing aggregator (`transfer`) is shown the input views as refine showed them, with the
+   corrected views' labels in place of the parser's, so it carries the corrections too.
 4. Write the new refined/ aside and swap it in; the model's new head replaces model/model.pt
    (the first pre-correction model is kept as model/model.before-corrections.pt, and every later
    round starts from it with all corrections so far, so rounds do not compound).
@@ -28,7 +30,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import SplatrefineError
-from ..roles import ComponentContext, Relabelable, Role
+from ..roles import ComponentContext, ObservingAggregator, Relabelable, Role
 from ..schema import IGNORE
 from .edited import Edited
 from .runs import MANIFEST, RefinedRun
@@ -62,7 +64,8 @@ class Outcome:
 
 
 def _components(run: RefinedRun, registry: Any, options: CorrectOptions) -> tuple[Any, Any, Any, str]:
-    """(representation, relabeler, aggregator, representation name) as the run's config.yaml chose them."""
+    """(representation, relabeler, a function making a fresh aggregator, representation name) as the
+    run's config.yaml chose them."""
     import importlib
 
     import yaml
@@ -81,8 +84,11 @@ def _components(run: RefinedRun, registry: Any, options: CorrectOptions) -> tupl
     ctx = ComponentContext(device=resolve_device(config.device), seed=config.seed)
     rname = config.plugins[Role.REPRESENTATION]
     rep = registry.get(Role.REPRESENTATION, rname).factory(config.settings[Role.REPRESENTATION], ctx)
-    agg = registry.get(Role.LABEL_AGGREGATOR, config.plugins[Role.LABEL_AGGREGATOR]).factory(
-        config.settings[Role.LABEL_AGGREGATOR], ctx)
+    agg_spec = registry.get(Role.LABEL_AGGREGATOR, config.plugins[Role.LABEL_AGGREGATOR])
+
+    def make_agg():
+        return agg_spec.factory(config.settings[Role.LABEL_AGGREGATOR], ctx)
+
     if isinstance(rep, Relabelable):
         relabeler = rep
     elif rname in ADAPTERS:
@@ -94,7 +100,7 @@ def _components(run: RefinedRun, registry: Any, options: CorrectOptions) -> tupl
         raise SplatrefineError(f"{cfg_path}: representation '{rname}' cannot update its class head (no relabel)",
                                "Corrections propagate only through representations that implement "
                                "splatrefine.roles.Relabelable.")
-    return rep, relabeler, agg, rname
+    return rep, relabeler, make_agg, rname
 
 
 def _others(run: RefinedRun, names: list[str], mode: str) -> dict[str, np.ndarray]:
@@ -112,14 +118,70 @@ def _others(run: RefinedRun, names: list[str], mode: str) -> dict[str, np.ndarra
     return {}
 
 
-def _render_all(rep: Any, agg: Any, model: Any, cams: Any, schema: Any) -> tuple[dict, dict]:
-    """Aggregated labels and confidence [H,W] by view name, rendered chunk by chunk."""
+class Observations:
+    """What an observing aggregator (splatrefine.roles.ObservingAggregator) is shown, as the engine
+    shows it: the initial parser's probabilities [H,W,K] at the input views, and for the corrected
+    views their corrected labels as one-hot probabilities (the parser's where they are 255)."""
+
+    def __init__(self, run: RefinedRun, truth: dict[str, np.ndarray]):
+        path = run.path / "initial" / "probs.npy"
+        self.inputs = [s["name"] for s in run.samples if s.get("source", "input") == "input"]
+        self.initial = np.load(path, mmap_mode="r") if path.is_file() else None
+        if self.initial is not None and self.initial.shape[0] != len(self.inputs):
+            raise SplatrefineError(f"{path}: {self.initial.shape[0]} views but refined/ has {len(self.inputs)} "
+                                   "input views", "The run folder is inconsistent; rerun refine.")
+        self.K = run.schema.num_classes
+        self.truth = truth
+
+    @property
+    def names(self) -> set[str]:
+        return (set(self.inputs) if self.initial is not None else set()) | set(self.truth)
+
+    def get(self, names: list[str]) -> np.ndarray:
+        out = []
+        for n in names:
+            if self.initial is not None and n in self.inputs:
+                base = np.moveaxis(np.asarray(self.initial[self.inputs.index(n)], np.float32), 0, -1)
+            else:
+                base = None
+            lab = self.truth.get(n)
+            if lab is not None:
+                valid = lab != IGNORE
+                onehot = np.eye(self.K, dtype=np.float32)[np.where(valid, lab, 0)]
+                if base is None:
+                    base = np.full(onehot.shape, 1.0 / self.K, np.float32)
+                base = np.where(valid[..., None], onehot, base)
+            out.append(base)
+        return np.stack(out)
+
+
+def _chunks(names: list[str]):
+    for s in range(0, len(names), RENDER_CHUNK):
+        yield names[s:s + RENDER_CHUNK]
+
+
+def _render_all(run: RefinedRun, rep: Any, make_agg: Any, model: Any, names: list[str],
+                observations: Observations | None) -> tuple[dict, dict]:
+    """Aggregated labels and confidence [H,W] by view name for `names` (one size), rendered a
+    chunk at a time; an observing aggregator is first shown every observed view of that size."""
+    agg = make_agg()
+    observed: set[str] = set()
+    if observations is not None and isinstance(agg, ObservingAggregator):
+        size = run.labels(names[0]).shape
+        observed = {n for n in observations.names if run.labels(n).shape == size}
+        for chunk in _chunks([n for n in run.names if n in observed]):
+            renders = rep.render(model, run.cameras(chunk))
+            renders.observed = observations.get(chunk)
+            agg.observe(renders)
     labels, conf = {}, {}
-    for s in range(0, len(cams), RENDER_CHUNK):
-        chunk = cams.subset(range(s, min(s + RENDER_CHUNK, len(cams))))
-        lab, c = agg.aggregate(rep.render(model, chunk), schema)
-        for i, n in enumerate(chunk.names):
-            labels[n], conf[n] = lab[i], c[i]
+    for group in ([n for n in names if n in observed], [n for n in names if n not in observed]):
+        for chunk in _chunks(group):
+            renders = rep.render(model, run.cameras(chunk))
+            if observed:
+                renders.observed = observations.get(chunk) if chunk[0] in observed else None
+            lab, c = agg.aggregate(renders, run.schema)
+            for i, n in enumerate(chunk):
+                labels[n], conf[n] = lab[i], c[i]
     return labels, conf
 
 
@@ -149,7 +211,7 @@ def correct_run(run: RefinedRun, edited: Edited, registry: Any, options: Correct
     if not (model_dir / "model.pt").is_file():
         raise SplatrefineError(f"{model_dir / 'model.pt'}: missing; correct needs the fitted model",
                                f"Rerun: splatrefine refine CAPTURE -o {run.path} --resume")
-    rep, relabeler, agg, _ = _components(run, registry, options)
+    rep, relabeler, make_agg, _ = _components(run, registry, options)
     t0 = time.perf_counter()
     # every round starts from the model as refine left it, with every correction so far: rounds
     # do not compound (re-voting a voted head blurs it), and k rounds equal one round of k views
@@ -170,7 +232,8 @@ def correct_run(run: RefinedRun, edited: Edited, registry: Any, options: Correct
     src = groups[sizes.pop()]
     rest = [n for n in src if n not in truth]
     if options.others == "refined" and first.name == BACKUP:
-        others = _render_all(rep, agg, model, run.cameras(rest), run.schema)[0] if rest else {}
+        # the labels refine rendered: the model before corrections, shown only the parser
+        others = _render_all(run, rep, make_agg, model, rest, Observations(run, {}))[0] if rest else {}
     else:
         others = _others(run, rest, options.others)
     # every view takes part: a view without labels (255) still anchors what it sees to the current head
@@ -182,7 +245,7 @@ def correct_run(run: RefinedRun, edited: Edited, registry: Any, options: Correct
     t2 = time.perf_counter()
     new_labels, new_conf = {}, {}
     for group in groups.values():
-        lab, conf = _render_all(rep, agg, model, run.cameras(group), run.schema)
+        lab, conf = _render_all(run, rep, make_agg, model, group, Observations(run, truth))
         new_labels.update(lab)
         new_conf.update(conf)
     t3 = time.perf_counter()
