@@ -31,14 +31,15 @@ import yaml  # noqa: E402
 BUCKETS = ("frontal", "mid", "extreme")
 
 
-def refine_config(iterations: int, seed: int) -> dict:
+def refine_config(iterations: int, seed: int, aggregator: str = "argmax") -> dict:
     return {"seed": seed, "device": "cpu", "initial_parser": {"plugin": "simulated"},
             "representation": {"plugin": "dual-gs", "params": {"iterations": iterations, "init_points": 3000}},
             "view_sampler": {"plugin": "orbit", "params": {"yaw_count": 8, "pitch_count": 1}},
-            "label_aggregator": {"plugin": "argmax"}, "target_parser": {"plugin": "bisenet"}}
+            "label_aggregator": {"plugin": aggregator}, "target_parser": {"plugin": "bisenet"}}
 
 
-def make_run(work: Path, resolution: int, iterations: int, seed: int, identity_seed: int) -> tuple[Path, float]:
+def make_run(work: Path, resolution: int, iterations: int, seed: int, identity_seed: int,
+             aggregator: str = "argmax") -> tuple[Path, float]:
     from splatrefine.plugins.synthetic import write_synthetic
     from splatrefine.progress import set_progress_enabled
     from splatrefine.refine import run_refine
@@ -47,7 +48,7 @@ def make_run(work: Path, resolution: int, iterations: int, seed: int, identity_s
     cap = write_synthetic(work / "caps", identities=1, seed=identity_seed, rig="facescape-like",
                           resolution=resolution)[0]
     cfg = work / "refine.yaml"
-    cfg.write_text(yaml.safe_dump(refine_config(iterations, seed)))
+    cfg.write_text(yaml.safe_dump(refine_config(iterations, seed, aggregator)))
     t0 = time.perf_counter()
     run_refine(capture=cap, demo=False, config_path=cfg, plugin_args=[], set_args=[], output=work / "run",
                resume=False, overwrite=False, device="cpu", quiet=True)
@@ -150,6 +151,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--iterations", type=int, default=1500)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--identity-seed", type=int, default=3)
+    ap.add_argument("--aggregator", default="argmax", help="label_aggregator of the refine run (argmax, transfer, ...)")
     ap.add_argument("--run", type=Path, default=None, help="reuse this refined run instead of making one")
     ap.add_argument("--work", type=Path, default=None, help="keep the runs here (default: a temporary folder)")
     ap.add_argument("--out", type=Path, default=None)
@@ -160,7 +162,8 @@ def main(argv: list[str] | None = None) -> int:
         work.mkdir(parents=True, exist_ok=True)
         fit_s = None
         if args.run is None:
-            base, fit_s = make_run(work, args.resolution, args.iterations, args.seed, args.identity_seed)
+            base, fit_s = make_run(work, args.resolution, args.iterations, args.seed, args.identity_seed,
+                                   args.aggregator)
             print(f"refined run: {fit_s:.1f} s", file=sys.stderr)
         else:
             base = args.run
