@@ -6,9 +6,22 @@ subject's left ear comes into view); pitch > 0 looks from above.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
 import numpy as np
 
-from .types import Cameras, Subject
+if TYPE_CHECKING:  # a type hint only: types.py imports this module (Capture.cameras)
+    from .types import Cameras
+
+
+@dataclass
+class Subject:
+    """Where the subject is and which way it faces, in world coordinates."""
+
+    center: np.ndarray
+    frontal: np.ndarray  # unit vector from the head centre towards the face
+    up: np.ndarray  # unit vector from the chin towards the top of the head
 
 
 def subject_left(subject: Subject) -> np.ndarray:

@@ -13,6 +13,9 @@ import numpy as np
 
 from .schema import CELEBAMASK_HQ, LabelSchema
 
+# Subject lives with the pose maths (poses.py imports nothing from here at run time); re-exported here
+from .poses import Subject, estimate_subject, yaw_pitch
+
 POSE_BUCKETS = ("frontal", "mid", "extreme")
 
 
@@ -114,15 +117,6 @@ class View:
 
 
 @dataclass
-class Subject:
-    """Where the subject is and which way it faces, in world coordinates."""
-
-    center: np.ndarray
-    frontal: np.ndarray  # unit vector from the head centre towards the face
-    up: np.ndarray  # unit vector from the chin towards the top of the head
-
-
-@dataclass
 class GroundTruth:
     """Exact labels rendered at arbitrary cameras (synthetic captures): uint8 [C,H,W] + rgb."""
 
@@ -164,8 +158,6 @@ class Capture:
             raise CaptureError(f"{self.source or 'capture'}: views come in {len(sizes)} image sizes {sizes}; "
                                "refinement needs one size", "Resize the images (and scale K) to one size first.")
         cams = Cameras.stack([v.camera for v in self.views], [v.name for v in self.views])
-        from .poses import estimate_subject, yaw_pitch
-
         yaw, pitch = yaw_pitch(cams.centers, self.subject or estimate_subject(cams))
         return replace(cams, yaw=yaw, pitch=pitch)
 

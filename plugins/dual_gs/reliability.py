@@ -12,13 +12,17 @@ brows) keeps its weight against the others; only the views that disagree most lo
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 import torch
 
 from splatrefine.agreement import class_agreement
 
-from .fit import FitData
 from .model import DualGSModel, render_model
+
+if TYPE_CHECKING:  # a type hint only: fit.py imports this module
+    from .fit import FitData
 
 
 @torch.no_grad()

@@ -20,7 +20,7 @@ from . import losses
 from .fit import FitData, Trainer
 from .init import initial_points, knn_scale
 from .model import DualGSModel, logit, num_sh_rest, render_model, rgb_to_sh0
-from .plugin import DualGSConfig
+from .config import DualGSConfig
 from .ply import read_ply, write_ply
 
 log = logging.getLogger(__name__)
