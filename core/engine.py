@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 
 from .config import RunConfig
+from .devices import resolve_device
 from .errors import SplatrefineError
 from .io.atomic import atomic_path, ensure_writable_dir, write_text
 from .progress import progress_task
@@ -96,19 +97,6 @@ class RunState:
     def save(self, path: Path, **extra: object) -> None:
         keys = {"keys": self.keys} if self.keys else {}
         write_text(path, json.dumps({**extra, "completed": self.completed, "timings": self.timings, **keys}, indent=2))
-
-
-def resolve_device(device: str) -> str:
-    if device != "auto":
-        if device == "cuda":
-            import torch
-
-            if not torch.cuda.is_available():
-                raise SplatrefineError("--device cuda: no CUDA device is available", "Use --device cpu or auto.")
-        return device
-    import torch
-
-    return "cuda" if torch.cuda.is_available() else "cpu"
 
 
 class Engine:

@@ -448,7 +448,7 @@ class Experiment:
     @property
     def device(self) -> str:
         if self._device is None:
-            from .engine import resolve_device
+            from .devices import resolve_device
 
             self._device = resolve_device(self.config.device)
         return self._device

@@ -12,7 +12,8 @@ from importlib import resources
 from pathlib import Path
 
 from .config import load_yaml, resolve
-from .engine import Engine, is_run_dir, prepare_run_dir, resolve_device
+from .devices import resolve_device
+from .engine import Engine, is_run_dir, prepare_run_dir
 from .errors import SplatrefineError
 from .progress import set_progress_enabled
 from .roles import Role

@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from .devices import resolve_device
 from .errors import ConfigError, SplatrefineError, did_you_mean
 from .schema import LabelSchema, get_schema, schema_mapping
 
@@ -105,16 +106,6 @@ def train_options(options: Any, overrides: dict) -> TrainOptions:
 
 
 # small torch helpers -------------------------------------------------------------------------
-def resolve_device(device: str) -> str:
-    import torch
-
-    if device in ("auto", "", None):
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise ConfigError(f"device '{device}' asked for, but torch sees no CUDA device")
-    return device
-
-
 @contextlib.contextmanager
 def seeded(seed: int, device: str = "cpu") -> Iterator[None]:
     """Run a block with torch's RNG seeded, leaving the global RNG state as it was."""
@@ -499,7 +490,8 @@ class TorchParser:
         self.config = config
         self.context = context
         self.schema = get_schema(config.schema)
-        self.device = resolve_device(getattr(context, "device", "cpu"))
+        self.device = resolve_device(getattr(context, "device", "cpu"), unavailable=lambda d: ConfigError(
+            f"device '{d}' asked for, but torch sees no CUDA device"))
         self.seed = int(getattr(context, "seed", 0))
         with seeded(self.seed):
             self.net = self.build_net()

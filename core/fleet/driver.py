@@ -86,7 +86,7 @@ def run_batch(opts: BatchOptions, registry: Any = None, executors: Any = None) -
     import yaml
 
     from ..config import load_yaml, resolve
-    from ..engine import resolve_device
+    from ..devices import resolve_device
     from ..executors import DEFAULT_EXECUTOR, ExecutorRegistry
     from ..io.atomic import write_text
     from ..progress import set_progress_enabled

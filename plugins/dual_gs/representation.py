@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from splatrefine.devices import resolve_device
 from splatrefine.errors import CaptureError, SplatrefineError
 from splatrefine.io.atomic import write_bytes
 from splatrefine.roles import ComponentContext
@@ -29,15 +30,6 @@ MODEL_FILE = "model.pt"
 PLY_FILE = "splats.ply"
 
 
-def resolve_device(device: str) -> torch.device:
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if device == "cuda" and not torch.cuda.is_available():
-        raise SplatrefineError("device 'cuda' was asked for but torch sees no CUDA device",
-                               "Use --device cpu or auto.")
-    return torch.device(device)
-
-
 def estimate_background(images: np.ndarray) -> tuple[float, float, float]:
     """Median colour of the 2-pixel image borders of every view (uint8 [V,H,W,3]) -> RGB 0..1."""
     b = np.concatenate([images[:, :2].reshape(-1, 3), images[:, -2:].reshape(-1, 3),
@@ -51,7 +43,8 @@ class DualGS:
     def __init__(self, config: DualGSConfig, context: ComponentContext | None = None):
         self.config = config
         self.context = context or ComponentContext()
-        self.device = resolve_device(self.context.device)
+        self.device = torch.device(resolve_device(self.context.device, unavailable=lambda d: SplatrefineError(
+            f"device '{d}' was asked for but torch sees no CUDA device", "Use --device cpu or auto.")))
 
     # ------------------------------------------------------------------ validation
     def _check(self, capture: Capture, probs: np.ndarray) -> None:
