@@ -6,12 +6,8 @@ Usage errors (SplatrefineError) print one or two lines and exit 2, with no trace
 from __future__ import annotations
 
 import json
-import os
 import sys
 from pathlib import Path
-
-# numba kernels and torch share the cores; torch's OpenMP threads must not spin (design.md).
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import click
 

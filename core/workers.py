@@ -43,7 +43,6 @@ def resolve_workers(workers: int | str, device: str, jobs: int) -> int:
 def _init_worker() -> None:
     for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS"):
         os.environ[var] = "1"
-    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     import torch
 
     torch.set_num_threads(1)

@@ -8,6 +8,7 @@ still a dependency). Imports under `if TYPE_CHECKING:` are type hints only and d
 from __future__ import annotations
 
 import ast
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -138,3 +139,17 @@ def test_the_cycle_finder_finds_a_circle():
 def test_formerly_circular_modules_import_on_their_own(module):
     result = subprocess.run([sys.executable, "-c", f"import {module}"], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
+
+
+def test_omp_wait_policy_is_set_in_one_place_before_torch():
+    """`import splatrefine` sets OMP_WAIT_POLICY=PASSIVE (a user's value wins), without torch."""
+    code = "import os, sys, splatrefine; print(os.environ.get('OMP_WAIT_POLICY'), 'torch' in sys.modules)"
+    env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
+    result = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+    assert result.stdout.split() == ["PASSIVE", "False"], result.stderr
+    result = subprocess.run([sys.executable, "-c", code], env={**env, "OMP_WAIT_POLICY": "ACTIVE"},
+                            capture_output=True, text=True)
+    assert result.stdout.split() == ["ACTIVE", "False"], result.stderr
+    setters = [str(path.relative_to(ROOT)) for path, _ in _modules().values()
+               if "OMP_WAIT_POLICY" in path.read_text()]
+    assert setters == ["core/__init__.py"]

@@ -38,9 +38,6 @@ def batch_cmd(source, out, config_path, plugins, sets, seed, device, executor, w
     """Refine every capture of SOURCE (a folder of captures, a FaceScape tree ID/EXPRESSION/, or a
     text file of capture paths) into OUT, one run folder per capture. Rerunning skips finished
     captures and resumes interrupted ones."""
-    import os
-
-    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     from ..fleet.driver import BatchOptions, run_batch, split_executor_sets
 
     sets, params = split_executor_sets(list(sets))

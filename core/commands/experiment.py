@@ -30,9 +30,6 @@ from ..errors import SplatrefineError
 def experiment_cmd(out, config_path, sets, resume, overwrite, device, seed, quiet) -> None:
     """Train a parser on frontal views, refine multiview captures with it, fine-tune it on the
     refined labels and compare both on held-out identities per pose bucket. Writes OUT/results.md."""
-    import os
-
-    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     if seed is not None:
         sets = (*sets, f"seed={seed}")
     try:

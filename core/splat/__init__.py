@@ -8,12 +8,7 @@ Importing this package is cheap (no torch/numba at import); the heavy modules lo
 
 from __future__ import annotations
 
-import os
 from typing import TYPE_CHECKING, Any
-
-# torch and numba kernels share the cores: idle OpenMP threads must sleep, not spin. This only
-# takes effect if it is set before the OpenMP runtimes start (see docs/rasterizer.md).
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 if TYPE_CHECKING:
     import torch

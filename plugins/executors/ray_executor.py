@@ -43,7 +43,6 @@ def _run_job(fn: Callable[..., Any], args: tuple, threads: int) -> Any:
         os.environ[var] = str(threads)
     if "numba" not in sys.modules:
         os.environ["NUMBA_NUM_THREADS"] = str(threads)
-    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     import torch
 
     torch.set_num_threads(threads)
