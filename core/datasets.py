@@ -24,10 +24,10 @@ from pathlib import Path
 import numpy as np
 
 from .errors import CaptureError, SplatrefineError
+from .run_layout import MANIFEST, REFINED
 from .schema import CELEBAMASK_HQ, LabelSchema, get_schema, schema_mapping
 
 IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
-MANIFEST = "manifest.json"
 
 
 @dataclass(frozen=True)
@@ -124,8 +124,8 @@ class LabelledDataset:
             raise SplatrefineError(f"{root}: no such dataset folder")
         if not root.is_dir():
             raise SplatrefineError(f"{root}: a dataset must be a folder (images/ + labels/, or a capture folder)")
-        if not (root / "images").is_dir() and not (root / "capture.json").is_file() and (root / "refined").is_dir():
-            root = root / "refined"  # a run folder
+        if not (root / "images").is_dir() and not (root / "capture.json").is_file() and (root / REFINED).is_dir():
+            root = root / REFINED  # a run folder
         if (root / MANIFEST).is_file():
             return self._scan_manifest(root, labels_dir)
         if (root / "capture.json").is_file():

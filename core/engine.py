@@ -23,29 +23,30 @@ from typing import Any
 
 import numpy as np
 
+from . import run_layout
 from .config import RunConfig
 from .devices import resolve_device
 from .errors import SplatrefineError
 from .io.atomic import atomic_path, ensure_writable_dir, write_text
 from .progress import progress_task
 from .roles import ComponentContext, ObservingAggregator, Role
+from .run_layout import RunLayout
 from .schema import LabelSchema, get_schema, schema_mapping
 from .types import Cameras, Capture
 
 log = logging.getLogger(__name__)
 
 STAGES = ("parse", "fit", "sample", "render", "evaluate", "report")
-RUN_MARKER = "stages.json"
+RUN_MARKER = run_layout.STAGES_FILE
 RENDER_CHUNK = 8
 # what each stage writes: removed before a stage is recomputed for a changed config
-STAGE_OUTPUTS = {"parse": ("initial",), "fit": ("model",), "sample": ("sample",), "render": ("refined",),
-                 "evaluate": ("metrics.json", "gt"), "report": ("report.html", "report")}
+STAGE_OUTPUTS = {"parse": (run_layout.INITIAL,), "fit": (run_layout.MODEL,), "sample": (run_layout.SAMPLE,),
+                 "render": (run_layout.REFINED,), "evaluate": (run_layout.METRICS, run_layout.GT),
+                 "report": (run_layout.REPORT, run_layout.REPORT_DIR)}
 
 
 def is_run_dir(path: Path) -> bool:
-    from .run_record import RECORD
-
-    return (path / RUN_MARKER).is_file() or (path / RECORD).is_file()
+    return (path / RUN_MARKER).is_file() or (path / run_layout.RECORD).is_file()
 
 
 def prepare_run_dir(path: Path, *, resume: bool, overwrite: bool) -> bool:
@@ -57,7 +58,7 @@ def prepare_run_dir(path: Path, *, resume: bool, overwrite: bool) -> bool:
     if path.is_dir() and any(path.iterdir()):
         ours = is_run_dir(path)
         if overwrite:
-            if not ours and not (path / "config.yaml").is_file():
+            if not ours and not (path / run_layout.CONFIG).is_file():
                 raise SplatrefineError(
                     f"{path}: is not a splatrefine run folder; refusing to delete it even with --overwrite",
                     "Choose another output with -o.")
@@ -125,6 +126,11 @@ class Engine:
         else:
             self.gt_lut = None
 
+    @property
+    def layout(self) -> RunLayout:
+        """The paths of this run's folder."""
+        return RunLayout(self.run_dir)
+
     # components -----------------------------------------------------------------------------
     def _build_named(self, role: Role, name: str, params: dict) -> Any:
         from .config import build_settings
@@ -178,8 +184,8 @@ class Engine:
                          "its finished stages are reused unchecked")
         # stages finished without a key (an older stages.json) are taken to match this config
         self.state.keys.update({s: keys[s] for s in self.state.completed if s in keys and s not in self.state.keys})
-        write_text(self.run_dir / RECORD, json.dumps(make_record(self.capture_path, fingerprint, config), indent=1))
-        write_text(self.run_dir / "config.yaml", self.config.dump())
+        write_text(self.layout.record, json.dumps(make_record(self.capture_path, fingerprint, config), indent=1))
+        write_text(self.layout.config, self.config.dump())
         self._keys = keys
         return notes
 
@@ -219,10 +225,10 @@ class Engine:
         return self.summary()
 
     def summary(self) -> dict:
-        p = self.run_dir / "metrics.json"
+        p = self.layout.metrics
         metrics = json.loads(p.read_text()) if p.is_file() else None
         return {"run_dir": str(self.run_dir), "metrics": metrics, "notes": self.notes,
-                "report": str(self.run_dir / "report.html")}
+                "report": str(self.layout.report)}
 
     # stages ---------------------------------------------------------------------------------
     def stage_parse(self) -> None:
@@ -236,31 +242,31 @@ class Engine:
             raise SplatrefineError(
                 f"initial parser '{self.config.plugins[Role.INITIAL_PARSER]}' returned probabilities of shape "
                 f"{tuple(probs.shape)}, expected {(V, K, H, W)}")
-        out = self.run_dir / "initial"
-        with atomic_path(out / "probs.npy") as tmp:
+        layout = self.layout
+        with atomic_path(layout.initial_probs) as tmp:
             with open(tmp, "wb") as fh:
                 np.save(fh, probs.astype(np.float16))
         labels = probs.argmax(axis=1).astype(np.uint8)
         for view, lab in zip(self.capture.views, labels):
-            write_labels(out / "labels" / f"{view.name}.png", lab, self.schema)
+            write_labels(layout.initial_label(view.name), lab, self.schema)
 
     def _initial_probs(self) -> np.ndarray:
-        return np.load(self.run_dir / "initial" / "probs.npy").astype(np.float32)
+        return np.load(self.layout.initial_probs).astype(np.float32)
 
     def stage_fit(self) -> None:
         rep = self.component(Role.REPRESENTATION)
-        model_dir = self.run_dir / "model"
-        model_dir.mkdir(parents=True, exist_ok=True)
-        model = rep.fit(self.capture, self._initial_probs(), workdir=model_dir)
-        rep.save(model, model_dir / "model.pt")
+        layout = self.layout
+        layout.model.mkdir(parents=True, exist_ok=True)
+        model = rep.fit(self.capture, self._initial_probs(), workdir=layout.model)
+        rep.save(model, layout.model_file)
         export = getattr(rep, "export_ply", None)
         if export is not None:
-            export(model, model_dir / "splats.ply")
+            export(model, layout.splats)
         self._model = model
 
     def _load_model(self) -> Any:
         if getattr(self, "_model", None) is None:
-            self._model = self.component(Role.REPRESENTATION).load(self.run_dir / "model" / "model.pt")
+            self._model = self.component(Role.REPRESENTATION).load(self.layout.model_file)
         return self._model
 
     def stage_sample(self) -> None:
@@ -276,10 +282,10 @@ class Engine:
             "input": _cameras_to_json(inputs),
             "novel": _cameras_to_json(sampled),
         }
-        write_text(self.run_dir / "sample" / "cameras.json", json.dumps(record))
+        write_text(self.layout.sample_cameras, json.dumps(record))
 
     def _sampled(self) -> tuple[Cameras, Cameras]:
-        record = json.loads((self.run_dir / "sample" / "cameras.json").read_text())
+        record = json.loads(self.layout.sample_cameras.read_text())
         return _cameras_from_json(record["input"]), _cameras_from_json(record["novel"])
 
     def stage_render(self) -> None:
@@ -291,7 +297,7 @@ class Engine:
         aggregator = self.component(Role.LABEL_AGGREGATOR)
         model = self._load_model()
         inputs, novel = self._sampled()
-        initial = np.load(self.run_dir / "initial" / "probs.npy", mmap_mode="r")
+        initial = np.load(self.layout.initial_probs, mmap_mode="r")
         samples: list[dict] = []
         if isinstance(aggregator, ObservingAggregator):
             with progress_task("render input views for the aggregator", len(inputs)) as advance:
@@ -301,7 +307,7 @@ class Engine:
                     renders.observed = np.moveaxis(initial[start:start + len(chunk)], 1, -1).astype(np.float32)
                     aggregator.observe(renders)
                     advance(len(chunk.names))
-        with atomic_dir(self.run_dir / "refined") as out:
+        with atomic_dir(self.layout.refined) as out:
             total = len(inputs) + len(novel)
             with progress_task("render + aggregate", total) as advance:
                 for source, cams in (("input", inputs), ("novel", novel)):
@@ -328,8 +334,8 @@ class Engine:
                             })
                         advance(len(chunk.names))
             manifest = {"schema": self.schema.name, "samples": samples}
-            write_text(out / "manifest.json", json.dumps(manifest, indent=1))
-            write_text(out / "cameras.json", json.dumps(cameras_to_transforms(samples, schema=self.schema), indent=1))
+            write_text(out / run_layout.MANIFEST, json.dumps(manifest, indent=1))
+            write_text(out / run_layout.CAMERAS, json.dumps(cameras_to_transforms(samples, schema=self.schema), indent=1))
 
     def stage_evaluate(self) -> None:
         from .io.labels import read_labels, write_labels
@@ -338,19 +344,19 @@ class Engine:
         if not self.capture.has_labels:
             self.notes.append("the capture has no GT labels: metrics are skipped")
             return
-        manifest = json.loads((self.run_dir / "refined" / "manifest.json").read_text())
+        layout = self.layout
+        manifest = json.loads(layout.refined_manifest.read_text())
         samples = manifest["samples"]
-        gt_dir = self.run_dir / "gt"
         gt_input = np.stack([self._gt(v.labels) for v in self.capture.views])
         names = [v.name for v in self.capture.views]
         yaw_in = self.capture.cameras().yaw
-        initial = np.stack([read_labels(self.run_dir / "initial" / "labels" / f"{n}.png", self.schema) for n in names])
+        initial = np.stack([read_labels(layout.initial_label(n), self.schema) for n in names])
         metrics: dict[str, Any] = {"initial": evaluate_labels(initial, gt_input, yaw_in, self.schema)}
         by_name = {s["name"]: s for s in samples}
-        refined_in = np.stack([read_labels(self.run_dir / "refined" / by_name[n]["labels"], self.schema) for n in names])
+        refined_in = np.stack([read_labels(layout.refined / by_name[n]["labels"], self.schema) for n in names])
         metrics["refined_input"] = evaluate_labels(refined_in, gt_input, yaw_in, self.schema)
         for n, gt in zip(names, gt_input):
-            write_labels(gt_dir / f"{n}.png", gt, self.schema)
+            write_labels(layout.gt_label(n), gt, self.schema)
         novel = [s for s in samples if s["source"] == "novel"]
         if novel and self.capture.render_gt is not None:
             _, cams = self._sampled()
@@ -359,13 +365,13 @@ class Engine:
                 chunk = cams.subset(range(start, min(start + RENDER_CHUNK, len(cams))))
                 gt_novel.append(self._gt(self.capture.render_gt(chunk).labels))
             gt_novel = np.concatenate(gt_novel)
-            pred = np.stack([read_labels(self.run_dir / "refined" / s["labels"], self.schema) for s in novel])
+            pred = np.stack([read_labels(layout.refined / s["labels"], self.schema) for s in novel])
             metrics["refined_novel"] = evaluate_labels(pred, gt_novel, cams.yaw, self.schema)
             for s, gt in zip(novel, gt_novel):
-                write_labels(gt_dir / f"{s['name']}.png", gt, self.schema)
+                write_labels(layout.gt_label(s["name"]), gt, self.schema)
         elif novel:
             self.notes.append("the capture cannot render GT at new cameras: novel views are not scored")
-        write_text(self.run_dir / "metrics.json", json.dumps(metrics, indent=2))
+        write_text(layout.metrics, json.dumps(metrics, indent=2))
 
     def _gt(self, labels: np.ndarray) -> np.ndarray:
         return labels if self.gt_lut is None else self.gt_lut[labels]

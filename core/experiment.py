@@ -44,6 +44,7 @@ import numpy as np
 
 from .engine import RunState
 from .errors import ConfigError, SplatrefineError, did_you_mean
+from .run_layout import MANIFEST, RunLayout
 from .types import POSE_BUCKETS
 from .workers import GraphStage, Job, run_graph
 
@@ -648,7 +649,7 @@ class Experiment:
         from .io.labels import write_image
 
         root = self.out / "datasets" / f"{key}-{kind}"
-        if (root / "manifest.json").is_file():
+        if (root / MANIFEST).is_file():
             return root
         min_yaw = self.config.finetune_min_yaw
         samples = []
@@ -656,15 +657,15 @@ class Experiment:
             (tmp / "images").mkdir(parents=True, exist_ok=True)
             (tmp / "labels").mkdir(parents=True, exist_ok=True)
             for ident in self.config.train_identities:
-                run = self.run_dir(key, ident)
+                run = RunLayout(self.run_dir(key, ident))
                 if kind == "raw":
                     cap = self.registry.open_capture(str(self.capture_dir("train", ident)))
                     yaws = cap.cameras().yaw
-                    items = [(v.name, None, run / "initial" / "labels" / f"{v.name}.png", float(y), v.image)
+                    items = [(v.name, None, run.initial_label(v.name), float(y), v.image)
                              for v, y in zip(cap.views, yaws)]
                 else:
-                    man = json.loads((run / "refined" / "manifest.json").read_text())
-                    items = [(s["name"], run / "refined" / s["image"], run / "refined" / s["labels"], s.get("yaw"), None)
+                    man = json.loads(run.refined_manifest.read_text())
+                    items = [(s["name"], run.refined / s["image"], run.refined / s["labels"], s.get("yaw"), None)
                              for s in man["samples"]]
                 for name, img, lab, yaw, pixels in items:
                     if yaw is None or abs(yaw) < min_yaw:
@@ -860,7 +861,7 @@ def _write_manifest(root: Path, samples: list[dict], schema: Any) -> None:
     """root/manifest.json in the layout LabelledDataset reads ({"schema", "samples": [...]})."""
     from .io.atomic import write_text
 
-    write_text(root / "manifest.json", json.dumps({"schema": schema.name, "samples": samples}, indent=1))
+    write_text(root / MANIFEST, json.dumps({"schema": schema.name, "samples": samples}, indent=1))
 
 
 def _bucket(yaw: float) -> str:
@@ -942,7 +943,7 @@ def _refine_quality(exp: Experiment, key: str) -> dict:
     """Mean over train identities of the run metrics (initial / refined input / refined novel)."""
     acc: dict[str, dict[str, list[float]]] = {}
     for ident in exp.config.train_identities:
-        p = exp.run_dir(key, ident) / "metrics.json"
+        p = RunLayout(exp.run_dir(key, ident)).metrics
         if not p.is_file():
             continue
         m = json.loads(p.read_text())

@@ -17,6 +17,7 @@ from .engine import Engine, is_run_dir, prepare_run_dir
 from .errors import SplatrefineError
 from .progress import set_progress_enabled
 from .roles import Role
+from .run_layout import RunLayout
 from .types import POSE_BUCKETS
 
 log = logging.getLogger(__name__)
@@ -65,7 +66,7 @@ def run_refine(*, capture: Path | None, demo: bool, config_path: Path | None, pl
 
     if demo:
         run_dir = Path(output) if output else DEMO_RUN_DIR
-        capture_dir = run_dir / "capture"
+        capture_dir = RunLayout(run_dir).demo_capture
         if resume and is_run_dir(run_dir) and capture_dir.is_dir():
             cap = registry.open_capture(str(capture_dir / "id_000"))
             engine = _engine(registry, config, cap, run_dir)

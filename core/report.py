@@ -23,12 +23,12 @@ from typing import Any
 import numpy as np
 
 from .errors import SplatrefineError
+from .run_layout import REPORT_DIR, RunLayout
 from .schema import LabelSchema
 from .types import POSE_BUCKETS, pose_bucket
 
 log = logging.getLogger(__name__)
 
-REPORT_DIR = "report"
 MAX_SHEET_ROWS = 8
 TILE_HEIGHT = 128
 METRIC_SETS = (("initial", "initial parser (input views)"),
@@ -96,13 +96,13 @@ def _safe_name(name: Any, manifest: Path) -> str:
 
 
 def _samples(run: Path) -> tuple[list[Sample], str | None]:
-    manifest_path = run / "refined" / "manifest.json"
+    manifest_path = RunLayout(run).refined_manifest
     manifest = _read_json(manifest_path)
     if manifest is None:
         return [], None
     if not isinstance(manifest, dict) or not isinstance(manifest.get("samples"), list):
         raise SplatrefineError(f"{manifest_path}: expected {{'schema': ..., 'samples': [...]}}")
-    base = run / "refined"
+    base = RunLayout(run).refined
     out = []
     for i, s in enumerate(manifest["samples"]):
         if not isinstance(s, dict):
@@ -125,7 +125,7 @@ def _schema(name: str | None, run: Path) -> LabelSchema:
     from .schema import CELEBAMASK_HQ, get_schema
 
     if name is None:
-        cfg = _read_yaml(run / "config.yaml") or {}
+        cfg = _read_yaml(RunLayout(run).config) or {}
         name = cfg.get("schema") if isinstance(cfg, dict) else None
     if not name:
         return CELEBAMASK_HQ
@@ -194,13 +194,13 @@ def _sheet(run: Path, samples: list[Sample], schema: LabelSchema, novel: bool) -
     rows, labels = [], []
     for s in samples:
         refined = _load_labels(s.labels, schema)
-        gt = _load_labels(run / "gt" / f"{s.name}.png", schema)
+        gt = _load_labels(RunLayout(run).gt_label(s.name), schema)
         err = None
         if refined is not None and gt is not None and refined.shape == gt.shape:
             err = error_map(refined, gt)
         row = [_load_image(s.image)]
         if not novel:
-            initial = _load_labels(run / "initial" / "labels" / f"{s.name}.png", schema)
+            initial = _load_labels(RunLayout(run).initial_label(s.name), schema)
             row.append(None if initial is None else schema.colorize(initial))
         row += [None if refined is None else schema.colorize(refined),
                 None if gt is None else schema.colorize(gt), err]
@@ -308,18 +308,19 @@ def write_report(run_dir: Path) -> Path:
         raise SplatrefineError(f"{run}: no such run directory", "Run 'splatrefine refine CAPTURE -o RUN' first.")
     samples, schema_name = _samples(run)
     schema = _schema(schema_name, run)
-    metrics = _read_json(run / "metrics.json")
+    layout = RunLayout(run)
+    metrics = _read_json(layout.metrics)
     if metrics is not None and not isinstance(metrics, dict):
-        raise SplatrefineError(f"{run / 'metrics.json'}: expected a mapping")
-    history = _read_json(run / "model" / "history.json")
-    stages = _read_json(run / "stages.json")
-    config = _read_yaml(run / "config.yaml")
-    record = _read_json(run / "run.json")
+        raise SplatrefineError(f"{layout.metrics}: expected a mapping")
+    history = _read_json(layout.history)
+    stages = _read_json(layout.stages)
+    config = _read_yaml(layout.config)
+    record = _read_json(layout.record)
     capture = record.get("capture") if isinstance(record, dict) and isinstance(record.get("capture"), dict) else {}
     notes: list[str] = []
     parts: list[str] = []
 
-    with atomic_dir(run / REPORT_DIR) as pics:
+    with atomic_dir(layout.report_dir) as pics:
         # -- summary ---------------------------------------------------------------------------
         n_in = sum(s.source == "input" for s in samples)
         n_nov = sum(s.source == "novel" for s in samples)
@@ -469,6 +470,6 @@ wall-clock seconds.</p>
 {''.join(parts)}
 </body></html>
 """
-    out = run / "report.html"
+    out = layout.report
     write_text(out, page)
     return out

@@ -18,8 +18,7 @@ from typing import Any
 from . import __version__
 from .errors import SplatrefineError
 from .io.fingerprint import capture_difference
-
-RECORD = "run.json"
+from .run_layout import RECORD
 
 # stage -> (config entries it reads, stages whose outputs it reads). target_parser and device are
 # read by no stage: changing them recomputes nothing.

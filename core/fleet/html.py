@@ -13,6 +13,7 @@ import io
 import logging
 from pathlib import Path
 
+from ..run_layout import RunLayout
 from ..types import POSE_BUCKETS
 
 log = logging.getLogger(__name__)
@@ -53,7 +54,7 @@ def _thumbnail(run: Path) -> str | None:
     """A data: URI of the run's extreme-pose contact sheet, scaled down (JPEG), or None."""
     from PIL import Image
 
-    pics = run / "report"
+    pics = RunLayout(run).report_dir
     for name in ("sheet_novel_extreme.png", "sheet_input_extreme.png", "sheet_novel_mid.png",
                  "sheet_input_mid.png", "sheet_novel_frontal.png", "sheet_input_frontal.png"):
         p = pics / name

@@ -8,9 +8,9 @@ import json
 import logging
 from pathlib import Path
 
-log = logging.getLogger(__name__)
+from ..run_layout import MANIFEST, REFINED
 
-MANIFEST = "manifest.json"
+log = logging.getLogger(__name__)
 
 
 def merged_samples(out: Path, records: list[dict]) -> tuple[str | None, list[dict]]:
@@ -18,7 +18,7 @@ def merged_samples(out: Path, records: list[dict]) -> tuple[str | None, list[dic
     for rec in records:
         if rec.get("status") != "done":
             continue
-        refined = f"{rec['run']}/refined"
+        refined = f"{rec['run']}/{REFINED}"
         try:
             data = json.loads((Path(out) / refined / MANIFEST).read_text())
         except (OSError, json.JSONDecodeError) as exc:

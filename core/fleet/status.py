@@ -12,6 +12,8 @@ import json
 from pathlib import Path
 from typing import Any
 
+from ..run_layout import RunLayout
+
 FLEET_JSON = "fleet.json"
 RUNS_DIR = "runs"
 ORDER = {"failed": 0, "interrupted": 1, "pending": 2, "running": 2, "done": 3}
@@ -38,7 +40,7 @@ def run_details(run: Path) -> dict:
         out["timings"] = RunState.load(Path(run) / RUN_MARKER).timings
     except Exception:  # noqa: BLE001
         out["timings"] = {}
-    p = Path(run) / "metrics.json"
+    p = RunLayout(run).metrics
     try:
         metrics = json.loads(p.read_text()) if p.is_file() else None
     except (OSError, json.JSONDecodeError):
