@@ -12,6 +12,7 @@ from pathlib import Path
 import click
 
 from . import __version__
+from .commands.user_errors import exit_2_on_user_error
 from .errors import SplatrefineError
 
 
@@ -19,11 +20,8 @@ class _Group(click.Group):
     """Turns SplatrefineError anywhere below into 'Error: ...' and exit code 2."""
 
     def invoke(self, ctx: click.Context):
-        try:
+        with exit_2_on_user_error():
             return super().invoke(ctx)
-        except SplatrefineError as exc:
-            click.echo(f"Error: {exc}", err=True)
-            ctx.exit(2)
 
 
 def _registry():

@@ -153,3 +153,10 @@ def test_omp_wait_policy_is_set_in_one_place_before_torch():
     setters = [str(path.relative_to(ROOT)) for path, _ in _modules().values()
                if "OMP_WAIT_POLICY" in path.read_text()]
     assert setters == ["core/__init__.py"]
+
+
+def test_one_cli_error_handler():
+    """'Error: ...' + exit 2 for a SplatrefineError is written once (commands/user_errors.py)."""
+    handlers = [str(path.relative_to(ROOT)) for path, _ in _modules().values()
+                if 'click.echo(f"Error: {exc}"' in path.read_text()]
+    assert handlers == ["core/commands/user_errors.py"]

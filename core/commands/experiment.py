@@ -13,7 +13,7 @@ from pathlib import Path
 
 import click
 
-from ..errors import SplatrefineError
+from .user_errors import exit_2_on_user_error
 
 
 @click.command("experiment")
@@ -32,7 +32,7 @@ def experiment_cmd(out, config_path, sets, resume, overwrite, device, seed, quie
     refined labels and compare both on held-out identities per pose bucket. Writes OUT/results.md."""
     if seed is not None:
         sets = (*sets, f"seed={seed}")
-    try:
+    with exit_2_on_user_error():
         from ..experiment import POSE_BUCKETS, run_experiment
 
         def stage(name: str) -> None:
@@ -41,9 +41,6 @@ def experiment_cmd(out, config_path, sets, resume, overwrite, device, seed, quie
 
         res = run_experiment(out, config_path=config_path, sets=sets, resume=resume, overwrite=overwrite,
                              device=device, quiet=quiet, on_stage=stage)
-    except SplatrefineError as exc:
-        click.echo(f"Error: {exc}", err=True)
-        raise click.exceptions.Exit(2) from None
     for note in res.get("notes", []):
         click.echo(f"Note: {note}")
     for name, t in res["targets"].items():

@@ -11,10 +11,9 @@ cheap. A SplatrefineError prints one line (plus an optional hint) and exits 2.
 
 from __future__ import annotations
 
-import functools
 import json
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -22,23 +21,10 @@ import click
 
 from ..errors import ConfigError, SplatrefineError, did_you_mean
 from ..roles import Role
+from .user_errors import user_errors as _user_errors  # the CLI's one handler (also imported from here)
 
 log = logging.getLogger(__name__)
 IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
-
-
-def _user_errors(fn: Callable) -> Callable:
-    """SplatrefineError -> 'Error: ...' on stderr and exit code 2 (also when run outside the main group)."""
-
-    @functools.wraps(fn)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return fn(*args, **kwargs)
-        except SplatrefineError as exc:
-            click.echo(f"Error: {exc}", err=True)
-            raise click.exceptions.Exit(2) from None
-
-    return wrapper
 
 
 def _registry():
