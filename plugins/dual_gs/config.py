@@ -59,8 +59,9 @@ class DualGSConfig:
                 "this power (0: every view alike; see docs/dual_gs.md)", "min": 0.0, "max": 16.0})
     reliability_updates: int = field(default=2, metadata={
         "help": "with view_reliability > 0: consensus updates spread evenly over the fit", "min": 1, "max": 20})
-    class_moves_geometry: bool = field(default=True, metadata={
-        "help": "let class-loss gradients move the shared geometry (false: they only train the class head)"})
+    class_moves_geometry: bool = field(default=False, metadata={
+        "help": "let class-loss gradients move the shared geometry (false: they only train the class head; "
+                "true suits flat-coloured synthetic heads whose RGB cannot place the surface, see docs/dual_gs.md)"})
     class_densify: bool = field(default=False, metadata={
         "help": "with class_moves_geometry false: class-loss gradients still count in the densification "
                 "statistics (split where labels need detail)"})
