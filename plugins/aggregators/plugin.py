@@ -16,8 +16,7 @@ def splatrefine_register_components(register):
     register(ComponentSpec(Role.LABEL_AGGREGATOR, "argmax", ArgmaxAggregator, ArgmaxConfig,
                            summary="most probable class; low-confidence or empty pixels become ignore"))
     register(ComponentSpec(Role.LABEL_AGGREGATOR, "transfer", TransferAggregator, TransferConfig,
-                           summary="the input views' labels carried to every camera through the rendered "
-                                   "depth, weighted by each view's agreement with the consensus"))
+                           summary="input views' labels carried through the rendered depth, by reliability"))
     register(ComponentSpec(Role.LABEL_AGGREGATOR, "palette-cluster", PaletteClusterAggregator,
                            PaletteClusterConfig,
                            summary="colour-coded renders snapped to the schema palette (the paper's way)"))

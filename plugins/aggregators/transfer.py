@@ -47,8 +47,9 @@ class TransferConfig:
         "help": "weight of the rendered class probabilities relative to the transferred votes at the pixel "
                 "(1: half and half; at least one view's worth where few views see the point)", "min": 0.0})
     unseen: str = field(default="ignore", metadata={
-        "help": "opaque pixels where no input view has an opinion (hair and ears for a face-mesh parser): "
-                "'ignore' (255) or 'consensus' (the rendered class probabilities decide)",
+        "help": "opaque pixels where the input views that see the point mostly have no opinion (hair and "
+                "ears for a face-mesh parser): 'ignore' (255) or 'consensus' (the rendered class "
+                "probabilities decide)",
         "choices": ("ignore", "consensus")})
     min_alpha: float = field(default=0.5, metadata={
         "help": "pixels rendered less opaque than this are not lifted to 3D (they keep the rendered "
