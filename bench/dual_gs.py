@@ -8,6 +8,7 @@ Both class heads (logits, palette) are fitted on the same data.
 
     python bench/dual_gs.py --identities 3 --modes logits palette --out bench/results/dual_gs.json
     python bench/dual_gs.py --identities 1 --set iterations=800 --set strategy=mcmc
+    python bench/dual_gs.py --profile          # where the demo's fit step spends its time
 """
 
 from __future__ import annotations
@@ -154,6 +155,67 @@ def table(summary, modes, schema) -> str:
     return "\n".join(rows)
 
 
+def profile(resolution: int, overrides: dict, seed: int, iterations: int) -> str:
+    """Where a fit step's time goes, for the demo's case (identity 0, 61 views, the demo config's
+    dual-gs settings), against the rasterizer's own forward + backward at the final Gaussian count
+    and the same channels (RGB + 19 classes), measured in the same process."""
+    import torch
+    import yaml
+
+    from splatrefine.plugins.dual_gs import fit as fit_mod
+    from splatrefine.plugins.dual_gs import losses
+    from splatrefine.plugins.dual_gs.config import DualGSConfig
+    from splatrefine.plugins.dual_gs.representation import DualGS
+    from splatrefine.plugins.synthetic.rigs import synthesize_capture
+    from splatrefine.refine import demo_config_text
+    from splatrefine.roles import ComponentContext
+    from splatrefine.splat import rasterize
+
+    demo = (yaml.safe_load(demo_config_text()).get("representation") or {}).get("params") or {}
+    config = DualGSConfig(**{**demo, **overrides})
+    if iterations:
+        config = DualGSConfig(**{**demo, **overrides, "iterations": iterations})
+    cap = synthesize_capture(0, "facescape-like", resolution)
+    probs = np.ascontiguousarray(np.moveaxis(simulated_probs(cap, seed), 1, -1))
+    rep = DualGS(config, ComponentContext(device="cpu", seed=seed))
+    tp = torch.from_numpy(probs)
+    w = losses.target_weights(tp, config.confidence_weighting, config.confidence_power)
+    weights = (w * losses.class_balance_weights(tp, w, config.class_balance)).numpy()
+    trainer = fit_mod.Trainer(config, rep.init_model(cap, probs, weights), rep._fit_data(cap, probs, weights), seed, None)
+    trainer.sections.enabled = True
+    t0 = time.perf_counter()
+    model = trainer.run()
+    total = time.perf_counter() - t0
+    # the rasterizer alone, as bench/raster.py measures it, at the fitted model's size
+    p = {k: v.detach().clone().requires_grad_(True) for k, v in model.params.items()}
+    cams = cap.cameras()
+    vm = torch.from_numpy(cams.viewmats[:1]).float()
+    Ks = torch.from_numpy(cams.Ks[:1]).float()
+    colors = torch.rand((p["means"].shape[0], 3 + cap.schema.num_classes), requires_grad=True)
+    times = []
+    for _ in range(6):
+        t = time.perf_counter()
+        out, alpha, _ = rasterize(p["means"], p["quats"], torch.exp(p["scales"]), torch.sigmoid(p["opacities"]),
+                                  colors, vm, Ks, cams.width, cams.height)
+        (out.sum() + alpha.sum()).backward()
+        times.append(time.perf_counter() - t)
+    raster_ms = 1000 * float(np.median(times[1:]))
+    n = config.iterations
+    rows = [f"fit of {n} steps: {total:.1f} s, {1000 * total / n:.1f} ms per step, {model.num_gaussians} Gaussians "
+            f"at the end; rasterizer forward + backward alone ({model.num_gaussians} Gaussians, "
+            f"{cams.width}x{cams.height}, {3 + cap.schema.num_classes} channels): {raster_ms:.1f} ms",
+            "", "| part of the step | ms per step | share | x raster fwd+bwd |", "|---|---|---|---|"]
+    accounted = 0.0
+    for name, sec in sorted(trainer.sections.seconds.items(), key=lambda kv: -kv[1]):
+        accounted += sec
+        rows.append(f"| {name} | {1000 * sec / n:.1f} | {sec / total:.0%} | {1000 * sec / n / raster_ms:.2f} |")
+    rest = total - accounted
+    rows.append(f"| everything else (views, schedule, progress) | {1000 * rest / n:.1f} | {rest / total:.0%} | "
+                f"{1000 * rest / n / raster_ms:.2f} |")
+    rows.append(f"| **whole step** | **{1000 * total / n:.1f}** | 100% | **{1000 * total / n / raster_ms:.2f}** |")
+    return "\n".join(rows)
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--identities", type=int, default=3)
@@ -168,6 +230,9 @@ def main(argv=None) -> int:
     ap.add_argument("--threads", type=int, default=2, help="torch threads (the goal is stated for 2 cores)")
     ap.add_argument("--workdir", type=Path, default=None, help="keep each fit's checkpoint/history here")
     ap.add_argument("--out", type=Path, default=None, help="write the summary JSON here")
+    ap.add_argument("--profile", type=int, nargs="?", const=0, default=None, metavar="STEPS",
+                    help="instead: time each part of the demo's fit step over STEPS steps (default: the "
+                         "demo's whole fit) against the rasterizer's own forward + backward")
     args = ap.parse_args(argv)
 
     import torch
@@ -181,6 +246,9 @@ def main(argv=None) -> int:
     for item in args.set:
         k, v = item.split("=", 1)
         overrides[k.strip()] = parse_value(v)
+    if args.profile is not None:
+        print(profile(args.resolution, overrides, args.seed, args.profile), flush=True)
+        return 0
     results = []
     for ident in range(args.first_identity, args.first_identity + args.identities):
         res = run_identity(ident, args.resolution, args.modes, overrides, args.seed, args.workdir,

@@ -9,6 +9,7 @@ import json
 import logging
 import math
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -71,6 +72,25 @@ class FitData:
         return h.hexdigest()[:16]
 
 
+class StepSections:
+    """Wall time per part of the fit step (bench/dual_gs.py --profile); free when disabled."""
+
+    def __init__(self, enabled: bool = False):
+        self.enabled = enabled
+        self.seconds: dict[str, float] = {}
+
+    @contextmanager
+    def __call__(self, name: str):
+        if not self.enabled:
+            yield
+            return
+        t0 = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.seconds[name] = self.seconds.get(name, 0.0) + time.perf_counter() - t0
+
+
 def _lr_means(config, step: int, total: int, scene_scale: float) -> float:
     a, b = config.lr_means * scene_scale, max(config.lr_means_final, 1e-12) * scene_scale
     f = min(step / max(total, 1), 1.0)
@@ -111,6 +131,7 @@ class Trainer:
         self._acc_n = 0
         self._snapshot: dict | None = None
         self.rollbacks = 0
+        self.sections = StepSections()
         self.fingerprint = self._fingerprint()
         self._base_weights = data.weights
         self.agreement: np.ndarray | None = None
@@ -266,18 +287,22 @@ class Trainer:
         c = self.config
         d = self.level(self.step)
         ti = torch.as_tensor(idx, device=d.images.device)
-        rgb, cls, alpha, _, meta = render_model(self.model, d.viewmats[ti], d.Ks[ti], d.width, d.height, self.params,
-                                                background_sh=self.bg)
+        with self.sections("render forward"):
+            rgb, cls, alpha, _, meta = render_model(self.model, d.viewmats[ti], d.Ks[ti], d.width, d.height,
+                                                    self.params, background_sh=self.bg)
         if self.densifier.needs_means2d_grad:
             meta["means2d"].retain_grad()
         terms: dict[str, torch.Tensor] = {}
-        terms["rgb"], terms["l1"] = losses.rgb_loss(rgb, d.images[ti], c.ssim_lambda)
-        if self.model.mode == "logits":
-            terms["class"] = losses.class_loss(cls, d.targets[ti], d.weights[ti], c.class_loss, c.gce_q)
-        else:
-            terms["class"] = losses.palette_loss(cls, d.targets[ti], d.weights[ti])
-        if d.masks is not None and c.mask_weight > 0:
-            terms["mask"] = losses.mask_loss(alpha[..., 0], d.masks[ti])
+        with self.sections("rgb loss (L1 + SSIM) forward"):
+            terms["rgb"], terms["l1"] = losses.rgb_loss(rgb, d.images[ti], c.ssim_lambda)
+        with self.sections("class loss forward"):
+            if self.model.mode == "logits":
+                terms["class"] = losses.class_loss(cls, d.targets[ti], d.weights[ti], c.class_loss, c.gce_q)
+            else:
+                terms["class"] = losses.palette_loss(cls, d.targets[ti], d.weights[ti])
+        with self.sections("mask loss forward"):
+            if d.masks is not None and c.mask_weight > 0:
+                terms["mask"] = losses.mask_loss(alpha[..., 0], d.masks[ti])
         if c.opacity_reg > 0:
             terms["opacity_reg"] = torch.sigmoid(self.params["opacities"]).mean()
         if c.scale_reg > 0:
@@ -362,7 +387,8 @@ class Trainer:
                 for o in self._optimizers():
                     o.zero_grad(set_to_none=True)
                 terms, meta = self._losses(self._views_for_step(step))
-                loss = self._backward(terms, meta)
+                with self.sections("backward (rasterizer + losses)"):
+                    loss = self._backward(terms, meta)
                 if not (torch.isfinite(loss) and self._grads_finite()):
                     bad = [k for k, v in terms.items() if not torch.isfinite(v)]
                     bad += [f"grad {k}" for k, p in self.params.items()
@@ -370,20 +396,25 @@ class Trainer:
                     self._rollback(step, ", ".join(bad))
                     continue
                 self.step = step + 1
-                for o in self._optimizers():
-                    o.step()
+                with self.sections("optimizer step"):
+                    for o in self._optimizers():
+                        o.step()
                 lv = self.level(step)
-                info = self.densifier.step_post_backward(self.params, self.optims, self.step, meta,
-                                                         lv.width, lv.height)
-                if isinstance(self.densifier, MCMCDensifier):
-                    self.densifier.step_post_optimizer(self.params, self.step, lr)
-                self._record(terms, float(loss))
+                with self.sections("densify"):
+                    info = self.densifier.step_post_backward(self.params, self.optims, self.step, meta,
+                                                             lv.width, lv.height)
+                    if isinstance(self.densifier, MCMCDensifier):
+                        self.densifier.step_post_optimizer(self.params, self.step, lr)
+                with self.sections("history"):
+                    self._record(terms, float(loss))
                 if self.step in self._reliability_steps:
-                    self._update_agreement()
-                if self.step % SNAPSHOT_EVERY == 0:
-                    self._snapshot = self._state()
-                if self.step % c.checkpoint_every == 0 and self.step < self.total:
-                    self.save_checkpoint()
+                    with self.sections("view reliability (consensus renders)"):
+                        self._update_agreement()
+                with self.sections("snapshots + checkpoints"):
+                    if self.step % SNAPSHOT_EVERY == 0:
+                        self._snapshot = self._state()
+                    if self.step % c.checkpoint_every == 0 and self.step < self.total:
+                        self.save_checkpoint()
                 elapsed = time.perf_counter() - t0
                 advance(1, loss=float(loss), rgb=float(terms["l1"].detach()), cls=float(terms["class"].detach()),
                         gaussians=int(self.params["means"].shape[0]),
