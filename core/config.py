@@ -26,16 +26,10 @@ from typing import Any
 
 import yaml
 
+from .defaults import default_plugins
 from .errors import ConfigError, did_you_mean
 from .roles import Role
 
-DEFAULT_PLUGINS: dict[Role, str] = {
-    Role.INITIAL_PARSER: "simulated",
-    Role.REPRESENTATION: "dual-gs",
-    Role.VIEW_SAMPLER: "orbit",
-    Role.LABEL_AGGREGATOR: "transfer",
-    Role.TARGET_PARSER: "bisenet",
-}
 TOP_LEVEL_KEYS = ("seed", "device", "schema")
 ROLE_KEYS = ("plugin", "params")
 # how to set each run-wide key from the command line (they are not roles: --plugin/--set do not take them)
@@ -51,7 +45,7 @@ class RunConfig:
     seed: int = 0
     device: str = "auto"
     schema: str = "celebamask-hq"
-    # roles whose plugin nobody chose (neither the YAML nor --plugin): DEFAULT_PLUGINS filled them in
+    # roles whose plugin nobody chose (neither the YAML nor --plugin): the packaged defaults (defaults.yaml) filled them in
     defaulted: frozenset = frozenset()
 
     def to_dict(self) -> dict:
@@ -244,7 +238,7 @@ def resolve(registry, data: dict | None = None, plugin_args: list[str] = (), set
     """Merge YAML data, --plugin and --set into a validated RunConfig."""
     data = dict(data or {})
     top = {k: data.pop(k) for k in TOP_LEVEL_KEYS if k in data}
-    plugins = dict(DEFAULT_PLUGINS)
+    plugins = default_plugins()
     chosen: set[Role] = set()
     params: dict[Role, dict] = {r: {} for r in Role}
     for key, value in data.items():
@@ -308,3 +302,10 @@ def resolve(registry, data: dict | None = None, plugin_args: list[str] = (), set
     if seed < 0:
         raise ConfigError(f"{source}: seed must be a non-negative integer, got {seed}")
     return RunConfig(plugins, settings, seed, device, schema, frozenset(set(Role) - chosen))
+
+
+def __getattr__(name: str):
+    # DEFAULT_PLUGINS was a constant here; the choices now live in the packaged defaults.yaml
+    if name == "DEFAULT_PLUGINS":
+        return default_plugins()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -22,8 +22,6 @@ from typing import Any, Protocol, runtime_checkable
 
 from .errors import PluginError, did_you_mean
 
-DEFAULT_EXECUTOR = "local"
-
 
 @dataclass(frozen=True)
 class ExecutorSpec:
@@ -122,3 +120,12 @@ class ExecutorRegistry:
 
         spec = self.get(name)
         return spec.factory(build_settings(spec.config_cls, params, f"executor '{name}'"))
+
+
+def __getattr__(name: str):
+    # DEFAULT_EXECUTOR was a constant here; the choice now lives in the packaged defaults.yaml
+    if name == "DEFAULT_EXECUTOR":
+        from .defaults import default_executor
+
+        return default_executor()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -484,9 +484,10 @@ class Experiment:
     def executor(self, workers: int):
         """What runs the stages' jobs: the default executor (`local`: this process for one worker,
         else a pool), chosen by name from the registry like every executor (docs/fleet.md)."""
-        from .executors import DEFAULT_EXECUTOR, ExecutorRegistry
+        from .defaults import default_executor
+        from .executors import ExecutorRegistry
 
-        return ExecutorRegistry(self.registry.manager).build(DEFAULT_EXECUTOR, {"workers": workers})
+        return ExecutorRegistry(self.registry.manager).build(default_executor(), {"workers": workers})
 
     def active_targets(self) -> list[TargetSpec]:
         targets, notes = active_targets(self.config, self.registry)

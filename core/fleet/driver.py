@@ -87,7 +87,8 @@ def run_batch(opts: BatchOptions, registry: Any = None, executors: Any = None) -
 
     from ..config import load_yaml, resolve
     from ..devices import resolve_device
-    from ..executors import DEFAULT_EXECUTOR, ExecutorRegistry
+    from ..defaults import default_executor
+    from ..executors import ExecutorRegistry
     from ..io.atomic import write_text
     from ..progress import set_progress_enabled
     from .sources import find_captures
@@ -112,7 +113,7 @@ def run_batch(opts: BatchOptions, registry: Any = None, executors: Any = None) -
     previous = _check_out(out, opts.resume, opts.overwrite)
 
     executors = executors or ExecutorRegistry(registry.manager)
-    name = opts.executor or DEFAULT_EXECUTOR
+    name = opts.executor or default_executor()
     params = dict(opts.executor_params)
     if device == "cuda" and "workers" in {f for f in getattr(executors.get(name).config_cls, "__dataclass_fields__", {})}:
         params.setdefault("workers", 1)  # one GPU shared by every local worker: one at a time
