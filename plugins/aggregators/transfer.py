@@ -100,22 +100,24 @@ class TransferAggregator:
             depth = np.where(renders.alpha[i] >= self.config.min_alpha, renders.depth[i], 0.0).astype(np.float32)
             agreement = class_agreement(renders.probs[i].reshape(-1, K).astype(np.float64),
                                         observed.reshape(-1, K).astype(np.float64), prior_pixels=50.0)
-            self.sources.append(_Source(name, np.asarray(cams.viewmats[i], np.float64), np.asarray(cams.Ks[i], np.float64),
-                                        depth, labels.astype(np.int64), conf.astype(np.float32), agreement,
-                                        bool((conf > 0.5).any())))
+            self.sources.append(_Source(
+                name, np.asarray(cams.viewmats[i], np.float64), np.asarray(cams.Ks[i], np.float64), depth,
+                labels.astype(np.int64), conf.astype(np.float32), agreement, bool((conf > 0.5).any())))
         self._relative = None
 
     def _relative_agreement(self) -> np.ndarray:
         if self._relative is None:
             a = np.stack([s.agreement for s in self.sources])
-            self._relative = np.clip(a / np.maximum(a.max(0, keepdims=True), 1e-12), 0.0, 1.0) ** self.config.reliability
+            relative = np.clip(a / np.maximum(a.max(0, keepdims=True), 1e-12), 0.0, 1.0)
+            self._relative = relative ** self.config.reliability
         return self._relative
 
     def transfer(self, depth: np.ndarray, alpha: np.ndarray, viewmat: np.ndarray, K: np.ndarray, name: str,
                  num_classes: int) -> tuple[np.ndarray, np.ndarray]:
-        """Votes [N,K] for the N = H*W pixels of one camera, and a mask [N] of the pixels labelled: their
-        votes outweigh the abstentions (views that see the point with no opinion, weighted by how
-        unsure they are; a view the parser failed on entirely does not abstain), so a point most views leave unlabelled stays unlabelled."""
+        """Votes [N,K] for the N = H*W pixels of one camera, and a mask [N] of the pixels labelled:
+        their votes outweigh the abstentions (views that see the point with no opinion, weighted by
+        how unsure they are; a view the parser failed on entirely does not abstain), so a point most
+        views leave unlabelled stays unlabelled."""
         c = self.config
         H, W = depth.shape
         points = lift(depth, viewmat, K).reshape(-1, 3)
@@ -159,9 +161,9 @@ class TransferAggregator:
         if self.sources:
             cams = renders.cameras
             for i in range(C):
-                votes, voted = self.transfer(np.asarray(renders.depth[i], np.float64), np.asarray(renders.alpha[i]),
-                                         np.asarray(cams.viewmats[i], np.float64), np.asarray(cams.Ks[i], np.float64),
-                                         cams.names[i], K)
+                votes, voted = self.transfer(
+                    np.asarray(renders.depth[i], np.float64), np.asarray(renders.alpha[i]),
+                    np.asarray(cams.viewmats[i], np.float64), np.asarray(cams.Ks[i], np.float64), cams.names[i], K)
                 mass = votes.sum(-1, keepdims=True)
                 total = votes + self.config.consensus_weight * np.maximum(mass, 1.0) * probs[i].reshape(-1, K)
                 fused[i] = (total / np.maximum(total.sum(-1, keepdims=True), 1e-12)).reshape(H, W, K)
