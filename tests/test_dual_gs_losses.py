@@ -92,3 +92,25 @@ def test_sh_degree0_is_view_independent_and_inverts_rgb_to_sh0():
     b = sh_basis(d, 3)
     gram = (b.T @ b) / len(d) * 4 * np.pi
     torch.testing.assert_close(gram, torch.eye(16), atol=0.03, rtol=0)
+
+
+def test_separable_ssim_equals_the_11x11_window():
+    import torch.nn.functional as F
+
+    gen = torch.Generator().manual_seed(1)
+    a = torch.rand((2, 24, 20, 3), generator=gen)
+    b = (a + 0.2 * torch.rand((2, 24, 20, 3), generator=gen)).clamp(0, 1)
+    x, y = a.permute(0, 3, 1, 2), b.permute(0, 3, 1, 2)
+    s = torch.arange(11, dtype=torch.float32) - 5
+    g = torch.exp(-(s * s) / (2 * 1.5 ** 2))
+    g = g / g.sum()
+    w = (g[:, None] * g[None, :]).expand(3, 1, 11, 11)
+
+    def blur(z):
+        return F.conv2d(z, w, padding=5, groups=3)
+
+    mx, my = blur(x), blur(y)
+    sxx, syy, sxy = blur(x * x) - mx * mx, blur(y * y) - my * my, blur(x * y) - mx * my
+    c1, c2 = 0.01 ** 2, 0.03 ** 2
+    ref = (((2 * mx * my + c1) * (2 * sxy + c2)) / ((mx * mx + my * my + c1) * (sxx + syy + c2))).mean()
+    assert losses.ssim(a, b).item() == pytest.approx(ref.item(), abs=1e-6)
