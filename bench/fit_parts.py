@@ -1,6 +1,8 @@
-"""SSIM of the dual-gs RGB loss: the separable blur against the one-pass 11x11 window, same process.
+"""Parts of the dual-gs fit step, each against the way it was done before, in the same process:
+SSIM (separable blur vs one 11x11 window, forward + backward at 256x256x3) and Adam (fused vs the
+default, one optimizer per parameter group as the trainer has them, 20k Gaussians).
 
-    python bench/ssim.py            # forward + backward at 256x256x3 (the demo's full resolution)
+    python bench/fit_parts.py
 """
 
 from __future__ import annotations
@@ -42,6 +44,23 @@ def median_ms(fn, a, b, repeats: int = 30) -> float:
     return 1000 * sorted(times)[len(times) // 2]
 
 
+def adam_ms(fused: bool, gaussians: int = 20000, repeats: int = 50) -> float:
+    shapes = {"means": (3,), "scales": (3,), "quats": (4,), "opacities": (), "sh0": (1, 3), "shN": (3, 3),
+              "classes": (19,)}
+    params = [torch.nn.Parameter(torch.randn((gaussians, *s))) for s in shapes.values()]
+    optims = [torch.optim.Adam([p], lr=1e-3, eps=1e-15, fused=fused) for p in params]
+    for p in params:
+        p.grad = torch.randn_like(p)
+    times = []
+    for i in range(repeats + 5):
+        t = time.perf_counter()
+        for o in optims:
+            o.step()
+        if i >= 5:
+            times.append(time.perf_counter() - t)
+    return 1000 * sorted(times)[len(times) // 2]
+
+
 def main() -> None:
     torch.set_num_threads(2)
     torch.manual_seed(0)
@@ -51,6 +70,9 @@ def main() -> None:
     base, new = median_ms(ssim_2d_window, a, b), median_ms(losses.ssim, a, b)
     print(f"SSIM forward + backward, 256x256x3, 2 threads: 11x11 window {base:.1f} ms, "
           f"separable {new:.1f} ms ({base / new:.2f}x); values differ by {diff:.1e}")
+    base, new = adam_ms(False), adam_ms(True)
+    print(f"Adam step, 7 parameter groups of 20k Gaussians, 2 threads: default {base:.1f} ms, "
+          f"fused {new:.1f} ms ({base / new:.2f}x)")
 
 
 if __name__ == "__main__":
