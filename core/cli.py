@@ -17,11 +17,58 @@ from .errors import SplatrefineError
 
 
 class _Group(click.Group):
-    """Turns SplatrefineError anywhere below into 'Error: ...' and exit code 2."""
+    """Turns SplatrefineError anywhere below into 'Error: ...' and exit code 2, and adds the
+    plugins' commands (`splatrefine_register_commands`) the first time they are needed: listing
+    the commands (`--help`) or a name no core command has. Core commands never load plugins."""
+
+    _plugin_commands: dict[str, click.Command] | None = None
 
     def invoke(self, ctx: click.Context):
         with exit_2_on_user_error():
             return super().invoke(ctx)
+
+    def plugin_commands(self) -> dict[str, click.Command]:
+        if self._plugin_commands is None:
+            self._plugin_commands = _load_plugin_commands(self)
+        return self._plugin_commands
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*super().list_commands(ctx), *self.plugin_commands()})
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        return super().get_command(ctx, cmd_name) or self.plugin_commands().get(cmd_name)
+
+
+def _load_plugin_commands(core: click.Group) -> dict[str, click.Command]:
+    """Every command the loaded plugins add (a fresh plugin manager; called once per process).
+
+    Each plugin's hook runs on its own: a third-party plugin that raises, or that takes a name a
+    core command or an earlier plugin has, loses those commands (with a warning) and nothing else."""
+    import logging
+
+    from .registry import BUILTIN_PLUGINS, make_plugin_manager
+
+    log = logging.getLogger(__name__)
+    pm = make_plugin_manager().pm
+    plugins = [impl.plugin for impl in pm.hook.splatrefine_register_commands.get_hookimpls()]
+    found: dict[str, click.Command] = {}
+    for plugin in plugins:  # in registration order: builtins first, so theirs keep their names
+        name = pm.get_name(plugin)
+        collector = click.Group(core.name)
+        call = pm.subset_hook_caller("splatrefine_register_commands", [p for p in plugins if p is not plugin])
+        try:
+            call(cli=collector)
+        except Exception as exc:  # noqa: BLE001 - one broken plugin must not break the CLI
+            if name in BUILTIN_PLUGINS:
+                raise
+            log.warning("plugin %s: its commands are not added: %s: %s", name, type(exc).__name__, exc)
+            continue
+        for cmd_name, cmd in collector.commands.items():
+            if cmd_name in core.commands or cmd_name in found:
+                log.warning("plugin %s: its command '%s' is ignored: another command has that name", name, cmd_name)
+            else:
+                found[cmd_name] = cmd
+    return found
 
 
 def _registry():
@@ -66,30 +113,6 @@ def refine(capture, demo, config_path, plugins, sets, output, resume, overwrite,
     click.echo(f"Report: {summary['report']}")
     if summary.get("line"):
         click.echo(summary["line"])
-
-
-# synth ----------------------------------------------------------------------------------------
-@main.command()
-@click.argument("out_dir", type=click.Path(path_type=Path))
-@click.option("--identities", default=1, show_default=True, type=click.IntRange(1, 1000))
-@click.option("--seed", default=0, show_default=True, type=int)
-@click.option("--rig", default="facescape-like", show_default=True,
-              type=click.Choice(["facescape-like", "turntable", "frontal-only"]))
-@click.option("--resolution", default=256, show_default=True, type=click.IntRange(16, 4096))
-@click.option("--overwrite", is_flag=True, help="Replace captures already in OUT_DIR.")
-def synth(out_dir, identities, seed, rig, resolution, overwrite) -> None:
-    """Write procedural head captures with exact GT labels to OUT_DIR (one folder per identity)."""
-    from .plugins.synthetic import write_synthetic
-
-    existing = [out_dir / f"id_{i:03d}" for i in range(identities) if (out_dir / f"id_{i:03d}").exists()]
-    if existing and not overwrite:
-        more = f" (and {len(existing) - 1} more)" if len(existing) > 1 else ""
-        raise SplatrefineError(f"{existing[0]}: already exists{more}",
-                               "Add --overwrite to replace it, or choose another OUT_DIR.")
-
-    paths = write_synthetic(out_dir, identities=identities, seed=seed, rig=rig, resolution=resolution)
-    for p in paths:
-        click.echo(str(p))
 
 
 # capture --------------------------------------------------------------------------------------

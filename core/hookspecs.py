@@ -11,6 +11,10 @@ from typing import TYPE_CHECKING
 import pluggy
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
+    import click
+
     from .executors import ExecutorSpec
     from .roles import ComponentSpec
     from .types import Capture
@@ -52,4 +56,27 @@ def splatrefine_register_executors(register: Callable[[ExecutorSpec], None]) -> 
     `factory(config)` returns an object with the `splatrefine.executors.Executor` protocol. Returns
     nothing. A name another plugin already registered is an error naming both plugins. Import the
     executor's libraries (ray, submitit) inside the factory.
+    """
+
+
+@hookspec
+def splatrefine_register_commands(cli: click.Group) -> None:
+    """Add this plugin's commands to the `splatrefine` command line (`splatrefine mycommand ...`).
+
+    Called once per process, the first time the CLI needs its list of commands (`--help`) or is
+    given a name that is not a core command; never for core commands alone, so they start without
+    loading plugins. `cli` is a `click.Group`: use `@cli.command()` or `cli.add_command(cmd)`.
+    Returns nothing. A name a core command already has is ignored (with a warning). Import heavy
+    libraries inside the command, not here.
+    """
+
+
+@hookspec(firstresult=True)
+def splatrefine_write_demo_capture(folder: Path, seed: int) -> Path | None:
+    """Write the capture `splatrefine refine --demo` refines.
+
+    Called once per fresh demo run with `folder` (the run's `capture/` folder, new or empty) and
+    the run's seed. Write a capture inside `folder` and return its path, or None to leave it to
+    another plugin. Stops at the first non-None result. The builtin is the synthetic plugin's
+    (one procedural head with exact GT); without any, `refine --demo` says so in one line.
     """

@@ -1,4 +1,4 @@
-"""`splatrefine refine`: resolve the config, open (or synthesize) the capture, run the engine.
+"""`splatrefine refine`: resolve the config, open the capture (or a plugin's demo capture), run the engine.
 
 Everything that can be checked before a run folder is written is checked first, so bad input
 never leaves a half-made run behind.
@@ -49,6 +49,9 @@ def run_refine(*, capture: Path | None, demo: bool, config_path: Path | None, pl
 
     set_progress_enabled(not quiet)
     registry = registry or Registry()
+    if demo and not registry.manager.hook.splatrefine_write_demo_capture.get_hookimpls():
+        raise SplatrefineError("refine --demo needs a plugin that writes the demo capture (the builtin synthetic "
+                               "plugin, splatrefine.plugins.synthetic), and none is loaded")
     if config_path is not None:
         data = load_yaml(config_path)
     elif demo:
@@ -68,16 +71,16 @@ def run_refine(*, capture: Path | None, demo: bool, config_path: Path | None, pl
         run_dir = Path(output) if output else DEMO_RUN_DIR
         capture_dir = RunLayout(run_dir).demo_capture
         if resume and is_run_dir(run_dir) and capture_dir.is_dir():
-            cap = registry.open_capture(str(capture_dir / "id_000"))
+            cap = registry.open_capture(str(_written_capture(capture_dir)))
             engine = _engine(registry, config, cap, run_dir)
             fresh = prepare_run_dir(run_dir, resume=True, overwrite=False)
         else:
             fresh = prepare_run_dir(run_dir, resume=resume, overwrite=overwrite)
             try:
-                from .plugins.synthetic import write_synthetic
-
-                write_synthetic(capture_dir, identities=1, seed=config.seed, rig="facescape-like", resolution=256)
-                cap = registry.open_capture(str(capture_dir / "id_000"))
+                written = registry.manager.hook.splatrefine_write_demo_capture(folder=capture_dir, seed=config.seed)
+                if written is None:
+                    raise SplatrefineError("refine --demo: no loaded plugin wrote a demo capture")
+                cap = registry.open_capture(str(written))
                 engine = _engine(registry, config, cap, run_dir)
             except BaseException:
                 if fresh:
@@ -115,6 +118,13 @@ def run_refine(*, capture: Path | None, demo: bool, config_path: Path | None, pl
         raise
     summary["line"] = summary_line(summary.get("metrics"))
     return summary
+
+
+def _written_capture(capture_dir: Path) -> Path:
+    """The demo capture an earlier start wrote into `capture_dir`: its one folder (the synthetic
+    plugin's id_000), or `capture_dir` itself when it holds no single folder."""
+    folders = [p for p in sorted(capture_dir.iterdir()) if p.is_dir()] if capture_dir.is_dir() else []
+    return folders[0] if len(folders) == 1 else capture_dir
 
 
 def _engine(registry, config, cap, run_dir: Path) -> Engine:

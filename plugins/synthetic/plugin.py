@@ -1,4 +1,5 @@
-"""Registers the `simulated` initial parser and reads synthetic capture folders with their GT renderer.
+"""Registers the `simulated` initial parser, reads synthetic capture folders with their GT renderer,
+adds the `synth` command and writes the capture of `refine --demo`.
 
 Cheap to import: numpy only (scipy and numba are imported when a component runs).
 """
@@ -54,6 +55,22 @@ class SimulatedParser:
 def splatrefine_register_components(register):
     register(ComponentSpec(Role.INITIAL_PARSER, "simulated", SimulatedParser, SimulatedParserConfig,
                            summary="SIMULATION of a frontal-trained parser: GT labels + seeded pose-dependent noise"))
+
+
+@hookimpl
+def splatrefine_register_commands(cli):
+    from .commands import synth
+
+    cli.add_command(synth)
+
+
+@hookimpl
+def splatrefine_write_demo_capture(folder, seed):
+    """The capture `refine --demo` refines: one procedural head (identity seeds from `seed`) on
+    the FaceScape-like rig at 256 px, written to FOLDER/id_000."""
+    from .rigs import write_synthetic
+
+    return write_synthetic(folder, identities=1, seed=seed, rig="facescape-like", resolution=256)[0]
 
 
 @hookimpl(tryfirst=True)
