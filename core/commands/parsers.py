@@ -33,6 +33,14 @@ def _registry():
     return Registry()
 
 
+def default_parser() -> str:
+    """The trainable parser parse/train/evaluate build without --plugin: the target_parser of the
+    packaged defaults.yaml (bisenet)."""
+    from ..defaults import default_plugins
+
+    return default_plugins()[Role.TARGET_PARSER]
+
+
 def resolve_component(registry: Any, role: Role, default: str, plugin_args: Sequence[str] = (),
                       set_args: Sequence[str] = (), config_data: dict | None = None,
                       extra: dict | None = None) -> tuple[str, Any]:
@@ -168,7 +176,7 @@ def parse_cmd(images_dir, out, plugins, sets, config_path, schema, overwrite, de
     _check_out(out, overwrite)
     schema_obj = get_schema(schema)
     registry = _registry()
-    name, settings = resolve_component(registry, Role.INITIAL_PARSER, "bisenet", plugins, sets, _load_config(config_path))
+    name, settings = resolve_component(registry, Role.INITIAL_PARSER, default_parser(), plugins, sets, _load_config(config_path))
     if hasattr(settings, "checkpoint") and not settings.checkpoint:
         click.echo(f"Note: {name} has no checkpoint: its weights are random "
                    f"(--set initial_parser.checkpoint=PATH).", err=True)
@@ -227,7 +235,7 @@ def train_cmd(datasets, out, plugins, sets, config_path, epochs, steps, schema, 
     dataset = LabelledDataset(list(datasets), schema=get_schema(schema))
     dataset.load_all()  # validate every file before any training
     registry = _registry()
-    name, settings = resolve_component(registry, Role.TARGET_PARSER, "bisenet", plugins, sets, _load_config(config_path))
+    name, settings = resolve_component(registry, Role.TARGET_PARSER, default_parser(), plugins, sets, _load_config(config_path))
     parser = _build(registry, Role.TARGET_PARSER, name, settings, device, seed)
     overrides = {k: v for k, v in (("epochs", epochs), ("steps", steps)) if v is not None}
     workdir = out.with_name(out.name + ".train")
@@ -282,7 +290,7 @@ def evaluate_cmd(checkpoint, datasets, out, labels_dir, plugins, sets, schema, s
     else:
         if not checkpoint.is_file():
             raise SplatrefineError(f"{checkpoint}: no such parser folder or checkpoint file")
-        name, settings = resolve_component(registry, Role.TARGET_PARSER, "bisenet", plugins, sets,
+        name, settings = resolve_component(registry, Role.TARGET_PARSER, default_parser(), plugins, sets,
                                            extra={"checkpoint": str(checkpoint)})
         parser = _build(registry, Role.TARGET_PARSER, name, settings, device, 0)
     if not hasattr(parser, "predict_numpy"):
