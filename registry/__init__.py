@@ -36,6 +36,7 @@ BUILTIN_PLUGINS: tuple[str, ...] = (
     "splatrefine.plugins.labels_parser.plugin",
     "splatrefine.plugins.synthetic.plugin",
     "splatrefine.plugins.executors.plugin",
+    "splatrefine.plugins.extreme_pose.plugin",
 )
 
 

@@ -127,3 +127,15 @@ def test_the_demo_capture_comes_from_the_synthetic_plugin(tmp_path):
     assert [i.plugin_name for i in pm.hook.splatrefine_write_demo_capture.get_hookimpls()] == [SYNTHETIC]
     (tmp_path / "capture" / "id_000").mkdir(parents=True)
     assert _written_capture(tmp_path / "capture") == tmp_path / "capture" / "id_000"  # what --resume reopens
+
+
+def test_without_the_experiment_plugin_the_rest_works(runner, fresh_commands, monkeypatch, tmp_path):
+    monkeypatch.setattr(registry_mod, "BUILTIN_PLUGINS",
+                        tuple(m for m in BUILTIN_PLUGINS if m != "splatrefine.plugins.extreme_pose.plugin"))
+    monkeypatch.setenv(DISABLE_AUTOLOAD_ENV, "1")
+    assert "experiment" not in cli.main.commands  # not a core command
+    helped = runner.invoke(cli.main, ["--help"])
+    assert helped.exit_code == 0 and "experiment" not in helped.output and "  synth " in helped.output
+    assert runner.invoke(cli.main, ["experiment", str(tmp_path / "x")]).exit_code == 2
+    listed = runner.invoke(cli.main, ["plugins", "list"])
+    assert listed.exit_code == 0 and "  simulated " in listed.output and "failed" not in listed.output
