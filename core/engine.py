@@ -298,13 +298,20 @@ class Engine:
         model = self._load_model()
         inputs, novel = self._sampled()
         initial = np.load(self.layout.initial_probs, mmap_mode="r")
+
+        def observed(start: int, count: int) -> np.ndarray:
+            """The initial probabilities of input views start..start+count, channel-last."""
+            return np.moveaxis(initial[start:start + count], 1, -1).astype(np.float32)
+
         samples: list[dict] = []
         if isinstance(aggregator, ObservingAggregator):
+            # a second render of the input views: keeping the first in memory would hold every
+            # view's class probabilities at once (hundreds of MB at 256 px)
             with progress_task("render input views for the aggregator", len(inputs)) as advance:
                 for start in range(0, len(inputs), RENDER_CHUNK):
                     chunk = inputs.subset(range(start, min(start + RENDER_CHUNK, len(inputs))))
                     renders = rep.render(model, chunk)
-                    renders.observed = np.moveaxis(initial[start:start + len(chunk)], 1, -1).astype(np.float32)
+                    renders.observed = observed(start, len(chunk))
                     aggregator.observe(renders)
                     advance(len(chunk.names))
         with atomic_dir(self.layout.refined) as out:
@@ -315,7 +322,7 @@ class Engine:
                         chunk = cams.subset(range(start, min(start + RENDER_CHUNK, len(cams))))
                         renders = rep.render(model, chunk)
                         if source == "input":
-                            renders.observed = np.moveaxis(initial[start:start + len(chunk)], 1, -1).astype(np.float32)
+                            renders.observed = observed(start, len(chunk))
                         labels, conf = aggregator.aggregate(renders, self.schema)
                         for i, name in enumerate(chunk.names):
                             rgb8 = (np.clip(renders.rgb[i], 0, 1) * 255 + 0.5).astype(np.uint8)
