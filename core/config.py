@@ -17,9 +17,11 @@ things before any run folder exists.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import types
 import typing
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -213,6 +215,61 @@ def load_yaml(path: Path) -> dict:
         return {}
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: expected a mapping of roles at the top level")
+    return data
+
+
+def parse_set(arg: str, example: str = "representation.iterations=500") -> tuple[list[str], Any]:
+    """One `--set KEY.PATH=VALUE` -> (the dotted key split at its dots, the value parsed as YAML;
+    text that is not valid YAML stays a string). ConfigError naming the argument and showing
+    `example` when there is no '=' or the key is empty."""
+    if "=" not in arg:
+        raise ConfigError(f"--set {arg}: expected KEY.PATH=VALUE, e.g. {example}")
+    lhs, text = arg.split("=", 1)
+    keys = [k.strip() for k in lhs.strip().split(".") if k.strip()]
+    if not keys:
+        raise ConfigError(f"--set {arg}: empty key, e.g. {example}")
+    try:
+        value = yaml.safe_load(text)
+    except yaml.YAMLError:
+        value = text
+    return keys, value
+
+
+def apply_sets(data: dict, sets: Sequence[str], *, defaults: Mapping[str, Any] | None = None,
+               example: str = "representation.iterations=500") -> dict:
+    """A deep copy of the config mapping `data` with every `--set KEY.PATH=VALUE` applied.
+
+    The path walks nested mappings (missing ones are created) and lists (a number is an index:
+    `targets.0.baseline.steps=5`); the value is parsed as YAML (`--set data.ids=[1,2]`). A
+    top-level key missing from `data` that a path descends into starts from a deep copy of
+    `defaults[key]` (so `targets.0.steps=5` edits the default targets). This is the generic form
+    for configs laid out as nested mappings (the experiment's); a refine's `--set ROLE.KEY=VALUE`
+    is read by `resolve`. Raises ConfigError naming the argument: no '=', an index past a list's
+    end, a path through a value that is not a mapping or list.
+    """
+    data = copy.deepcopy(data)
+    for arg in sets:
+        keys, value = parse_set(arg, example)
+        node: Any = data
+        for i, k in enumerate(keys):
+            last = i == len(keys) - 1
+            if isinstance(node, list):
+                if not k.isdigit() or int(k) >= len(node):
+                    where = ".".join(keys[:i]) or "top"
+                    raise ConfigError(f"--set {arg}: '{k}' is not an index of the list at {where}",
+                                      f"Use a number below {len(node)}.")
+                if last:
+                    node[int(k)] = value
+                else:
+                    node = node[int(k)]
+            elif last:
+                node[k] = value
+            else:
+                if i == 0 and k not in node and defaults and k in defaults:
+                    node[k] = copy.deepcopy(defaults[k])
+                node = node.setdefault(k, {})
+                if not isinstance(node, (dict, list)):
+                    raise ConfigError(f"--set {arg}: '{k}' is not a mapping")
     return data
 
 

@@ -80,3 +80,19 @@ def test_resolved_config_round_trips(fake_registry, tmp_path):
     cfg = _cfg(fake_registry, sets=["view_sampler.count=5", "initial_parser.confidence=0.7"])
     again = resolve(fake_registry, yaml.safe_load(cfg.dump()))
     assert again.to_dict() == cfg.to_dict()
+
+
+def test_apply_sets_walks_mappings_and_lists():
+    from splatrefine.config import apply_sets
+
+    base = {"data": {"resolution": 32}}
+    out = apply_sets(base, ["data.resolution=64", "targets.0.steps=5", "seed=3", "data.ids=[1, 2]"],
+                     defaults={"targets": [{"steps": 1}, {"steps": 2}]})
+    assert out == {"data": {"resolution": 64, "ids": [1, 2]}, "targets": [{"steps": 5}, {"steps": 2}], "seed": 3}
+    assert base == {"data": {"resolution": 32}}  # a copy
+    with pytest.raises(ConfigError, match="expected KEY.PATH=VALUE, e.g. data.resolution=64"):
+        apply_sets({}, ["resolution"], example="data.resolution=64")
+    with pytest.raises(ConfigError, match="'7' is not an index of the list at targets"):
+        apply_sets({"targets": [{}]}, ["targets.7.steps=1"])
+    with pytest.raises(ConfigError, match="'seed' is not a mapping"):
+        apply_sets({"seed": 1}, ["seed.x=1"])
