@@ -16,7 +16,7 @@ import json
 import logging
 import shutil
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -204,12 +204,20 @@ class Engine:
             self._model = None
 
     def run(self, on_stage: Callable[[str], None] | None = None,
-            on_note: Callable[[str], None] | None = None) -> dict:
+            on_note: Callable[[str], None] | None = None, *, skip: Collection[str] = ()) -> dict:
         """Run every stage not yet done. `on_note` gets the resume notes as soon as they are
-        known (else they join the summary's notes)."""
+        known (else they join the summary's notes). Stages named in `skip` (of STAGES) are
+        neither run nor recorded as finished, so a later run without `skip` does them; skip only
+        stages no later stage reads (`report`, or `evaluate` and `report`): e.g. a caller that
+        writes its own figures passes skip=("report",)."""
+        unknown = sorted(set(skip) - set(STAGES))
+        if unknown:
+            raise ValueError(f"Engine.run: no stage named {', '.join(unknown)} (stages: {', '.join(STAGES)})")
         for note in self.start():
             (on_note or self.notes.append)(note)
         for stage in STAGES:
+            if stage in skip:
+                continue
             if stage in self.state.completed:
                 log.info("stage %s already complete, skipping", stage)
                 continue
