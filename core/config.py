@@ -19,11 +19,12 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import enum
 import types
 import typing
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePath
 from typing import Any
 
 import yaml
@@ -61,11 +62,22 @@ class RunConfig:
 
 
 def settings_to_dict(settings: Any) -> dict:
-    out = {}
-    for f in dataclasses.fields(settings):
-        v = getattr(settings, f.name)
-        out[f.name] = list(v) if isinstance(v, tuple) else v
-    return out
+    """A settings dataclass as plain YAML data (the inverse of `build_settings`)."""
+    return {f.name: _plain(getattr(settings, f.name)) for f in dataclasses.fields(settings)}
+
+
+def _plain(v: Any) -> Any:
+    if dataclasses.is_dataclass(v) and not isinstance(v, type):
+        return settings_to_dict(v)
+    if isinstance(v, (tuple, list)):
+        return [_plain(x) for x in v]
+    if isinstance(v, dict):
+        return {k: _plain(x) for k, x in v.items()}
+    if isinstance(v, enum.Enum):
+        return v.value
+    if isinstance(v, PurePath):
+        return str(v)
+    return v
 
 
 def field_types(config_cls: type) -> dict[str, Any]:
@@ -97,8 +109,82 @@ def _type_name(tp: Any) -> str:
     return str(tp).replace("typing.", "")
 
 
+def _bad(where: str, value: Any, expected: str, fix: str) -> ConfigError:
+    """The one line every type error reads as: the key, what it expected, the bad value, the fix."""
+    return ConfigError(f"{where}: expected {expected}, got {value!r}; {fix}")
+
+
+def _expected(tp: Any) -> str:
+    """`tp` in words ("an integer", "a list of 2 numbers", ...), for error lines."""
+    origin, args = typing.get_origin(tp), typing.get_args(tp)
+    if tp is type(None):
+        return "null"
+    if origin in (typing.Union, types.UnionType):
+        return " or ".join(_expected(a) for a in args)
+    if origin is typing.Literal:
+        return "one of " + ", ".join(map(str, args))
+    if origin is tuple and args and args[-1] is not Ellipsis:
+        inner = {_expected(a) for a in args}
+        what = inner.pop() if len(inner) == 1 else "values"
+        return f"a list of {len(args)} {_plural(what)}"
+    if origin in (tuple, list) or tp in (tuple, list):
+        return f"a list of {_plural(_expected(args[0]))}" if args and args[0] is not Any else "a list"
+    if origin is dict or tp is dict:
+        return "a mapping"
+    if isinstance(tp, type) and issubclass(tp, enum.Enum):
+        return "one of " + ", ".join(str(m.value) for m in tp)
+    if dataclasses.is_dataclass(tp):
+        return f"a mapping of {tp.__name__} settings ({', '.join(f.name for f in dataclasses.fields(tp))})"
+    if isinstance(tp, type) and issubclass(tp, PurePath):
+        return "a path"
+    return {bool: "true or false", int: "an integer", float: "a number", str: "a string"}.get(
+        tp, f"a {_type_name(tp)}")
+
+
+def _plural(what: str) -> str:
+    for article in ("an ", "a "):
+        if what.startswith(article):
+            return what[len(article):] + "s"
+    return what
+
+
+def _example(tp: Any) -> str:
+    """A YAML value of type `tp`, for the fix in an error line."""
+    origin, args = typing.get_origin(tp), typing.get_args(tp)
+    if origin in (typing.Union, types.UnionType):
+        return _example(next(a for a in args if a is not type(None)))
+    if origin is typing.Literal:
+        return str(args[0])
+    if origin is tuple and args and args[-1] is not Ellipsis:
+        return "[" + ", ".join(_example(a) for a in args) + "]"
+    if origin in (tuple, list) or tp in (tuple, list):
+        return f"[{_example(args[0]) if args and args[0] is not Any else 1}, ...]"
+    if origin is dict or tp is dict:
+        return "{key: value}"
+    if isinstance(tp, type) and issubclass(tp, enum.Enum):
+        return str(next(iter(tp)).value)
+    if dataclasses.is_dataclass(tp):
+        return "{" + ", ".join(f"{f.name}: ..." for f in dataclasses.fields(tp)[:2]) + "}"
+    if isinstance(tp, type) and issubclass(tp, PurePath):
+        return "path/to/file"
+    return {bool: "true", int: "3", float: "0.5", str: "text"}.get(tp, "...")
+
+
+def _choice_error(where: str, value: Any, choices: Sequence[Any]) -> ConfigError:
+    names = [str(c) for c in choices]
+    hint = did_you_mean(str(value), names) or " Write one of them exactly."
+    return ConfigError(f"{where}: {value!r} is not one of {', '.join(names)}.{hint}")
+
+
 def coerce(value: Any, tp: Any, where: str) -> Any:
-    """Check/convert a YAML value to the annotated type; ConfigError naming `where` if it can't."""
+    """Check/convert a YAML value to the annotated type `tp`; a ConfigError naming `where` (the
+    key), the bad value, the expected type and the fix if it can't.
+
+    Handled: bool, int (a whole float is accepted), float, str, Optional/unions, Literal, Enum
+    (a member, its value or its name), tuples (fixed length or `tuple[T, ...]`), lists, dicts,
+    paths (a string -> `Path`), nested dataclasses (a mapping, built and validated by
+    `build_settings`) and `Any`. Any other annotation takes an instance of it and nothing else.
+    """
     origin = typing.get_origin(tp)
     args = typing.get_args(tp)
     if tp is Any:
@@ -106,53 +192,93 @@ def coerce(value: Any, tp: Any, where: str) -> Any:
     if origin in (typing.Union, types.UnionType):
         if value is None and type(None) in args:
             return None
-        errors = []
-        for a in args:
-            if a is type(None):
-                continue
+        alternatives = [a for a in args if a is not type(None)]
+        if len(alternatives) == 1:
+            return coerce(value, alternatives[0], where)
+        for a in alternatives:
             try:
                 return coerce(value, a, where)
-            except ConfigError as exc:
-                errors.append(exc)
-        raise errors[0] if errors else ConfigError(f"{where}: None is not allowed")
+            except ConfigError:
+                continue
+        raise _bad(where, value, _expected(tp), f"write e.g. {_example(tp)}")
     if origin is typing.Literal:
         if value in args:
             return value
-        hint = did_you_mean(str(value), [str(a) for a in args])
-        raise ConfigError(f"{where}: {value!r} is not one of {', '.join(map(str, args))}.{hint}")
-    if origin in (tuple, list):
+        raise _choice_error(where, value, args)
+    if isinstance(tp, type) and issubclass(tp, enum.Enum):
+        if isinstance(value, tp):
+            return value
+        for member in tp:
+            if value == member.value or (isinstance(value, str) and value == member.name):
+                return member
+        raise _choice_error(where, value, [m.value for m in tp])
+    if origin in (tuple, list) or tp in (tuple, list):
         if not isinstance(value, (list, tuple)):
-            raise ConfigError(f"{where}: expected a list, got {value!r}")
+            raise _bad(where, value, _expected(tp), f"write a list, e.g. {_example(tp)}")
         if origin is tuple and args and args[-1] is not Ellipsis:
             if len(value) != len(args):
-                raise ConfigError(f"{where}: expected {len(args)} values, got {len(value)}")
+                raise _bad(where, value, _expected(tp), f"write {len(args)} values, e.g. {_example(tp)}")
             return tuple(coerce(v, a, f"{where}[{i}]") for i, (v, a) in enumerate(zip(value, args)))
         inner = args[0] if args else Any
         items = [coerce(v, inner, f"{where}[{i}]") for i, v in enumerate(value)]
-        return tuple(items) if origin is tuple else items
+        return tuple(items) if (origin is tuple or tp is tuple) else items
     if origin is dict or tp is dict:
         if not isinstance(value, dict):
-            raise ConfigError(f"{where}: expected a mapping, got {value!r}")
+            raise _bad(where, value, "a mapping", "write it as {key: value, ...}")
+        if len(args) == 2:
+            return {coerce(k, args[0], f"{where} key"): coerce(v, args[1], f"{where}.{k}") for k, v in value.items()}
         return dict(value)
+    if dataclasses.is_dataclass(tp) and isinstance(tp, type):
+        if isinstance(value, tp):
+            return value
+        if not isinstance(value, dict):
+            raise _bad(where, value, _expected(tp), f"write it as a mapping, e.g. {_example(tp)}")
+        return build_settings(tp, value, where)
+    if isinstance(tp, type) and issubclass(tp, PurePath):
+        if isinstance(value, PurePath):
+            return tp(value)
+        if isinstance(value, str) and value.strip():
+            return tp(value)
+        raise _bad(where, value, "a path", "write the path as a string, e.g. weights/model.pth")
     if tp is bool:
         if isinstance(value, bool):
             return value
-        raise ConfigError(f"{where}: expected true or false, got {value!r}")
+        raise _bad(where, value, "true or false", "write true or false")
     if tp is int:
         if isinstance(value, int) and not isinstance(value, bool):
             return value
         if isinstance(value, float) and value.is_integer():
             return int(value)
-        raise ConfigError(f"{where}: expected an integer, got {value!r}")
+        raise _bad(where, value, "an integer", "write a whole number, e.g. 3")
     if tp is float:
         if isinstance(value, (int, float)) and not isinstance(value, bool):
             return float(value)
-        raise ConfigError(f"{where}: expected a number, got {value!r}")
+        fix = "write a number, e.g. 0.5"
+        if isinstance(value, str):
+            try:
+                fix = f"YAML reads {value} as text: write {float(value)!r}"
+            except ValueError:
+                pass
+        raise _bad(where, value, "a number", fix)
     if tp is str:
         if isinstance(value, str):
             return value
-        raise ConfigError(f"{where}: expected a string, got {value!r}")
-    return value
+        raise _bad(where, value, "a string", f"quote it, e.g. '{value}'")
+    if isinstance(tp, type):
+        if isinstance(value, tp):
+            return value
+        raise _bad(where, value, _expected(tp), f"give a {_type_name(tp)}")
+    raise ConfigError(f"{where}: the setting's type {_type_name(tp)} is not supported by splatrefine.config",
+                      "Annotate the setting with bool, int, float, str, a Path, a tuple, a list, a dict, "
+                      "a Literal, an Enum or a dataclass.")
+
+
+def _default(f: dataclasses.Field) -> Any:
+    if f.default is not dataclasses.MISSING:
+        return f.default
+    if f.default_factory is not dataclasses.MISSING:
+        return f.default_factory()
+    return None
 
 
 def build_settings(config_cls: type, params: dict, where: str, show: str | None = None) -> Any:
@@ -174,6 +300,9 @@ def build_settings(config_cls: type, params: dict, where: str, show: str | None 
                 hint = None
             raise ConfigError(f"{where} has no setting '{key}'.{did_you_mean(str(key), fields)}", hint)
         f = fields[key]
+        default = _default(f)
+        if dataclasses.is_dataclass(default) and isinstance(value, dict):
+            value = {**settings_to_dict(default), **value}  # a nested group: only the keys written change
         v = coerce(value, hints[key], f"{where}.{key}")
         lo, hi, choices = f.metadata.get("min"), f.metadata.get("max"), f.metadata.get("choices")
         for item in (v if isinstance(v, (tuple, list)) else (v,)):
@@ -183,7 +312,7 @@ def build_settings(config_cls: type, params: dict, where: str, show: str | None 
                 if hi is not None and item > hi:
                     raise ConfigError(f"{where}.{key}: {item} is above the maximum {hi}")
         if choices is not None and v not in choices:
-            raise ConfigError(f"{where}.{key}: {v!r} is not one of {', '.join(map(str, choices))}.{did_you_mean(str(v), map(str, choices))}")
+            raise _choice_error(f"{where}.{key}", v, list(choices))
         values[key] = v
     try:
         settings = config_cls(**values)
@@ -290,15 +419,47 @@ def _role(key: str, where: str) -> Role:
                           f"Known keys: {', '.join(known)}.") from None
 
 
-def resolve(registry, data: dict | None = None, plugin_args: list[str] = (), set_args: list[str] = (),
-            source: str = "config") -> RunConfig:
-    """Merge YAML data, --plugin and --set into a validated RunConfig."""
-    data = dict(data or {})
-    top = {k: data.pop(k) for k in TOP_LEVEL_KEYS if k in data}
-    plugins = default_plugins()
+@dataclass(frozen=True)
+class Components:
+    """What `resolve_components` returns: per resolved role, the plugin name and its validated
+    settings, and the roles whose plugin nobody chose (the defaults filled them in)."""
+
+    plugins: dict[Role, str]
+    settings: dict[Role, Any]
+    defaulted: frozenset = frozenset()
+
+
+def resolve_components(registry, data: Mapping | None = None, plugin_args: Sequence[str] = (),
+                       set_args: Sequence[str] = (), *, roles: Sequence[Role] | None = None,
+                       defaults: Mapping[Role, str] | None = None, extra: Mapping[Role, dict] | None = None,
+                       source: str = "config") -> Components:
+    """The one reader of a config's role blocks, `--plugin` and `--set`: YAML data + `--plugin
+    ROLE=NAME` + `--set ROLE.KEY=VALUE` -> validated settings per role.
+
+    Precedence: dataclass defaults < YAML (`data[role] = {plugin, params}`) < --plugin < --set <
+    `extra[role]` (settings a command fixes itself, e.g. evaluate's checkpoint). A --plugin that
+    changes a role's plugin drops the params written for the previous one.
+
+    `roles` (default: all) are the roles to resolve. A command that builds fewer (parse, train,
+    evaluate build one parser) ignores the YAML blocks of other roles and refuses --plugin/--set
+    for them; with a single role, `--plugin NAME` needs no role. With every role, a bare `--plugin
+    NAME` must be unique across roles, every top-level key of `data` must be a role or one of
+    TOP_LEVEL_KEYS (read by `resolve`, skipped here). `defaults` replaces the packaged
+    defaults.yaml choices. Errors are ConfigErrors naming `source`, the argument or the setting;
+    the user's own --plugin/--set roles are checked first, so their typo is the error they see.
+    """
+    every = roles is None
+    roles = tuple(Role) if roles is None else tuple(Role(r) for r in roles)
+    only = "" if every else ", ".join(r.value for r in roles)
+    plugins = {r: n for r, n in {**default_plugins(), **(defaults or {})}.items() if r in roles}
     chosen: set[Role] = set()
-    params: dict[Role, dict] = {r: {} for r in Role}
-    for key, value in data.items():
+    params: dict[Role, dict] = {r: {} for r in roles}
+    for key, value in (data or {}).items():
+        if key in TOP_LEVEL_KEYS:
+            continue
+        if not every:
+            if key not in [r.value for r in roles]:
+                continue  # a full run config: these commands read only their own roles' blocks
         role = _role(str(key), source)
         if not isinstance(value, dict):
             raise ConfigError(f"{source}: {role.value} must be a mapping with 'plugin' and 'params'")
@@ -309,42 +470,62 @@ def resolve(registry, data: dict | None = None, plugin_args: list[str] = (), set
             plugins[role] = str(value["plugin"])
             chosen.add(role)
         params[role] = dict(value.get("params") or {})
+    explicit: set[Role] = set()
     for arg in plugin_args:
         if "=" in arg:
             key, name = arg.split("=", 1)
             role = _role(key.strip(), "--plugin")
+        elif len(roles) == 1:
+            name, role = arg, roles[0]
         else:
             name = arg
-            roles = registry.roles_of(name)
-            if len(roles) != 1:
-                what = "no component" if not roles else f"components in several roles ({', '.join(r.value for r in roles)})"
+            found = [r for r in registry.roles_of(name.strip()) if r in roles]
+            if len(found) != 1:
+                what = "no component" if not found else f"components in several roles ({', '.join(r.value for r in found)})"
                 raise ConfigError(f"--plugin {name}: {what} named '{name}'; write --plugin ROLE={name}",
                                   "Run 'splatrefine plugins list' to see what is installed.")
-            role = roles[0]
-        if plugins[role] != name.strip():
+            role = found[0]
+        if role not in roles:
+            raise ConfigError(f"--plugin {arg}: this command uses only {only}")
+        name = name.strip()
+        if plugins[role] != name:
             params[role] = {}  # settings written for another plugin do not carry over
-        plugins[role] = name.strip()
+        plugins[role] = name
         chosen.add(role)
+        explicit.add(role)
+    example = f"{roles[0].value}.KEY=VALUE" if len(roles) == 1 else "ROLE.KEY=VALUE, e.g. representation.iterations=500"
     for arg in set_args:
         if "=" not in arg or "." not in arg.split("=", 1)[0]:
-            raise ConfigError(f"--set {arg}: expected ROLE.KEY=VALUE, e.g. representation.iterations=500")
-        lhs, text = arg.split("=", 1)
-        key_role, key = lhs.split(".", 1)
-        role = _role(key_role.strip(), "--set")
-        try:
-            value = yaml.safe_load(text)
-        except yaml.YAMLError:
-            value = text
-        params[role][key.strip()] = value
+            raise ConfigError(f"--set {arg}: expected {example}")
+        (key_role, *path), value = parse_set(arg, example)
+        role = _role(key_role, "--set")
+        if role not in roles:
+            raise ConfigError(f"--set {arg}: this command uses only {only} settings")
+        node = params[role]
+        for i, k in enumerate(path[:-1]):  # a nested settings dataclass: ROLE.OUTER.INNER=VALUE
+            node = node.setdefault(k, {})
+            if not isinstance(node, dict):
+                raise ConfigError(f"--set {arg}: {role.value}.{'.'.join(path[:i + 1])} is not a group of settings")
+        node[path[-1]] = value
+        explicit.add(role)
+    for role, values in (extra or {}).items():
+        params[Role(role)].update(values)
     settings = {}
-    explicit = {_role(a.split("=", 1)[0].strip(), "--plugin") for a in plugin_args if "=" in a}
-    explicit |= {_role(a.split(".", 1)[0].strip(), "--set") for a in set_args}
-    # the user's own choices are checked first, so their typo is the error they see
-    for role in sorted(Role, key=lambda r: (r not in explicit, list(Role).index(r))):
+    for role in sorted(roles, key=lambda r: (r not in explicit, list(Role).index(r))):
         spec = registry.get(role, plugins[role])
         settings[role] = build_settings(spec.config_cls, params[role], f"{role.value} '{spec.name}'",
                                         show=f"{role.value}/{spec.name}")
-    settings = {role: settings[role] for role in Role}
+    return Components({r: plugins[r] for r in roles}, {r: settings[r] for r in roles},
+                      frozenset(set(roles) - chosen))
+
+
+def resolve(registry, data: dict | None = None, plugin_args: Sequence[str] = (), set_args: Sequence[str] = (),
+            source: str = "config") -> RunConfig:
+    """Merge YAML data, --plugin and --set into a validated RunConfig: every role through
+    `resolve_components`, plus the run-wide seed, device and schema."""
+    data = dict(data or {})
+    top = {k: data[k] for k in TOP_LEVEL_KEYS if k in data}
+    components = resolve_components(registry, data, plugin_args, set_args, source=source)
     seed = coerce(top.get("seed", 0), int, f"{source}: seed")
     device = coerce(top.get("device", "auto"), str, f"{source}: device")
     if device not in ("auto", "cpu", "cuda"):
@@ -358,7 +539,7 @@ def resolve(registry, data: dict | None = None, plugin_args: list[str] = (), set
         raise ConfigError(f"{source}: {exc.message}", exc.hint) from None
     if seed < 0:
         raise ConfigError(f"{source}: seed must be a non-negative integer, got {seed}")
-    return RunConfig(plugins, settings, seed, device, schema, frozenset(set(Role) - chosen))
+    return RunConfig(components.plugins, components.settings, seed, device, schema, components.defaulted)
 
 
 def __getattr__(name: str):

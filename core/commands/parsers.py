@@ -19,7 +19,7 @@ from typing import Any
 
 import click
 
-from ..errors import ConfigError, SplatrefineError, did_you_mean
+from ..errors import SplatrefineError
 from ..roles import Role
 from .user_errors import user_errors as _user_errors  # the CLI's one handler (also imported from here)
 
@@ -41,53 +41,17 @@ def default_parser() -> str:
     return default_plugins()[Role.TARGET_PARSER]
 
 
-def resolve_component(registry: Any, role: Role, default: str, plugin_args: Sequence[str] = (),
-                      set_args: Sequence[str] = (), config_data: dict | None = None,
-                      extra: dict | None = None) -> tuple[str, Any]:
-    """(plugin name, validated settings) for one role, with the run config's precedence:
-    defaults < YAML (`config_data[role]`) < --plugin < --set < `extra`. --set for another role is
-    an error (these commands build one component, so the other roles' defaults are not needed)."""
-    import yaml
+def resolve_parser(registry: Any, role: Role, plugin_args: Sequence[str] = (), set_args: Sequence[str] = (),
+                   config_data: dict | None = None, source: str = "config",
+                   extra: dict | None = None) -> tuple[str, Any]:
+    """(plugin name, validated settings) of the one parser these commands build, read by the run
+    config's reader (`splatrefine.config.resolve_components`, restricted to `role`; the default
+    is `default_parser()`)."""
+    from ..config import resolve_components
 
-    from ..config import ROLE_KEYS, build_settings
-    from ..config import _role as parse_role
-
-    name, params = default, {}
-    block = (config_data or {}).get(role.value)
-    if block is not None:
-        if not isinstance(block, dict):
-            raise ConfigError(f"config: {role.value} must be a mapping with 'plugin' and 'params'")
-        for k in block:
-            if k not in ROLE_KEYS:
-                raise ConfigError(f"config: {role.value} has unknown key '{k}'.{did_you_mean(str(k), ROLE_KEYS)}")
-        name = str(block.get("plugin", name))
-        params = dict(block.get("params") or {})
-    for arg in plugin_args:
-        if "=" in arg:
-            key, value = arg.split("=", 1)
-            if parse_role(key.strip(), "--plugin") != role:
-                raise ConfigError(f"--plugin {arg}: this command uses only {role.value}")
-            value = value.strip()
-        else:
-            value = arg.strip()
-        if value != name:
-            params = {}
-        name = value
-    for arg in set_args:
-        if "=" not in arg or "." not in arg.split("=", 1)[0]:
-            raise ConfigError(f"--set {arg}: expected {role.value}.KEY=VALUE")
-        lhs, text = arg.split("=", 1)
-        key_role, key = lhs.split(".", 1)
-        if parse_role(key_role.strip(), "--set") != role:
-            raise ConfigError(f"--set {arg}: this command uses only {role.value} settings")
-        try:
-            value = yaml.safe_load(text)
-        except yaml.YAMLError:
-            value = text
-        params[key.strip()] = value
-    params.update(extra or {})
-    spec = registry.get(role, name)
-    return name, build_settings(spec.config_cls, params, f"{role.value} '{spec.name}'")
+    got = resolve_components(registry, config_data, plugin_args, set_args, roles=(role,),
+                             defaults={role: default_parser()}, extra={role: extra or {}}, source=source)
+    return got.plugins[role], got.settings[role]
 
 
 def _build(registry: Any, role: Role, name: str, settings: Any, device: str, seed: int) -> Any:
@@ -176,7 +140,8 @@ def parse_cmd(images_dir, out, plugins, sets, config_path, schema, overwrite, de
     _check_out(out, overwrite)
     schema_obj = get_schema(schema)
     registry = _registry()
-    name, settings = resolve_component(registry, Role.INITIAL_PARSER, default_parser(), plugins, sets, _load_config(config_path))
+    name, settings = resolve_parser(registry, Role.INITIAL_PARSER, plugins, sets, _load_config(config_path),
+                                    str(config_path or "config"))
     if hasattr(settings, "checkpoint") and not settings.checkpoint:
         click.echo(f"Note: {name} has no checkpoint: its weights are random "
                    f"(--set initial_parser.checkpoint=PATH).", err=True)
@@ -235,7 +200,8 @@ def train_cmd(datasets, out, plugins, sets, config_path, epochs, steps, schema, 
     dataset = LabelledDataset(list(datasets), schema=get_schema(schema))
     dataset.load_all()  # validate every file before any training
     registry = _registry()
-    name, settings = resolve_component(registry, Role.TARGET_PARSER, default_parser(), plugins, sets, _load_config(config_path))
+    name, settings = resolve_parser(registry, Role.TARGET_PARSER, plugins, sets, _load_config(config_path),
+                                    str(config_path or "config"))
     parser = _build(registry, Role.TARGET_PARSER, name, settings, device, seed)
     overrides = {k: v for k, v in (("epochs", epochs), ("steps", steps)) if v is not None}
     workdir = out.with_name(out.name + ".train")
@@ -290,8 +256,8 @@ def evaluate_cmd(checkpoint, datasets, out, labels_dir, plugins, sets, schema, s
     else:
         if not checkpoint.is_file():
             raise SplatrefineError(f"{checkpoint}: no such parser folder or checkpoint file")
-        name, settings = resolve_component(registry, Role.TARGET_PARSER, default_parser(), plugins, sets,
-                                           extra={"checkpoint": str(checkpoint)})
+        name, settings = resolve_parser(registry, Role.TARGET_PARSER, plugins, sets,
+                                        extra={"checkpoint": str(checkpoint)})
         parser = _build(registry, Role.TARGET_PARSER, name, settings, device, 0)
     if not hasattr(parser, "predict_numpy"):
         raise SplatrefineError(f"{checkpoint}: evaluate needs a trainable parser (with predict)")
