@@ -275,15 +275,89 @@ def test_compiled_depth_order_matches_stable_sort(monkeypatch):
         assert torch.equal(fast, _composite.depth_order(depths, radii))
 
 
-def test_native_library_is_cached(tmp_path, monkeypatch):
+def test_native_library_is_cached():
     from splatrefine.splat import _native
 
     cxx = _native._compiler()
     if cxx is None:
         pytest.skip("no C++ compiler")
-    first = _native._build(cxx)
+    first, key = _native._build(cxx)
     mtime = first.stat().st_mtime_ns
-    assert _native._build(cxx) == first and first.stat().st_mtime_ns == mtime  # no rebuild
+    assert _native._build(cxx) == (first, key) and first.stat().st_mtime_ns == mtime  # no rebuild
+    assert _native._holds_key(first, key) and not _native._holds_key(first, "0" * 64)
+
+
+def test_cache_key_follows_sources_and_flags(tmp_path):
+    """Any change to a kernel source (or a new file, or the flags) gives another library name."""
+    import shutil
+
+    from splatrefine.splat import _native
+
+    cxx = _native._compiler()
+    if cxx is None:
+        pytest.skip("no C++ compiler")
+    src = tmp_path / "csrc"
+    shutil.copytree(_native.SOURCE_DIR, src)
+    names = {p.name for p in _native.sources(src)}
+    assert {"common.h", "raster.cpp", "projection.cpp", "depth_order.cpp"} <= names
+    key = _native.cache_key(cxx, src)
+    assert key == _native.cache_key(cxx, _native.SOURCE_DIR) == _native.cache_key(cxx, src)
+    header = src / "common.h"
+    header.write_text(header.read_text() + "\n// changed\n")
+    changed = _native.cache_key(cxx, src)
+    (src / "extra.cpp").write_text("// a new file\n")
+    added = _native.cache_key(cxx, src)
+    flagged = _native.cache_key(cxx, src, [*_native.FLAGS, "-DSOMETHING"])
+    assert len({key, changed, added, flagged}) == 4
+
+
+_LOAD_IN_CHILD = """
+from splatrefine.splat import _native
+lib = _native.load()
+print("RESULT", int(_native.built_here()), int(lib is not None), _native.error())
+"""
+
+
+@pytest.mark.slow
+def test_cold_cache_concurrent_processes_build_once(tmp_path):
+    """Several processes loading a cold cache at once: one compiles, the others wait for it on
+    the lock and load the same library; no temporary file is left behind."""
+    import subprocess
+    import sys
+
+    from splatrefine.splat import _native
+
+    if _native._compiler() is None:
+        pytest.skip("no C++ compiler")
+    env = {**os.environ, "SPLATREFINE_CACHE_DIR": str(tmp_path), "SPLATREFINE_SPLAT_KERNELS": "native"}
+    procs = [subprocess.Popen([sys.executable, "-c", _LOAD_IN_CHILD], env=env,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+             for _ in range(4)]
+    results = []
+    for p in procs:
+        out, err = p.communicate(timeout=600)
+        assert p.returncode == 0, err
+        results.append(next(line.split()[1:] for line in out.splitlines() if line.startswith("RESULT")))
+    assert sorted(r[0] for r in results) == ["0", "0", "0", "1"]  # exactly one build
+    assert all(r[1:] == ["1", "None"] for r in results)  # every process loaded it
+    libs = sorted(p.name for p in tmp_path.iterdir())
+    assert len(libs) == 2 and libs[0].endswith(".lock") and libs[1].endswith(".so"), libs
+
+
+def test_kernel_sources_ship_as_package_data():
+    """csrc/ has no __init__.py: the .cpp/.h files reach the wheel only through package-data."""
+    import fnmatch
+    import tomllib
+    from pathlib import Path
+
+    from splatrefine.splat import _native
+
+    root = Path(__file__).resolve().parents[1]
+    data = tomllib.loads((root / "pyproject.toml").read_text())["tool"]["setuptools"]["package-data"]
+    patterns = data.get("splatrefine.splat", [])
+    for src in _native.sources():
+        rel = src.relative_to(_native.SOURCE_DIR.parent).as_posix()
+        assert any(fnmatch.fnmatch(rel, pat) for pat in patterns), f"{rel} not in package-data"
 
 
 def test_gsplat_adapter_with_cpu_substitute(monkeypatch):

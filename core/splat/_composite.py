@@ -94,24 +94,29 @@ class _Composite(torch.autograd.Function):
             last = torch.empty((C, height, width), dtype=torch.int32)
             lib = _native.load()
             used = np.empty(max(1, gid.shape[0]), np.uint8)  # did intersection s reach a pixel
+            args = None
             if lib is not None:
                 suf = "f32" if npdtype == np.float32 else "f64"
-                getattr(lib, "sr_forward_" + suf)(
-                    _p(geom), _p(rect), _p(fe), fe.shape[1], _p(bg), int(has_bg), _p(tile_start),
-                    _p(gid), width, height, tiles_x, tiles_y, tile_start.shape[0] - 1, D,
-                    _p(out.numpy()), _p(alpha.numpy()), _p(T.numpy()), _p(last.numpy()), _p(used))
+                args = _native.RasterArgs(
+                    geom=_p(geom), rect=_p(rect), feats=_p(fe), bgs=_p(bg),
+                    tile_start=_p(tile_start), gid=_p(gid), slot_of=_p(slot), out=_p(out.numpy()),
+                    out_alpha=_p(alpha.numpy()), out_T=_p(T.numpy()), out_last=_p(last.numpy()),
+                    used=_p(used), Dp=fe.shape[1], has_bg=int(has_bg), width=width,
+                    height=height, tiles_x=tiles_x, tiles_y=tiles_y,
+                    n_tiles=tile_start.shape[0] - 1, D=D)
+                getattr(lib, "sr_forward_" + suf)(args)
             else:
                 K.raster_forward(geom, rect, fe, bg, has_bg, tile_start, gid, width, height,
                                  tiles_x, tiles_y, consts, out.numpy(), alpha.numpy(), T.numpy(),
                                  last.numpy())
         ctx.state = (geom, rect, fe, bg, has_bg, tile_start, gid, slot, slot_start, order,
-                     T, last, consts, width, height, tiles_x, tiles_y, C, N, D, lib, used)
+                     T, last, consts, width, height, tiles_x, tiles_y, C, N, D, lib, used, args)
         return out, alpha[..., None]
 
     @staticmethod
     def backward(ctx, g_out, g_alpha):
         (geom, rect, fe, bg, has_bg, tile_start, gid, slot, slot_start, order,
-         T, last, consts, width, height, tiles_x, tiles_y, C, N, D, lib, used) = ctx.state
+         T, last, consts, width, height, tiles_x, tiles_y, C, N, D, lib, used, args) = ctx.state
         dtype = T.dtype
         if g_out is None:
             g_out = torch.zeros((C, height, width, D), dtype=dtype)
@@ -124,11 +129,8 @@ class _Composite(torch.autograd.Function):
         grads = torch.zeros((C * N, gbuf.shape[1]), dtype=dtype)
         if lib is not None:
             suf = "f32" if dtype == torch.float32 else "f64"
-            getattr(lib, "sr_backward_" + suf)(
-                _p(geom), _p(rect), _p(fe), fe.shape[1], _p(bg), int(has_bg), _p(tile_start),
-                _p(gid), _p(slot), width, height, tiles_x, tiles_y, tile_start.shape[0] - 1, D,
-                _p(T.numpy()), _p(last.numpy()), _p(go.numpy()), _p(ga.numpy()), _p(used),
-                _p(gbuf))
+            args.g_out, args.g_alpha, args.gbuf = _p(go.numpy()), _p(ga.numpy()), _p(gbuf)
+            getattr(lib, "sr_backward_" + suf)(args)
             getattr(lib, "sr_reduce_" + suf)(_p(order), order.shape[0], _p(slot_start), _p(gbuf),
                                               gbuf.shape[1], _p(grads.numpy()))
         else:

@@ -1,10 +1,16 @@
-"""Build (once per machine and source version) and load the C++/OpenMP tile kernels.
+"""Build (once per machine and source version) and load the C++/OpenMP kernels in csrc/.
 
-The shared library is compiled with the system C++ compiler on first use and cached under
-$SPLATREFINE_CACHE_DIR (default ~/.cache/splatrefine), keyed by a hash of the source, the flags,
-the compiler and the CPU model, so later processes only dlopen it. It links libgomp.so.1, which
-resolves to the OpenMP runtime torch already loaded: torch ops and the kernels share one thread
-pool instead of two competing ones.
+The sources (csrc/*.cpp, csrc/*.h, shipped as package data) are compiled with the system C++
+compiler on first use into $SPLATREFINE_CACHE_DIR (default ~/.cache/splatrefine). The file name is
+a checksum of the sources, the flags, the compiler version and the CPU (-march=native code is only
+valid on a matching CPU), so later processes only dlopen it. The build holds an fcntl lock on a
+file next to the library: concurrent processes on a cold cache (a pool of workers starting at
+once) wait for one build instead of each running the compiler. The compiler writes a temporary
+name that is renamed into place, so no process can see a half-written library; the checksum is
+compiled into the library and checked before and after loading it.
+
+The library links libgomp.so.1, which resolves to the OpenMP runtime torch already loaded: torch
+ops and the kernels share one thread pool instead of two competing ones.
 
 SPLATREFINE_SPLAT_KERNELS=numba skips the native kernels (then the numba ones in _kernels.py run);
 "native" makes a failed build an error instead of a logged fallback.
@@ -22,16 +28,51 @@ import subprocess
 import tempfile
 from pathlib import Path
 
-from ._native_src import SOURCE
-
 log = logging.getLogger(__name__)
 
+SOURCE_DIR = Path(__file__).resolve().parent / "csrc"
 FLAGS = ["-O3", "-march=native", "-fopenmp", "-ffp-contract=off", "-fno-math-errno",
          "-std=c++17", "-shared", "-fPIC", "-fvisibility=hidden"]
+_HASH_PREFIX = b"splatrefine-kernels:"
 
 _LIB: ctypes.CDLL | None = None
 _TRIED = False
 _ERROR: str | None = None
+_BUILT_HERE = False
+
+# ---- the C side's argument structs, one table each (csrc/common.h, same order) ----
+_P, _I64, _F64 = ctypes.c_void_p, ctypes.c_int64, ctypes.c_double
+
+
+def _struct(name: str, fields: str) -> type[ctypes.Structure]:
+    """A ctypes.Structure from 'name:type ...' (p = pointer, i = int64, d = double)."""
+    kinds = {"p": _P, "i": _I64, "d": _F64}
+    return type(name, (ctypes.Structure,),
+                {"_fields_": [(f.split(":")[0], kinds[f.split(":")[1]]) for f in fields.split()]})
+
+
+RasterArgs = _struct("RasterArgs", """
+    geom:p rect:p feats:p bgs:p tile_start:p gid:p slot_of:p
+    out:p out_alpha:p out_T:p out_last:p used:p
+    g_out:p g_alpha:p gbuf:p
+    Dp:i has_bg:i width:i height:i tiles_x:i tiles_y:i n_tiles:i D:i""")
+
+ProjectArgs = _struct("ProjectArgs", """
+    means:p quats:p scales:p opac:p viewmats:p Ks:p
+    radii:p means2d:p depths:p conics:p
+    g_means2d:p g_depths:p g_conics:p g_means:p g_quats:p g_scales:p
+    C:i N:i width:i height:i eps2d:d near_plane:d far_plane:d""")
+
+# exported functions: name (with {s} = f32 | f64) -> (restype, argtypes as letters, s = struct)
+_SIGNATURES = {
+    "sr_forward_{s}": (None, "r"),
+    "sr_backward_{s}": (None, "r"),
+    "sr_project_fwd_{s}": (None, "j"),
+    "sr_project_bwd_{s}": (None, "j"),
+    "sr_reduce_{s}": (None, "pippip"),  # order, V, slot_start, gbuf, K, grads
+    "sr_depth_order_{s}": ("i", "ppiip"),  # depths, radii, C, N, order -> V
+}
+_ARG = {"p": _P, "i": _I64, "r": ctypes.POINTER(RasterArgs), "j": ctypes.POINTER(ProjectArgs)}
 
 
 def _cpu_model() -> str:
@@ -62,42 +103,78 @@ def cache_dir() -> Path:
     return Path(base) if base else Path.home() / ".cache" / "splatrefine"
 
 
-def _build(cxx: str) -> Path:
+def sources(source_dir: Path | None = None) -> list[Path]:
+    """The kernel sources (every .cpp and .h of csrc/), sorted by name."""
+    d = source_dir or SOURCE_DIR
+    return sorted([*d.glob("*.cpp"), *d.glob("*.h")], key=lambda p: p.name)
+
+
+def cache_key(cxx: str, source_dir: Path | None = None, flags: list[str] | None = None) -> str:
+    """sha256 (hex) of the sources (names and bytes), the flags, the compiler and the CPU."""
+    h = hashlib.sha256()
+    for p in sources(source_dir):
+        h.update(p.name.encode() + b"\0" + p.read_bytes() + b"\0")
     version = subprocess.run([cxx, "--version"], capture_output=True, text=True).stdout
-    key = hashlib.sha256("\0".join([SOURCE, " ".join(FLAGS), version, _cpu_model()]).encode())
-    out = cache_dir() / f"splat_kernels_{key.hexdigest()[:16]}.so"
-    if out.exists():
-        return out
+    for part in (" ".join(flags or FLAGS), version, _cpu_model()):
+        h.update(part.encode() + b"\0")
+    return h.hexdigest()
+
+
+def _holds_key(path: Path, key: str) -> bool:
+    """Whether `path` is a library built from the sources of `key` (its embedded checksum)."""
+    try:
+        return _HASH_PREFIX + key.encode() in path.read_bytes()
+    except OSError:
+        return False
+
+
+def _build(cxx: str, source_dir: Path | None = None) -> tuple[Path, str]:
+    """(path, cache key) of the cached library for the sources, compiled first if needed (under
+    a lock)."""
+    global _BUILT_HERE
+    import fcntl
+
+    key = cache_key(cxx, source_dir)
+    out = cache_dir() / f"splat_kernels_{key[:16]}.so"
+    if _holds_key(out, key):
+        return out, key
     out.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=out.parent) as tmp:
-        src = Path(tmp) / "kernels.cpp"
-        src.write_text(SOURCE)
-        so = Path(tmp) / "kernels.so"
-        proc = subprocess.run([cxx, *FLAGS, str(src), "-o", str(so)], capture_output=True, text=True)
-        if proc.returncode != 0:
-            raise RuntimeError(f"{cxx} failed: {proc.stderr.strip()[:2000]}")
-        os.replace(so, out)  # atomic: concurrent builders both end with a whole file
+    with open(out.with_suffix(".lock"), "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes (or the process dies)
+        if _holds_key(out, key):  # another process built it while this one waited
+            return out, key
+        srcs = [str(p) for p in sources(source_dir) if p.suffix == ".cpp"]
+        fd, tmp = tempfile.mkstemp(prefix=out.name + ".", suffix=".tmp", dir=out.parent)
+        os.close(fd)
+        try:
+            proc = subprocess.run([cxx, *FLAGS, f'-DSR_SOURCE_HASH="{key}"', *srcs, "-o", tmp],
+                                  capture_output=True, text=True)
+            if proc.returncode != 0:
+                raise RuntimeError(f"{cxx} failed: {proc.stderr.strip()[:2000]}")
+            os.replace(tmp, out)  # atomic: a reader sees no file or the whole file
+        finally:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+    _BUILT_HERE = True
     log.info("built splat kernels %s", out)
-    return out
+    return out, key
 
 
-def _declare(lib: ctypes.CDLL) -> None:
-    P, I, L = ctypes.c_void_p, ctypes.c_int, ctypes.c_int64
-    for suf in ("f32", "f64"):
-        getattr(lib, f"sr_forward_{suf}").argtypes = [P, P, P, L, P, I, P, P, I, I, I, I, L, L,
-                                                       P, P, P, P, P]
-        getattr(lib, f"sr_backward_{suf}").argtypes = [P, P, P, L, P, I, P, P, P, I, I, I, I, L,
-                                                        L, P, P, P, P, P, P]
-        getattr(lib, f"sr_reduce_{suf}").argtypes = [P, L, P, P, L, P]
-        R = ctypes.c_float if suf == "f32" else ctypes.c_double
-        getattr(lib, f"sr_project_fwd_{suf}").argtypes = [P, P, P, P, P, P, L, L, I, I, R, R, R,
-                                                           P, P, P, P]
-        getattr(lib, f"sr_project_bwd_{suf}").argtypes = [P, P, P, P, P, L, L, I, I, R, R, R, P,
-                                                           P, P, P, P, P]
-        getattr(lib, f"sr_depth_order_{suf}").argtypes = [P, P, L, L, P]
-        getattr(lib, f"sr_depth_order_{suf}").restype = L
-        for name in ("forward", "backward", "reduce", "project_fwd", "project_bwd"):
-            getattr(lib, f"sr_{name}_{suf}").restype = None
+def _declare(lib: ctypes.CDLL, key: str) -> None:
+    lib.sr_source_hash.restype = ctypes.c_char_p
+    got = lib.sr_source_hash()
+    if got != _HASH_PREFIX + key.encode():
+        raise RuntimeError(f"kernel library checksum {got!r} does not match the sources ({key})")
+    sizes = (ctypes.c_int64 * 2)()
+    lib.sr_struct_sizes.argtypes = [ctypes.c_void_p]
+    lib.sr_struct_sizes(sizes)
+    if (sizes[0], sizes[1]) != (ctypes.sizeof(RasterArgs), ctypes.sizeof(ProjectArgs)):
+        raise RuntimeError("kernel argument structs differ between csrc/common.h and _native.py")
+    for pattern, (res, args) in _SIGNATURES.items():
+        for suf in ("f32", "f64"):
+            fn = getattr(lib, pattern.format(s=suf))
+            fn.argtypes = [_ARG[a] for a in args]
+            fn.restype = _ARG[res] if res else None
 
 
 def load() -> ctypes.CDLL | None:
@@ -113,8 +190,9 @@ def load() -> ctypes.CDLL | None:
         cxx = _compiler()
         if cxx is None:
             raise RuntimeError("no C++ compiler found (set CXX)")
-        lib = ctypes.CDLL(str(_build(cxx)))
-        _declare(lib)
+        path, key = _build(cxx)
+        lib = ctypes.CDLL(str(path))
+        _declare(lib, key)
         _LIB = lib
     except Exception as exc:  # any build/load problem: fall back to numba
         _ERROR = str(exc)
@@ -127,3 +205,8 @@ def load() -> ctypes.CDLL | None:
 def error() -> str | None:
     """Why the native kernels are not in use (None when they are, or were not tried)."""
     return _ERROR
+
+
+def built_here() -> bool:
+    """Whether this process ran the compiler (False when it loaded a cached library)."""
+    return _BUILT_HERE

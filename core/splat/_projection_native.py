@@ -32,10 +32,11 @@ class _Project(torch.autograd.Function):
         means2d = torch.empty((C, N, 2), dtype=dtype)
         depths = torch.empty((C, N), dtype=dtype)
         conics = torch.empty((C, N, 3), dtype=dtype)
-        getattr(lib, "sr_project_fwd_" + suf)(
-            _ptr(m), _ptr(q), _ptr(s), _ptr(op) if op is not None else None, _ptr(vm), _ptr(ks),
-            C, N, width, height, eps2d, near_plane, far_plane, _ptr(radii), _ptr(means2d),
-            _ptr(depths), _ptr(conics))
+        getattr(lib, "sr_project_fwd_" + suf)(_native.ProjectArgs(
+            means=_ptr(m), quats=_ptr(q), scales=_ptr(s), opac=_ptr(op) if op is not None else None,
+            viewmats=_ptr(vm), Ks=_ptr(ks), radii=_ptr(radii), means2d=_ptr(means2d),
+            depths=_ptr(depths), conics=_ptr(conics), C=C, N=N, width=width, height=height,
+            eps2d=eps2d, near_plane=near_plane, far_plane=far_plane))
         ctx.save_for_backward(m, q, s, vm, ks)
         ctx.args = (width, height, eps2d, near_plane, far_plane)
         ctx.mark_non_differentiable(radii)
@@ -58,10 +59,11 @@ class _Project(torch.autograd.Function):
         g_quats = torch.empty_like(q)
         g_scales = torch.empty_like(s)
         suf = "f32" if dtype == torch.float32 else "f64"
-        getattr(_native.load(), "sr_project_bwd_" + suf)(
-            _ptr(m), _ptr(q), _ptr(s), _ptr(vm), _ptr(ks), C, N, width, height, eps2d, near_plane,
-            far_plane, _ptr(g_m2), _ptr(g_d), _ptr(g_c), _ptr(g_means), _ptr(g_quats),
-            _ptr(g_scales))
+        getattr(_native.load(), "sr_project_bwd_" + suf)(_native.ProjectArgs(
+            means=_ptr(m), quats=_ptr(q), scales=_ptr(s), viewmats=_ptr(vm), Ks=_ptr(ks),
+            g_means2d=_ptr(g_m2), g_depths=_ptr(g_d), g_conics=_ptr(g_c), g_means=_ptr(g_means),
+            g_quats=_ptr(g_quats), g_scales=_ptr(g_scales), C=C, N=N, width=width, height=height,
+            eps2d=eps2d, near_plane=near_plane, far_plane=far_plane))
         return g_means, g_quats, g_scales, None, None, None, None, None, None, None, None
 
 

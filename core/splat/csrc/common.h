@@ -1,0 +1,159 @@
+// Shared by the kernel sources of splatrefine.splat (built by _native.py into one library).
+//
+// Compiled without fast-math and with -ffp-contract=off: forward and backward evaluate alpha with
+// bit-identical IEEE arithmetic, so both passes agree on which pixel/Gaussian pairs count.
+// Layouts are those of _kernels.py (geom [G,8], rect [G,4], feats [G,Dp], sorted intersections).
+#pragma once
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+#include <vector>
+
+#define SR_EXPORT extern "C" __attribute__((visibility("default")))
+
+// Arguments of the exported kernels, filled from Python (ctypes.Structure built from the field
+// table in _native.py, in the same order). Every field is 8 bytes (pointer, int64 or double), so
+// the layout has no padding and is the same on both sides; sr_struct_sizes lets Python check.
+struct SrRaster {
+    // inputs of the forward pass
+    const void* geom;           // [G,8] R
+    const int32_t* rect;        // [G,4]
+    const void* feats;          // [G,Dp] R
+    const void* bgs;            // [C,D] R (has_bg)
+    const int64_t* tile_start;  // [n_tiles+1]
+    const int32_t* gid;         // [M] slot of each intersection
+    const int32_t* slot_of;     // [M] Gaussian-major position (backward)
+    // outputs of the forward pass (inputs of the backward)
+    void* out;                  // [C,H,W,D] R
+    void* out_alpha;            // [C,H,W] R
+    void* out_T;                // [C,H,W] R
+    int32_t* out_last;          // [C,H,W]
+    uint8_t* used;              // [M]
+    // backward
+    const void* g_out;          // [C,H,W,D] R
+    const void* g_alpha;        // [C,H,W] R
+    void* gbuf;                 // [M,8+Dp] R
+    int64_t Dp, has_bg, width, height, tiles_x, tiles_y, n_tiles, D;
+};
+
+struct SrProject {
+    const void* means;     // [N,3]
+    const void* quats;     // [N,4]
+    const void* scales;    // [N,3]
+    const void* opac;      // [N] or null
+    const void* viewmats;  // [C,4,4]
+    const void* Ks;        // [C,3,3]
+    int32_t* radii;        // [C,N,2]
+    void* means2d;         // [C,N,2]
+    void* depths;          // [C,N]
+    void* conics;          // [C,N,3]
+    const void* g_means2d;
+    const void* g_depths;
+    const void* g_conics;
+    void* g_means;
+    void* g_quats;
+    void* g_scales;
+    int64_t C, N, width, height;
+    double eps2d, near_plane, far_plane;  // rounded to R in the kernel, as ctypes would
+};
+
+namespace {
+
+template <typename R> struct Cst;
+template <> struct Cst<float> {
+    static constexpr float amin = 1.0f / 255.0f, amax = 0.999f, tmin = 1e-4f;
+};
+template <> struct Cst<double> {
+    static constexpr double amin = 1.0 / 255.0, amax = 0.999, tmin = 1e-4;
+};
+
+template <typename R> struct VT;
+template <> struct VT<float> {
+    typedef float V __attribute__((vector_size(32)));
+    typedef int32_t M __attribute__((vector_size(32)));
+    typedef int32_t I __attribute__((vector_size(32)));
+    static constexpr int L = 8;
+};
+template <> struct VT<double> {
+    typedef double V __attribute__((vector_size(32)));
+    typedef int64_t M __attribute__((vector_size(32)));
+    typedef int32_t I __attribute__((vector_size(16)));
+    static constexpr int L = 4;
+};
+
+template <typename V> static inline V vload(const void* p) {
+    V v;
+    std::memcpy(&v, p, sizeof(V));
+    return v;
+}
+template <typename V> static inline void vstore(void* p, V v) { std::memcpy(p, &v, sizeof(V)); }
+
+// exp(-s) for 0 <= s < 16 on a SIMD vector: s = n ln2 + r, |r| <= ln2/2 (Cody-Waite split of
+// ln2), e^-r by Taylor (degree 8 float, 13 double), 2^-n by selects. About 1 ulp, branch-free.
+template <typename R> static inline typename VT<R>::V vexp_neg(typename VT<R>::V s) {
+    typedef typename VT<R>::V V;
+    typedef typename VT<R>::M M;
+    const V t = s * R(1.4426950408889634) + R(0.5);
+    const M n = __builtin_convertvector(t, M);  // floor, as t >= 0
+    const V fn = __builtin_convertvector(n, V);
+    const V r = (s - fn * R(0.693359375)) - fn * R(-2.1219444005469058277e-4);
+    const V m = -r;
+    const V m2 = m * m;
+    const V m4 = m2 * m2;
+    V q;
+    // Taylor polynomial of e^m, Estrin's scheme (short dependency chains)
+    if constexpr (sizeof(R) == 4) {
+        const V p01 = m + R(1.0);
+        const V p23 = m * R(1.0 / 6.0) + R(0.5);
+        const V p45 = m * R(1.0 / 120.0) + R(1.0 / 24.0);
+        const V p67 = m * R(1.0 / 5040.0) + R(1.0 / 720.0);
+        q = (p01 + m2 * p23) + m4 * ((p45 + m2 * p67) + m4 * R(1.0 / 40320.0));
+    } else {
+        const V p01 = m + R(1.0);
+        const V p23 = m * R(1.0 / 6.0) + R(0.5);
+        const V p45 = m * R(1.0 / 120.0) + R(1.0 / 24.0);
+        const V p67 = m * R(1.0 / 5040.0) + R(1.0 / 720.0);
+        const V p89 = m * R(1.0 / 362880.0) + R(1.0 / 40320.0);
+        const V p1011 = m * R(1.0 / 39916800.0) + R(1.0 / 3628800.0);
+        const V p1213 = m * R(1.0 / 6227020800.0) + R(1.0 / 479001600.0);
+        const V m8 = m4 * m4;
+        q = ((p01 + m2 * p23) + m4 * (p45 + m2 * p67)) +
+            m8 * ((p89 + m2 * p1011) + m4 * p1213);
+    }
+    // times 2^-n: subtract n from the exponent field (no underflow: n <= 23)
+    M qi;
+    std::memcpy(&qi, &q, sizeof(V));
+    qi = qi - (n << (sizeof(R) == 4 ? 23 : 52));
+    std::memcpy(&q, &qi, sizeof(V));
+    return q;
+}
+
+template <typename R> static inline R exp_neg(R s) {
+    typedef typename VT<R>::V V;
+    V v = {};
+    v[0] = s;
+    return vexp_neg<R>(v)[0];
+}
+
+struct Tile {
+    int cam, px0, py0, px1, py1;
+};
+
+static inline Tile tile_of(int64_t t, int tiles_x, int tiles_y, int width, int height) {
+    const int64_t n_cam = int64_t(tiles_x) * tiles_y;
+    Tile T;
+    T.cam = int(t / n_cam);
+    const int tt = int(t - int64_t(T.cam) * n_cam);
+    const int tyi = tt / tiles_x, txi = tt - tyi * tiles_x;
+    T.px0 = txi * 16;
+    T.py0 = tyi * 16;
+    T.px1 = std::min(T.px0 + 16, width);
+    T.py1 = std::min(T.py0 + 16, height);
+    return T;
+}
+
+// DPC: the padded channel count as a compile-time constant (0 = runtime Dp): the channel loops of
+
+}  // namespace

@@ -1,0 +1,358 @@
+// Tile kernels: forward compositing, backward, and the Gaussian-major gradient reduction.
+#include "common.h"
+
+namespace {
+
+template <typename R, int DPC>
+void forward_impl(const R* __restrict geom, const int32_t* __restrict rect,
+                  const R* __restrict feats, int64_t Dp_rt, const R* __restrict bgs, int has_bg,
+                  const int64_t* __restrict tile_start, const int32_t* __restrict gid,
+                  int width, int height, int tiles_x, int tiles_y, int64_t n_tiles, int64_t D,
+                  R* __restrict out, R* __restrict out_alpha, R* __restrict out_T,
+                  int32_t* __restrict out_last, uint8_t* __restrict used) {
+    const int64_t Dp = DPC ? int64_t(DPC) : Dp_rt;
+    const R amin = Cst<R>::amin, amax = Cst<R>::amax, tmin = Cst<R>::tmin;
+    typedef typename VT<R>::V V;
+    typedef typename VT<R>::M M;
+    constexpr int L = VT<R>::L;
+    const V zv = {};
+    const V amaxv = zv + amax, aminv = zv + amin, tminv = zv + tmin;
+#pragma omp parallel
+    {
+        std::vector<R> acc_v(256 * Dp);
+        R* __restrict acc = acc_v.data();
+        alignas(64) R T[256];
+        alignas(64) R alive[256];
+        alignas(64) int32_t last[256];
+        alignas(64) R wrow[16];
+        alignas(64) R pxc[16];
+#pragma omp for schedule(dynamic, 1)
+        for (int64_t t = 0; t < n_tiles; ++t) {
+            const Tile tl = tile_of(t, tiles_x, tiles_y, width, height);
+            const int npix = (tl.px1 - tl.px0) * (tl.py1 - tl.py0);
+            std::fill(acc, acc + 256 * Dp, R(0));
+            for (int p = 0; p < 256; ++p) {
+                T[p] = R(1);
+                last[p] = -1;
+                const bool inside = (p / 16) < (tl.py1 - tl.py0) && (p % 16) < (tl.px1 - tl.px0);
+                alive[p] = inside ? R(1) : R(0);
+            }
+            for (int j = 0; j < 16; ++j) pxc[j] = R(tl.px0 + j) + R(0.5);
+            int n_done = 0;
+            for (int64_t s = tile_start[t]; s < tile_start[t + 1]; ++s) {
+                const int64_t g = gid[s];
+                const int32_t* rc = rect + 4 * g;
+                const int x0 = std::max<int>(rc[0], tl.px0), x1 = std::min<int>(rc[1], tl.px1 - 1);
+                const int y0 = std::max<int>(rc[2], tl.py0), y1 = std::min<int>(rc[3], tl.py1 - 1);
+                used[s] = 0;
+                if (x0 > x1 || y0 > y1) continue;
+                const R* ge = geom + 8 * g;
+                const R mx = ge[0], my = ge[1], ca = ge[2], cb = ge[3], cc = ge[4], o = ge[5],
+                        smax = ge[6];
+                const R* __restrict f = feats + g * Dp;
+                const int32_t sid = int32_t(s);
+                const V smv = zv + smax;
+                uint8_t any = 0;
+                for (int y = y0; y <= y1; ++y) {
+                    const R dy = my - (R(y) + R(0.5));
+                    const int row = (y - tl.py0) * 16;
+                    const int gb0 = (x0 - tl.px0) / L, gb1 = (x1 - tl.px0) / L;
+                    int stops = 0;
+                    // phase 1: SIMD over the pixels of the row (lane groups covering [x0, x1])
+                    for (int gi = gb0; gi <= gb1; ++gi) {
+                        const int j0 = gi * L;
+                        const V dx = mx - vload<V>(pxc + j0);
+                        const V sigma = R(0.5) * (ca * dx * dx + cc * dy * dy) + cb * dx * dy;
+                        V sc = sigma < zv ? zv : sigma;
+                        sc = sc > smv ? smv : sc;
+                        V a = o * vexp_neg<R>(sc);
+                        a = a > amaxv ? amaxv : a;
+                        const V Tp = vload<V>(T + row + j0);
+                        const V al = vload<V>(alive + row + j0);
+                        const M ok = (sigma >= zv) & (sigma <= smv) & (a >= aminv) & (al > zv);
+                        const V nT = Tp * (R(1) - a);
+                        const M stop = ok & (nT <= tminv);
+                        const M con = ok & (nT > tminv);
+                        vstore(wrow + j0, con ? a * Tp : zv);
+                        vstore(T + row + j0, con ? nT : Tp);
+                        vstore(alive + row + j0, stop ? zv : al);
+                        for (int l = 0; l < L; ++l) stops += stop[l] != 0;
+                    }
+                    n_done += stops;
+                    // phase 2: channels of the contributing pixels (SIMD over channels)
+                    for (int j = x0 - tl.px0; j <= x1 - tl.px0; ++j) {
+                        const R w = wrow[j];
+                        if (w != R(0)) {
+                            R* __restrict ac = acc + (row + j) * Dp;
+#pragma omp simd
+                            for (int64_t k = 0; k < Dp; ++k) ac[k] += w * f[k];
+                            last[row + j] = sid;
+                            any = 1;
+                        }
+                    }
+                }
+                used[s] = any;
+                if (n_done >= npix) {
+                    for (int64_t s2 = s + 1; s2 < tile_start[t + 1]; ++s2) used[s2] = 0;
+                    break;
+                }
+            }
+            for (int y = tl.py0; y < tl.py1; ++y) {
+                for (int x = tl.px0; x < tl.px1; ++x) {
+                    const int p = (y - tl.py0) * 16 + (x - tl.px0);
+                    const int64_t pix = (int64_t(tl.cam) * height + y) * width + x;
+                    const R Tp = T[p];
+                    R* __restrict o_ = out + pix * D;
+                    const R* __restrict ac = acc + p * Dp;
+                    if (has_bg) {
+                        const R* __restrict bg = bgs + int64_t(tl.cam) * D;
+                        for (int64_t k = 0; k < D; ++k) o_[k] = ac[k] + Tp * bg[k];
+                    } else {
+                        for (int64_t k = 0; k < D; ++k) o_[k] = ac[k];
+                    }
+                    out_alpha[pix] = R(1) - Tp;
+                    out_T[pix] = Tp;
+                    out_last[pix] = last[p];
+                }
+            }
+        }
+    }
+}
+
+template <typename R, int DPC>
+void backward_impl(const R* __restrict geom, const int32_t* __restrict rect,
+                   const R* __restrict feats, int64_t Dp_rt, const R* __restrict bgs, int has_bg,
+                   const int64_t* __restrict tile_start, const int32_t* __restrict gid,
+                   const int32_t* __restrict slot_of, int width, int height, int tiles_x,
+                   int tiles_y, int64_t n_tiles, int64_t D, const R* __restrict out_T,
+                   const int32_t* __restrict out_last, const R* __restrict g_out,
+                   const R* __restrict g_alpha, const uint8_t* __restrict used,
+                   R* __restrict gbuf) {
+    const int64_t Dp = DPC ? int64_t(DPC) : Dp_rt;
+    const R amin = Cst<R>::amin, amax = Cst<R>::amax;
+    const int64_t K = 8 + Dp;
+    typedef typename VT<R>::V V;
+    typedef typename VT<R>::M M;
+    typedef typename VT<R>::I I;
+    constexpr int L = VT<R>::L;
+    const V zv = {};
+    const V amaxv = zv + amax, aminv = zv + amin;
+#pragma omp parallel
+    {
+        std::vector<R> gp_v(256 * Dp);
+        R* __restrict gp = gp_v.data();
+        std::vector<R> vf_v(Dp);
+        R* __restrict vf = vf_v.data();
+        alignas(64) R T[256];
+        alignas(64) R TfGA[256];
+        alignas(64) R SG[256];
+        alignas(64) int32_t last[256];
+        alignas(64) R pxc[16];
+        alignas(64) R wrow[16];
+        alignas(64) R cgrow[16];
+        alignas(64) R r_ra[16];
+        alignas(64) R r_ti[16];
+        alignas(64) R r_raw[16];
+        alignas(64) R r_vis[16];
+        alignas(64) R l_mx[16];
+        alignas(64) R l_my[16];
+        alignas(64) R l_a[16];
+        alignas(64) R l_b[16];
+        alignas(64) R l_c[16];
+        alignas(64) R l_o[16];
+#pragma omp for schedule(dynamic, 1)
+        for (int64_t t = 0; t < n_tiles; ++t) {
+            const int64_t s_begin = tile_start[t], s_end = tile_start[t + 1];
+            if (s_end == s_begin) continue;
+            const Tile tl = tile_of(t, tiles_x, tiles_y, width, height);
+            std::fill(gp, gp + 256 * Dp, R(0));
+            int32_t max_last = -1;
+            for (int p = 0; p < 256; ++p) {
+                T[p] = R(1);
+                TfGA[p] = R(0);
+                SG[p] = R(0);
+                last[p] = -1;
+            }
+            for (int j = 0; j < 16; ++j) pxc[j] = R(tl.px0 + j) + R(0.5);
+            for (int y = tl.py0; y < tl.py1; ++y) {
+                for (int x = tl.px0; x < tl.px1; ++x) {
+                    const int p = (y - tl.py0) * 16 + (x - tl.px0);
+                    const int64_t pix = (int64_t(tl.cam) * height + y) * width + x;
+                    const R Tp = out_T[pix];
+                    T[p] = Tp;
+                    TfGA[p] = Tp * g_alpha[pix];
+                    last[p] = out_last[pix];
+                    max_last = std::max(max_last, last[p]);
+                    R sg = R(0);
+                    const R* __restrict go = g_out + pix * D;
+                    for (int64_t k = 0; k < D; ++k) {
+                        gp[p * Dp + k] = go[k];
+                        if (has_bg) sg += bgs[int64_t(tl.cam) * D + k] * go[k];
+                    }
+                    SG[p] = Tp * sg;
+                }
+            }
+            for (int64_t s = s_end - 1; s >= s_begin; --s) {
+                const int64_t g = gid[s];
+                R* __restrict gb = gbuf + int64_t(slot_of[s]) * K;
+                const int32_t* rc = rect + 4 * g;
+                const int x0 = std::max<int>(rc[0], tl.px0), x1 = std::min<int>(rc[1], tl.px1 - 1);
+                const int y0 = std::max<int>(rc[2], tl.py0), y1 = std::min<int>(rc[3], tl.py1 - 1);
+                if (!used[s] || s > max_last || x0 > x1 || y0 > y1) {
+                    std::fill(gb, gb + K, R(0));
+                    continue;
+                }
+                std::fill(vf, vf + Dp, R(0));
+                for (int j = 0; j < 16; ++j) {
+                    l_mx[j] = R(0); l_my[j] = R(0); l_a[j] = R(0);
+                    l_b[j] = R(0); l_c[j] = R(0); l_o[j] = R(0);
+                }
+                const R* ge = geom + 8 * g;
+                const R mx = ge[0], my = ge[1], ca = ge[2], cb = ge[3], cc = ge[4], o = ge[5],
+                        smax = ge[6];
+                const R* __restrict f = feats + g * Dp;
+                const int32_t sid = int32_t(s);
+                const V smv = zv + smax;
+                const I sidv = (I){} + sid;
+                for (int y = y0; y <= y1; ++y) {
+                    const R dy = my - (R(y) + R(0.5));
+                    const int row = (y - tl.py0) * 16;
+                    const int gb0 = (x0 - tl.px0) / L, gb1 = (x1 - tl.px0) / L;
+                    // phase 1: SIMD over the pixels of the row, T_i recovered by division
+                    M anyv = {};
+                    for (int gi = gb0; gi <= gb1; ++gi) {
+                        const int j0 = gi * L;
+                        const V dx = mx - vload<V>(pxc + j0);
+                        const V sigma = R(0.5) * (ca * dx * dx + cc * dy * dy) + cb * dx * dy;
+                        V sc = sigma < zv ? zv : sigma;
+                        sc = sc > smv ? smv : sc;
+                        const V vis = vexp_neg<R>(sc);
+                        const V raw = o * vis;
+                        const V alpha = raw > amaxv ? amaxv : raw;
+                        const I lastv = vload<I>(last + row + j0);
+                        const M in_range = __builtin_convertvector(sidv <= lastv, M);
+                        const M ok = in_range & (sigma >= zv) & (sigma <= smv) & (alpha >= aminv);
+                        const V ra = R(1) / (R(1) - alpha);
+                        const V Tp = vload<V>(T + row + j0);
+                        const V Ti = Tp * ra;
+                        vstore(wrow + j0, ok ? alpha * Ti : zv);
+                        vstore(T + row + j0, ok ? Ti : Tp);
+                        vstore(r_ra + j0, ra);
+                        vstore(r_ti + j0, Ti);
+                        vstore(r_raw + j0, raw);
+                        vstore(r_vis + j0, vis);
+                        vstore(cgrow + j0, zv);
+                        anyv |= ok;
+                    }
+                    bool any = false;
+                    for (int l = 0; l < L; ++l) any |= anyv[l] != 0;
+                    if (!any) continue;  // no pixel of this row took part: nothing to add
+                    // phase 2: channels of the contributing pixels
+                    for (int j = x0 - tl.px0; j <= x1 - tl.px0; ++j) {
+                        const R w = wrow[j];
+                        if (w != R(0)) {
+                            const R* __restrict gq = gp + (row + j) * Dp;
+                            R cg = R(0);
+#pragma omp simd reduction(+ : cg)
+                            for (int64_t k = 0; k < Dp; ++k) {
+                                cg += f[k] * gq[k];
+                                vf[k] += w * gq[k];
+                            }
+                            cgrow[j] = cg;
+                        }
+                    }
+                    // phase 3: geometry gradients, SIMD over the pixels
+                    for (int gi = gb0; gi <= gb1; ++gi) {
+                        const int j0 = gi * L;
+                        const V w = vload<V>(wrow + j0);
+                        const V cg = vload<V>(cgrow + j0);
+                        const V dx = mx - vload<V>(pxc + j0);
+                        const V sg = vload<V>(SG + row + j0);
+                        const V raw = vload<V>(r_raw + j0);
+                        const V v_alpha = vload<V>(r_ti + j0) * cg +
+                                          (vload<V>(TfGA + row + j0) - sg) * vload<V>(r_ra + j0);
+                        const M use = (w != zv) & (raw <= amaxv);
+                        const V v_sigma = use ? -v_alpha * raw : zv;
+                        vstore(l_mx + j0, vload<V>(l_mx + j0) + v_sigma * (ca * dx + cb * dy));
+                        vstore(l_my + j0, vload<V>(l_my + j0) + v_sigma * (cb * dx + cc * dy));
+                        vstore(l_a + j0, vload<V>(l_a + j0) + v_sigma * R(0.5) * dx * dx);
+                        vstore(l_b + j0, vload<V>(l_b + j0) + v_sigma * dx * dy);
+                        vstore(l_c + j0, vload<V>(l_c + j0) + v_sigma * R(0.5) * dy * dy);
+                        vstore(l_o + j0, vload<V>(l_o + j0) + (use ? v_alpha * vload<V>(r_vis + j0) : zv));
+                        vstore(SG + row + j0, sg + w * cg);
+                    }
+                }
+                R s_mx = 0, s_my = 0, s_a = 0, s_b = 0, s_c = 0, s_o = 0;
+                for (int j = 0; j < 16; ++j) {
+                    s_mx += l_mx[j]; s_my += l_my[j]; s_a += l_a[j];
+                    s_b += l_b[j]; s_c += l_c[j]; s_o += l_o[j];
+                }
+                gb[0] = s_mx; gb[1] = s_my; gb[2] = s_a; gb[3] = s_b; gb[4] = s_c; gb[5] = s_o;
+                gb[6] = R(0); gb[7] = R(0);
+                for (int64_t k = 0; k < Dp; ++k) gb[8 + k] = vf[k];
+            }
+        }
+    }
+}
+
+template <typename R>
+void reduce_impl(const int64_t* __restrict order, int64_t V, const int64_t* __restrict slot_start,
+                 const R* __restrict gbuf, int64_t K, R* __restrict grads) {
+#pragma omp parallel for schedule(static, 256)
+    for (int64_t r = 0; r < V; ++r) {
+        R* __restrict dst = grads + order[r] * K;
+        for (int64_t i = slot_start[r]; i < slot_start[r + 1]; ++i) {
+            const R* __restrict src = gbuf + i * K;
+#pragma omp simd
+            for (int64_t k = 0; k < K; ++k) dst[k] += src[k];
+        }
+    }
+}
+
+
+}  // namespace
+
+#define SR_DISPATCH(FN, R, DP, ARGS)          \
+    switch (DP) {                             \
+        case 8: FN<R, 8> ARGS; break;         \
+        case 16: FN<R, 16> ARGS; break;       \
+        case 24: FN<R, 24> ARGS; break;       \
+        case 32: FN<R, 32> ARGS; break;       \
+        default: FN<R, 0> ARGS; break;        \
+    }
+
+#define SR_INSTANTIATE(R, SUF)                                                                  \
+    SR_EXPORT void sr_forward_##SUF(const SrRaster* a) {                                        \
+        SR_DISPATCH(forward_impl, R, a->Dp,                                                     \
+                    ((const R*)a->geom, a->rect, (const R*)a->feats, a->Dp, (const R*)a->bgs,   \
+                     int(a->has_bg), a->tile_start, a->gid, int(a->width), int(a->height),      \
+                     int(a->tiles_x), int(a->tiles_y), a->n_tiles, a->D, (R*)a->out,            \
+                     (R*)a->out_alpha, (R*)a->out_T, a->out_last, a->used));                    \
+    }                                                                                           \
+    SR_EXPORT void sr_backward_##SUF(const SrRaster* a) {                                       \
+        SR_DISPATCH(backward_impl, R, a->Dp,                                                    \
+                    ((const R*)a->geom, a->rect, (const R*)a->feats, a->Dp, (const R*)a->bgs,   \
+                     int(a->has_bg), a->tile_start, a->gid, a->slot_of, int(a->width),          \
+                     int(a->height), int(a->tiles_x), int(a->tiles_y), a->n_tiles, a->D,        \
+                     (const R*)a->out_T, a->out_last, (const R*)a->g_out,                       \
+                     (const R*)a->g_alpha, a->used, (R*)a->gbuf));                              \
+    }                                                                                           \
+    SR_EXPORT void sr_reduce_##SUF(const int64_t* order, int64_t V, const int64_t* slot_start,  \
+                                   const R* gbuf, int64_t K, R* grads) {                        \
+        reduce_impl<R>(order, V, slot_start, gbuf, K, grads);                                   \
+    }
+
+SR_INSTANTIATE(float, f32)
+SR_INSTANTIATE(double, f64)
+
+#ifndef SR_SOURCE_HASH
+#define SR_SOURCE_HASH "unknown"
+#endif
+
+// The checksum of the sources and flags this library was built from (_native.py passes it with
+// -D and checks it after loading), and the sizes of the argument structs.
+SR_EXPORT const char* sr_source_hash() { return "splatrefine-kernels:" SR_SOURCE_HASH; }
+SR_EXPORT void sr_struct_sizes(int64_t* out) {
+    out[0] = int64_t(sizeof(SrRaster));
+    out[1] = int64_t(sizeof(SrProject));
+}
