@@ -9,17 +9,16 @@ import pytest
 import yaml
 from click.testing import CliRunner
 
-from splatrefine.commands.experiment import experiment_cmd
 from splatrefine.errors import ConfigError, SplatrefineError
-from splatrefine.experiment import (
-    MARKER,
+from splatrefine.plugins.extreme_pose.command import experiment_cmd
+from splatrefine.plugins.extreme_pose.config import (
     VARIANTS,
     ExperimentConfig,
     apply_sets,
     config_from_dict,
     load_config,
-    prepare_out,
 )
+from splatrefine.plugins.extreme_pose.layout import MARKER, prepare_out
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = ROOT / "examples" / "extreme_pose"
@@ -176,11 +175,11 @@ def raw_samples(out: Path) -> list[dict]:
 def test_tiny_experiment_end_to_end(tmp_path, monkeypatch):
     import os
 
-    import splatrefine.experiment as experiment
+    import splatrefine.plugins.extreme_pose.plan as plan
     import splatrefine.workers as workers
 
     calls, graphs = [], []
-    run_jobs, run_graph = workers.run_jobs, experiment.run_graph
+    run_jobs, run_graph = workers.run_jobs, plan.run_graph
 
     def counting_run_jobs(fn, jobs, n, description, **kw):
         calls.append((description, len(jobs), n))
@@ -196,7 +195,7 @@ def test_tiny_experiment_end_to_end(tmp_path, monkeypatch):
         return run_graph([recorded(s) for s in stages], n, description, **kw)
 
     monkeypatch.setattr(workers, "run_jobs", counting_run_jobs)
-    monkeypatch.setattr(experiment, "run_graph", recording_run_graph)
+    monkeypatch.setattr(plan, "run_graph", recording_run_graph)
     out = tmp_path / "exp"
     r = _run([str(out), "-c", str(_write(tmp_path, TINY)), "-q"])
     assert r.exit_code == 0, r.output
@@ -260,7 +259,7 @@ def test_tiny_experiment_end_to_end(tmp_path, monkeypatch):
 
 
 def test_stage_priority(tmp_path):
-    from splatrefine.experiment import Experiment
+    from splatrefine.plugins.extreme_pose.plan import Experiment
 
     exp = Experiment(config_from_dict({}), tmp_path / "exp")
     names = [s.name for s in exp.plan(list(exp.config.targets))]

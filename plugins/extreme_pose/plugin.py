@@ -7,6 +7,6 @@ from splatrefine import hookimpl
 
 @hookimpl
 def splatrefine_register_commands(cli):
-    from splatrefine.commands.experiment import experiment_cmd
+    from .command import experiment_cmd
 
     cli.add_command(experiment_cmd)

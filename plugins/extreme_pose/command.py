@@ -1,10 +1,11 @@
-"""`splatrefine experiment OUT`: the extreme-pose experiment (splatrefine.experiment) in one command.
+"""`splatrefine experiment OUT`: the extreme-pose experiment in one command.
 
     splatrefine experiment runs/extreme_pose -c examples/extreme_pose/cpu.yaml
     splatrefine experiment runs/extreme_pose --resume          # continue after an interruption
 
-A plain click.Command (`experiment_cmd`) that the main group adds. torch and the plugins are
-imported inside the body only. A SplatrefineError prints one line (plus a hint) and exits 2.
+A plain click.Command (`experiment_cmd`) that the plugin adds through
+`splatrefine_register_commands`. torch and the plugins are imported inside the body only. A
+SplatrefineError prints one line (plus a hint) and exits 2.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from pathlib import Path
 
 import click
 
-from .user_errors import exit_2_on_user_error
+from splatrefine.commands.user_errors import exit_2_on_user_error
 
 
 @click.command("experiment")
@@ -33,7 +34,9 @@ def experiment_cmd(out, config_path, sets, resume, overwrite, device, seed, quie
     if seed is not None:
         sets = (*sets, f"seed={seed}")
     with exit_2_on_user_error():
-        from ..experiment import POSE_BUCKETS, run_experiment
+        from splatrefine.types import POSE_BUCKETS
+
+        from .plan import run_experiment
 
         def stage(name: str) -> None:
             if not quiet:
