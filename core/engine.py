@@ -112,7 +112,7 @@ class Engine:
         self.run_dir = Path(run_dir)
         self.schema: LabelSchema = get_schema(config.schema)
         self.device = resolve_device(config.device)
-        self.context = ComponentContext(device=self.device, seed=config.seed, build=self._build_named)
+        self.context = ComponentContext(device=self.device, seed=config.seed, registry=registry)
         self.state = RunState()  # loaded by start(), after the run folder is prepared
         self._components: dict[Role, Any] = {}
         self.notes: list[str] = []
@@ -132,17 +132,9 @@ class Engine:
         return RunLayout(self.run_dir)
 
     # components -----------------------------------------------------------------------------
-    def _build_named(self, role: Role, name: str, params: dict) -> Any:
-        from .config import build_settings
-
-        spec = self.registry.get(role, name)
-        settings = build_settings(spec.config_cls, params, f"{Role(role).value} '{name}'")
-        return spec.factory(settings, self.context)
-
     def component(self, role: Role) -> Any:
         if role not in self._components:
-            spec = self.registry.get(role, self.config.plugins[role])
-            self._components[role] = spec.factory(self.config.settings[role], self.context)
+            self._components[role] = self.context.component(role, self.config.plugins[role], self.config.settings[role])
         return self._components[role]
 
     def build_components(self) -> None:

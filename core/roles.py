@@ -6,8 +6,8 @@ Nothing here imports torch: listing plugins stays cheap. Tensor shapes are given
 from __future__ import annotations
 
 import enum
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
@@ -32,12 +32,45 @@ class Role(str, enum.Enum):
 
 @dataclass(frozen=True)
 class ComponentContext:
-    """What a factory gets besides its config: where to compute, the run's seed, and a way to
-    build other components by name (for components that wrap another, e.g. cleanup after argmax)."""
+    """What a factory gets besides its config: where to compute, the run's seed, and the one way
+    to build a component by name (`component`), for whoever builds components (the engine, the
+    parser commands, training, a component that wraps another: cleanup after argmax).
+
+    `registry` (a `splatrefine.registry.Registry`; `Registry().context()` makes a context for
+    library use) is where names are looked up. `build(role, name, params)` is kept for plugins
+    written against it: by default `component` with a params mapping; a test may pass its own,
+    which then receives every params build.
+    """
 
     device: str = "cpu"
     seed: int = 0
     build: Callable[[Role, str, dict], Any] | None = None
+    registry: Any = field(default=None, compare=False, repr=False)
+
+    def __post_init__(self) -> None:
+        if self.build is None:
+            object.__setattr__(self, "build", self._from_registry)
+
+    def component(self, role: Role | str, name: str, settings: Any = None, *, where: str | None = None) -> Any:
+        """The component `name` of `role`, built with this context (its device, seed, registry).
+
+        `settings` is an instance of the component's config class (already validated), or a
+        mapping of params (None: the defaults) validated against it first; a bad one is a
+        ConfigError naming `where` (default "ROLE 'NAME'"). An unknown name is a PluginError with
+        a "did you mean"; so is a context with no registry.
+        """
+        role = Role(role)
+        if (settings is None or isinstance(settings, Mapping)) and where is None:
+            return self.build(role, name, dict(settings or {}))
+        return self._from_registry(role, name, settings, where=where)
+
+    def _from_registry(self, role: Role, name: str, settings: Any, where: str | None = None) -> Any:
+        if self.registry is None:
+            from .errors import PluginError
+
+            raise PluginError(f"cannot build {Role(role).value} '{name}': this ComponentContext has no registry",
+                              "Build components through a registry: Registry().context(...).component(...).")
+        return self.registry.build(role, name, settings, self, where=where)
 
 
 @dataclass(frozen=True)

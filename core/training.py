@@ -441,17 +441,15 @@ def read_parser_json(path: str | os.PathLike) -> dict:
 
 def load_parser(registry: Any, path: str | os.PathLike, *, device: str = "cpu", seed: int = 0) -> Any:
     """Rebuild a saved parser folder: its plugin from the registry, its settings, its weights."""
-    from .config import build_settings
     from .roles import ComponentContext, Role
 
     info = read_parser_json(path)
     name = info["plugin"]
     role = Role.TARGET_PARSER if name in registry.names(Role.TARGET_PARSER) else Role.INITIAL_PARSER
-    spec = registry.get(role, name)
     params = dict(info.get("params") or {})
     params["checkpoint"] = str(Path(path))
-    settings = build_settings(spec.config_cls, params, f"{Path(path) / PARSER_JSON}")
-    return spec.factory(settings, ComponentContext(device=device, seed=seed))
+    context = ComponentContext(device=device, seed=seed, registry=registry)
+    return context.component(role, name, params, where=f"{Path(path) / PARSER_JSON}")
 
 
 def map_probs(probs: np.ndarray, source: LabelSchema, target: LabelSchema) -> np.ndarray:

@@ -10,14 +10,16 @@ from __future__ import annotations
 import importlib
 import logging
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from importlib import metadata
+from typing import Any
 
 import pluggy
 
 from splatrefine import hookspecs
 from splatrefine.errors import PluginError, did_you_mean
-from splatrefine.roles import ComponentSpec, Role
+from splatrefine.roles import ComponentContext, ComponentSpec, Role
 
 log = logging.getLogger(__name__)
 
@@ -173,6 +175,29 @@ class Registry:
                 f"no {role.value} named '{name}'.{did_you_mean(name, self.names(role))}",
                 f"Run 'splatrefine plugins list --role {role.value}' to see what is installed.",
             ) from None
+
+    def build(self, role: Role | str, name: str, settings: Any = None, context: ComponentContext | None = None, *,
+              where: str | None = None) -> Any:
+        """The component `name` of `role` made by its factory with `context` (default: this
+        registry's `context()`). `settings`: an instance of its config class, or a mapping of
+        params (None: defaults) validated first (ConfigError naming `where`, default "ROLE 'NAME'").
+        Components are built through `ComponentContext.component`, which calls this."""
+        from splatrefine.config import build_settings
+
+        role = Role(role)
+        spec = self.get(role, name)
+        context = context if context is not None else self.context()
+        if settings is None or isinstance(settings, Mapping):
+            settings = build_settings(spec.config_cls, dict(settings or {}), where or f"{role.value} '{spec.name}'",
+                                      show=None if where else f"{role.value}/{spec.name}")
+        elif not isinstance(settings, spec.config_cls):
+            raise TypeError(f"{role.value} '{name}' takes {spec.config_cls.__name__} settings, "
+                            f"not {type(settings).__name__}")
+        return spec.factory(settings, context)
+
+    def context(self, device: str = "cpu", seed: int = 0) -> ComponentContext:
+        """A ComponentContext that builds components from this registry (library use, tests)."""
+        return ComponentContext(device=device, seed=seed, registry=self)
 
     def roles_of(self, name: str) -> list[Role]:
         """Every role that has a component called `name`."""

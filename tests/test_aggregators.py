@@ -187,17 +187,20 @@ def test_cleanup_chains_after_a_base_built_by_the_context():
     np.testing.assert_allclose(conf[0, 26:29, 12:15], 0.9, atol=1e-6)
 
 
-def test_cleanup_without_a_context_builder_uses_the_registry():
+def test_cleanup_in_library_use_builds_its_base_through_a_registry_context():
     import splatrefine.registry as reg
 
     if "splatrefine.plugins.aggregators.plugin" not in reg.BUILTIN_PLUGINS:
         pytest.skip("aggregators not yet in BUILTIN_PLUGINS")
-    agg = CleanupAggregator(CleanupConfig(base="argmax", base_params={"min_confidence": 0.3}))
+    ctx = reg.Registry(reg.make_plugin_manager(entrypoints=False)).context()
+    agg = CleanupAggregator(CleanupConfig(base="argmax", base_params={"min_confidence": 0.3}), ctx)
     assert isinstance(agg.base, ArgmaxAggregator) and agg.base.config.min_confidence == 0.3
     with pytest.raises(ConfigError, match="has no setting 'min_confidense'"):
-        CleanupAggregator(CleanupConfig(base="argmax", base_params={"min_confidense": 0.3}))
+        CleanupAggregator(CleanupConfig(base="argmax", base_params={"min_confidense": 0.3}), ctx)
     with pytest.raises(SplatrefineError, match="no label_aggregator named 'argmx'"):
-        CleanupAggregator(CleanupConfig(base="argmx"))
+        CleanupAggregator(CleanupConfig(base="argmx"), ctx)
+    with pytest.raises(SplatrefineError, match="cannot build label_aggregator 'argmax': this ComponentContext has no registry"):
+        CleanupAggregator(CleanupConfig(base="argmax"))  # no context, no registry: plugins build nothing themselves
 
 
 def test_every_builtin_aggregator_builds_from_defaults_and_keeps_the_contract():
@@ -213,7 +216,7 @@ def test_every_builtin_aggregator_builds_from_defaults_and_keeps_the_contract():
     for name, renders in (("argmax", _renders(probs=_onehot(truth, 3))), ("cleanup", _renders(probs=_onehot(truth, 3))),
                           ("palette-cluster", _renders(seg_rgb=pal[truth]))):
         spec = r.get(Role.LABEL_AGGREGATOR, name)
-        agg = spec.factory(build_settings(spec.config_cls, {}, name), ComponentContext())
+        agg = spec.factory(build_settings(spec.config_cls, {}, name), r.context())
         assert isinstance(agg, LabelAggregator)
         assert agg.needs == ("seg_rgb" if name == "palette-cluster" else "probs")
         labels, conf = agg.aggregate(renders, TINY)

@@ -57,13 +57,7 @@ def resolve_parser(registry: Any, role: Role, plugin_args: Sequence[str] = (), s
 def _build(registry: Any, role: Role, name: str, settings: Any, device: str, seed: int) -> Any:
     from ..roles import ComponentContext
 
-    def build(r: Role, n: str, params: dict) -> Any:
-        from ..config import build_settings
-
-        s = registry.get(r, n)
-        return s.factory(build_settings(s.config_cls, params, f"{r.value} '{n}'"), ComponentContext(device, seed, build))
-
-    return registry.get(role, name).factory(settings, ComponentContext(device=device, seed=seed, build=build))
+    return ComponentContext(device=device, seed=seed, registry=registry).component(role, name, settings)
 
 
 def _load_config(path: Path | None) -> dict:

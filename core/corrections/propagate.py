@@ -81,13 +81,13 @@ def _components(run: RefinedRun, registry: Any, options: CorrectOptions) -> tupl
     if options.device:
         data["device"] = options.device
     config = resolve(registry, data, [], [], source=str(cfg_path))
-    ctx = ComponentContext(device=resolve_device(config.device), seed=config.seed)
+    ctx = ComponentContext(device=resolve_device(config.device), seed=config.seed, registry=registry)
     rname = config.plugins[Role.REPRESENTATION]
-    rep = registry.get(Role.REPRESENTATION, rname).factory(config.settings[Role.REPRESENTATION], ctx)
-    agg_spec = registry.get(Role.LABEL_AGGREGATOR, config.plugins[Role.LABEL_AGGREGATOR])
+    rep = ctx.component(Role.REPRESENTATION, rname, config.settings[Role.REPRESENTATION])
 
     def make_agg():
-        return agg_spec.factory(config.settings[Role.LABEL_AGGREGATOR], ctx)
+        return ctx.component(Role.LABEL_AGGREGATOR, config.plugins[Role.LABEL_AGGREGATOR],
+                             config.settings[Role.LABEL_AGGREGATOR])
 
     if isinstance(rep, Relabelable):
         relabeler = rep

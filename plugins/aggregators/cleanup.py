@@ -42,18 +42,6 @@ class CleanupConfig:
             raise ConfigError("base cannot be 'cleanup' itself without base_params", "Set base to argmax or palette-cluster.")
 
 
-def _build(context: ComponentContext | None, name: str, params: dict):
-    if context is not None and context.build is not None:
-        return context.build(Role.LABEL_AGGREGATOR, name, dict(params))
-    # No engine around (library use, tests): look the base up in a fresh registry.
-    from splatrefine.config import build_settings
-    from splatrefine.registry import Registry, make_plugin_manager
-
-    spec = Registry(make_plugin_manager()).get(Role.LABEL_AGGREGATOR, name)
-    settings = build_settings(spec.config_cls, dict(params), f"label_aggregator '{name}'")
-    return spec.factory(settings, context or ComponentContext())
-
-
 def _disk(radius: int) -> np.ndarray:
     import cv2
 
@@ -121,7 +109,8 @@ class CleanupAggregator:
         if config.base == self.name and not config.base_params:
             raise ConfigError("label_aggregator 'cleanup': base cannot be 'cleanup' itself without base_params",
                               "Set base to argmax or palette-cluster.")
-        self.base = _build(context, config.base, config.base_params)
+        # the base is built by the context (the engine's registry in a run; Registry().context() in library use)
+        self.base = (context or ComponentContext()).component(Role.LABEL_AGGREGATOR, config.base, config.base_params)
         self.needs = getattr(self.base, "needs", "probs")  # what the base reads from the renders
 
     def aggregate(self, renders: Renders, schema: LabelSchema) -> tuple[np.ndarray, np.ndarray]:
