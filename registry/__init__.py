@@ -121,6 +121,20 @@ def drop_unknown_hooks(manager: PluginManager, sources: dict[str, tuple[str, str
             _record(manager, name, source, f"PluginValidationError: {error}")
 
 
+def per_plugin(manager: PluginManager, hook_name: str) -> list[tuple[str, Any]]:
+    """(plugin name, caller) for each plugin implementing `hook_name`, in registration order.
+
+    Each caller is pluggy's own hook caller restricted to that one plugin
+    (`pm.subset_hook_caller`), so the hook is called through pluggy (argument checks, wrappers)
+    while one plugin's exception can be told from another's and listed as its failure."""
+    pm = manager.pm
+    impls = [impl for impl in getattr(pm.hook, hook_name).get_hookimpls()
+             if not (impl.hookwrapper or getattr(impl, "wrapper", False))]
+    plugins = {impl.plugin_name: impl.plugin for impl in impls}
+    return [(name, pm.subset_hook_caller(hook_name, [p for n, p in plugins.items() if n != name]))
+            for name in plugins]
+
+
 class Registry:
     """Every component the loaded plugins offer, looked up by (role, name)."""
 
@@ -130,15 +144,13 @@ class Registry:
         self.failures = list(self.manager.failures)
         self._specs: dict[tuple[Role, str], ComponentSpec] = {}
         self._sources: dict[tuple[Role, str], str] = {}
-        pm = self.manager.pm
-        for impl in pm.hook.splatrefine_register_components.get_hookimpls():
-            source = impl.plugin_name
+        for source, call in per_plugin(self.manager, "splatrefine_register_components"):
 
             def register(spec: ComponentSpec, _source: str = source) -> None:
                 self._add(spec, _source)
 
             try:
-                impl.function(register=register)
+                call(register=register)
             except PluginError:
                 raise
             except Exception as exc:  # noqa: BLE001

@@ -131,3 +131,47 @@ def test_misspelled_hook_is_listed_by_the_cli(monkeypatch):
     assert result.exit_code == 0, result.output
     assert ("failed to load: misspelled = misspelled_pkg.plugin: PluginValidationError: unknown hook "
             "'splatrefine_regster_components'. Did you mean 'splatrefine_register_components'?") in result.output
+
+
+def test_a_third_party_module_with_a_misspelled_hook_is_a_failed_plugin(monkeypatch, tmp_path):
+    """A tiny plugin module on disk, loaded through the entry-point group like any third party."""
+    import importlib
+    import sys
+
+    (tmp_path / "reigster_pkg.py").write_text(
+        "from splatrefine import hookimpl\n\n"
+        "@hookimpl\n"
+        "def splatrefine_reigster_components(register):\n"
+        "    raise AssertionError('a misspelled hook is never called')\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+
+    class _EntryPoint(_BrokenEntryPoint):
+        name, value = "reigster", "reigster_pkg"
+
+        def load(self):
+            return importlib.import_module("reigster_pkg")
+
+    monkeypatch.setattr(metadata, "entry_points", lambda group=None: [_EntryPoint()])
+    try:
+        manager = make_plugin_manager()
+        assert [(f.name, f.error) for f in manager.failures] == [(
+            "reigster", "PluginValidationError: unknown hook 'splatrefine_reigster_components'. "
+                        "Did you mean 'splatrefine_register_components'?")]
+        registry = Registry(manager)
+        assert [f.name for f in registry.failures] == ["reigster"] and registry.names(Role.VIEW_SAMPLER)
+    finally:
+        sys.modules.pop("reigster_pkg", None)
+
+
+def test_components_are_collected_through_pluggy_hook_callers():
+    from splatrefine.testing import FakePlugin
+
+    manager = make_plugin_manager(entrypoints=False)
+    manager.pm.register(FakePlugin(), name="fakes")
+    calls = []
+    manager.pm.add_hookcall_monitoring(lambda name, impls, kwargs: calls.append((name, [i.plugin_name for i in impls])),
+                                       lambda outcome, name, impls, kwargs: None)
+    registry = Registry(manager)
+    assert "fake-sampler" in registry.names(Role.VIEW_SAMPLER)
+    per_plugin = [plugins for name, plugins in calls if name == "splatrefine_register_components"]
+    assert ["fakes"] in per_plugin and all(len(p) == 1 for p in per_plugin)  # one plugin per call: its own failure
