@@ -270,3 +270,23 @@ def test_stage_priority(tmp_path):
     assert refines == ["refine/bisenet-palette", "refine/simulated-argmax", "refine/smp-unet-argmax",
                        "refine/bisenet-argmax"]
     assert len(names) == len(set(names)) == 2 + 5 + 4 + 7
+
+
+def test_a_refine_run_without_its_report(tmp_path):
+    """The experiment's refines skip the engine's report stage (Engine.run(skip=...)), leaving it
+    unrecorded so a later run without skip writes it; an unknown stage name is refused."""
+    from splatrefine.config import resolve
+    from splatrefine.engine import STAGES, Engine
+    from splatrefine.testing import FAKE_CONFIG, make_fake_registry, tiny_capture
+
+    reg = make_fake_registry()
+    cfg = resolve(reg, {k: dict(v) for k, v in FAKE_CONFIG.items()})
+    run = tmp_path / "run"
+    with pytest.raises(ValueError, match="no stage named reprot"):
+        Engine(reg, cfg, tiny_capture(), run).run(skip=("reprot",))
+    Engine(reg, cfg, tiny_capture(), run).run(skip=("report",))
+    assert json.loads((run / "stages.json").read_text())["completed"] == [s for s in STAGES if s != "report"]
+    assert (run / "metrics.json").is_file() and not (run / "report.html").exists()
+    Engine(reg, cfg, tiny_capture(), run).run()
+    assert json.loads((run / "stages.json").read_text())["completed"] == list(STAGES)
+    assert (run / "report.html").is_file()

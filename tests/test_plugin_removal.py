@@ -1,8 +1,10 @@
 """The core knows no plugin by name: without a builtin plugin the rest still works, and commands
 arrive through `splatrefine_register_commands`."""
 
+import ast
 import json
 from importlib import metadata
+from pathlib import Path
 
 import click
 import pytest
@@ -139,3 +141,24 @@ def test_without_the_experiment_plugin_the_rest_works(runner, fresh_commands, mo
     assert runner.invoke(cli.main, ["experiment", str(tmp_path / "x")]).exit_code == 2
     listed = runner.invoke(cli.main, ["plugins", "list"])
     assert listed.exit_code == 0 and "  simulated " in listed.output and "failed" not in listed.output
+
+
+def test_the_core_does_not_import_the_experiment():
+    """The experiment lives in its plugin: no module of core/ or registry/ imports it (or the
+    former splatrefine.experiment), lazily or not."""
+    root = Path(__file__).resolve().parents[1]
+    found = []
+    for folder in ("core", "registry"):
+        for path in (root / folder).rglob("*.py"):
+            for node in ast.walk(ast.parse(path.read_text(), str(path))):
+                if isinstance(node, ast.Import):
+                    names = [a.name for a in node.names]
+                elif isinstance(node, ast.ImportFrom):
+                    names = [node.module or ""] + [f"{node.module or ''}.{a.name}" for a in node.names]
+                else:
+                    continue
+                if any("extreme_pose" in n or n.split(".")[-1] == "experiment" for n in names):
+                    found.append(f"{path.relative_to(root)}:{node.lineno}")
+    assert found == []
+    assert not (root / "core" / "experiment.py").exists()
+
