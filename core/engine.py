@@ -29,7 +29,7 @@ from .devices import resolve_device
 from .errors import SplatrefineError
 from .io.atomic import atomic_path, ensure_writable_dir, write_text
 from .progress import progress_task
-from .roles import ComponentContext, ObservingAggregator, Role
+from .roles import ComponentContext, ObservingAggregator, PlyExporter, Role
 from .run_layout import RunLayout
 from .schema import LabelSchema, get_schema, schema_mapping
 from .types import Cameras, Capture
@@ -259,9 +259,8 @@ class Engine:
         layout.model.mkdir(parents=True, exist_ok=True)
         model = rep.fit(self.capture, self._initial_probs(), workdir=layout.model)
         rep.save(model, layout.model_file)
-        export = getattr(rep, "export_ply", None)
-        if export is not None:
-            export(model, layout.splats)
+        if isinstance(rep, PlyExporter):
+            rep.export_ply(model, layout.splats)
         self._model = model
 
     def _load_model(self) -> Any:

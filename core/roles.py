@@ -99,16 +99,33 @@ class InitialParser(Protocol):
 
 
 @runtime_checkable
+class NotingParser(Protocol):
+    """An optional capability of an initial parser: things the user should know after `parse`
+    (views without a face, labels it could not find), shown by `splatrefine parse`."""
+
+    notes: list[str]
+
+
+@runtime_checkable
 class TargetParser(Protocol):
     """A trainable 2D parser (bisenet, smp, ...). Trainable parsers also serve as initial parsers
     through `parse`."""
 
+    schema: LabelSchema  # the label schema its outputs use (evaluate refuses a dataset in another)
+
     def predict(self, images: torch.Tensor) -> torch.Tensor:
         """images float [B,3,H,W] in 0..1 -> probabilities float [B,K,H,W]."""
 
-    def fit(self, dataset: Any, **kwargs: Any) -> dict:
-        """Train on a labelled dataset (splatrefine.io.dataset.LabelledDataset); returns a
-        history dict (losses per step)."""
+    def predict_numpy(self, images: np.ndarray) -> np.ndarray:
+        """images uint8 [B,H,W,3] -> probabilities float32 [B,K,H,W] (`splatrefine evaluate`)."""
+
+    def parse(self, capture: Capture) -> np.ndarray:
+        """As InitialParser.parse: a trainable parser is an initial parser too."""
+
+    def fit(self, dataset: Any, workdir: Path | None = None, resume: bool = False, **overrides: Any) -> dict:
+        """Train on a labelled dataset (splatrefine.datasets.LabelledDataset); `workdir` holds
+        checkpoints, `resume` continues from the one there, `overrides` replace training settings
+        for this fit (epochs, steps, lr, ...). Returns a history dict (losses per step)."""
 
     def save(self, path: Path) -> None: ...
 
@@ -128,6 +145,14 @@ class Representation(Protocol):
     def save(self, model: Any, path: Path) -> None: ...
 
     def load(self, path: Path) -> Any: ...
+
+
+@runtime_checkable
+class PlyExporter(Protocol):
+    """An optional capability of a representation: write the fitted model as a 3DGS PLY (the
+    engine's fit stage writes model/splats.ply with it; `correct` rewrites it)."""
+
+    def export_ply(self, model: Any, path: Path) -> None: ...
 
 
 @runtime_checkable
@@ -163,10 +188,68 @@ class ObservingAggregator(Protocol):
         """One chunk of input views (called once per chunk, in capture order)."""
 
 
-PROTOCOLS: dict[Role, type] = {
+PROTOCOLS: dict[Role, type] = {  # what every component of a role must have
     Role.INITIAL_PARSER: InitialParser,
     Role.REPRESENTATION: Representation,
     Role.VIEW_SAMPLER: ViewSampler,
     Role.LABEL_AGGREGATOR: LabelAggregator,
     Role.TARGET_PARSER: TargetParser,
 }
+
+# the optional capabilities a component of a role may declare (the core checks them with isinstance)
+CAPABILITIES: dict[Role, tuple[type, ...]] = {
+    Role.INITIAL_PARSER: (NotingParser,),
+    Role.REPRESENTATION: (PlyExporter, Relabelable),
+    Role.VIEW_SAMPLER: (),
+    Role.LABEL_AGGREGATOR: (ObservingAggregator,),
+    Role.TARGET_PARSER: (),
+}
+
+
+def protocol_problems(component: Any, protocol: type) -> list[str]:
+    """What keeps `component` from satisfying `protocol`, beyond isinstance (which sees only that
+    the names exist): each protocol method's parameters must be accepted by the component's method
+    under the same names (or by its *args/**kwargs). [] when it conforms."""
+    import inspect
+
+    problems = []
+    members = [n for n in getattr(protocol, "__protocol_attrs__", None) or _protocol_attrs(protocol)]
+    for name in sorted(members):
+        if not hasattr(component, name):
+            problems.append(f"no {name}")
+            continue
+        want = getattr(protocol, name, None)
+        if not callable(want):
+            continue
+        have = inspect.signature(getattr(component, name))
+        params = list(have.parameters.values())
+        var_pos = any(p.kind is p.VAR_POSITIONAL for p in params)
+        var_kw = any(p.kind is p.VAR_KEYWORD for p in params)
+        by_name = {p.name: p for p in params}
+        for p in list(inspect.signature(want).parameters.values())[1:]:  # skip self
+            if p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD):
+                if p.kind is p.VAR_KEYWORD and not var_kw:
+                    problems.append(f"{name}() takes no **{p.name}")
+                continue
+            got = by_name.get(p.name)
+            if got is None or got.kind in (got.VAR_POSITIONAL, got.VAR_KEYWORD):
+                if not (var_kw and (var_pos or p.kind is p.KEYWORD_ONLY or p.default is not p.empty)):
+                    problems.append(f"{name}() has no parameter '{p.name}'")
+            elif p.default is not p.empty and got.default is got.empty:
+                problems.append(f"{name}() requires '{p.name}', which the protocol makes optional")
+        extra = [q.name for q in params if q.name not in inspect.signature(want).parameters
+                 and q.default is q.empty and q.kind not in (q.VAR_POSITIONAL, q.VAR_KEYWORD)]
+        if extra:
+            problems.append(f"{name}() requires {', '.join(extra)}, which the core never passes")
+    return problems
+
+
+def _protocol_attrs(protocol: type) -> set[str]:
+    """The members a Protocol declares (Python < 3.12 has no __protocol_attrs__)."""
+    names: set[str] = set()
+    for base in protocol.__mro__[:-1]:
+        if base.__name__ in ("Protocol", "Generic"):
+            continue
+        names |= {n for n in vars(base) if not n.startswith("_")}
+        names |= set(getattr(base, "__annotations__", {}))
+    return names

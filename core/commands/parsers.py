@@ -20,7 +20,7 @@ from typing import Any
 import click
 
 from ..errors import SplatrefineError
-from ..roles import Role
+from ..roles import NotingParser, Role, TargetParser
 from .user_errors import user_errors as _user_errors  # the CLI's one handler (also imported from here)
 
 log = logging.getLogger(__name__)
@@ -158,7 +158,7 @@ def parse_cmd(images_dir, out, plugins, sets, config_path, schema, overwrite, de
             labels = labels_from_probs(probs)
             for f, lab in zip(group, labels):
                 write_labels(tmp / f"{f.stem}.png", lab, schema_obj)
-    for note in getattr(parser, "notes", []):
+    for note in parser.notes if isinstance(parser, NotingParser) else []:
         click.echo(f"Note: {note}")
     click.echo(f"Wrote {len(files)} label maps to {out}")
 
@@ -253,9 +253,9 @@ def evaluate_cmd(checkpoint, datasets, out, labels_dir, plugins, sets, schema, s
         name, settings = resolve_parser(registry, Role.TARGET_PARSER, plugins, sets,
                                         extra={"checkpoint": str(checkpoint)})
         parser = _build(registry, Role.TARGET_PARSER, name, settings, device, 0)
-    if not hasattr(parser, "predict_numpy"):
-        raise SplatrefineError(f"{checkpoint}: evaluate needs a trainable parser (with predict)")
-    if getattr(parser, "schema", schema_obj).name != schema_obj.name:
+    if not isinstance(parser, TargetParser):
+        raise SplatrefineError(f"{checkpoint}: evaluate needs a trainable parser (a target_parser: with predict)")
+    if parser.schema.name != schema_obj.name:
         raise SplatrefineError(f"{checkpoint}: the parser predicts schema '{parser.schema.name}' "
                                f"but the dataset is read as '{schema_obj.name}'", "Pass --schema.")
 

@@ -30,7 +30,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import SplatrefineError
-from ..roles import ComponentContext, ObservingAggregator, Relabelable, Role
+from ..roles import ComponentContext, ObservingAggregator, PlyExporter, Relabelable, Role
 from ..schema import IGNORE
 from .edited import Edited
 from .runs import MANIFEST, RefinedRun
@@ -274,9 +274,8 @@ def correct_run(run: RefinedRun, edited: Edited, registry: Any, options: Correct
         if not (model_dir / BACKUP).exists():
             shutil.copy2(model_dir / "model.pt", model_dir / BACKUP)
         rep.save(model, model_dir / "model.pt")
-        export = getattr(rep, "export_ply", None)
-        if export is not None and (model_dir / "splats.ply").exists():
-            export(model, model_dir / "splats.ply")
+        if isinstance(rep, PlyExporter) and (model_dir / "splats.ply").exists():
+            rep.export_ply(model, model_dir / "splats.ply")
     outcome.seconds["total"] = round(time.perf_counter() - t0, 3)
     outcome.summary = summary
     return outcome
