@@ -290,3 +290,25 @@ def test_a_refine_run_without_its_report(tmp_path):
     Engine(reg, cfg, tiny_capture(), run).run()
     assert json.loads((run / "stages.json").read_text())["completed"] == list(STAGES)
     assert (run / "report.html").is_file()
+
+
+def test_executor_block(tmp_path):
+    from splatrefine.plugins.extreme_pose.config import build_executor
+    from splatrefine.registry import Registry
+
+    chosen = config_from_dict({"executor": {"plugin": "local", "params": {"max_retries": 0}}})
+    assert chosen.to_dict()["executor"] == {"plugin": "local", "params": {"max_retries": 0}}
+    assert "executor" not in config_from_dict({}).to_dict()  # a default run's results.json is unchanged
+    assert chosen.results_dict() == config_from_dict({}).results_dict()  # --resume may choose another
+    registry = Registry()
+    assert build_executor(config_from_dict({}), registry, 3).slots == 3  # the experiment's workers
+    one = config_from_dict({"executor": {"params": {"workers": 1}}})
+    assert build_executor(one, registry, 3).in_process  # the block's own setting wins
+    with pytest.raises(ConfigError, match="executor: unknown key 'plugn'. Did you mean 'plugin'?"):
+        config_from_dict({"executor": {"plugn": "ray"}}, "exp.yaml")
+    out = tmp_path / "out"
+    r = _run([str(out), "--set", "executor.plugin=rey", "-q"])
+    assert r.exit_code == 2 and "no executor named 'rey'. Did you mean 'ray'?" in r.output
+    r = _run([str(out), "--set", "executor.params.workres=2", "-q"])
+    assert r.exit_code == 2 and "Did you mean 'workers'?" in r.output
+    assert not out.exists()

@@ -12,6 +12,14 @@ Variants of a target (what its baseline is fine-tuned on):
     simulated       initial = the `simulated` block's parser, argmax, fine-tune on refined labels
     simulated-raw   fine-tune on that parser's raw labels at the input views
 
+Where the stages run is the `executor` block, as for `splatrefine batch --executor`:
+
+    executor: {plugin: ray, params: {address: "head:6379"}}    # default: {} = defaults.yaml's (local)
+
+An executor with a `workers` setting (local) gets the experiment's `workers` unless the block sets
+it; the data stage's synthesis always runs on this machine. Neither `workers` nor `executor`
+changes what a --resume must match.
+
 No torch here: it is imported inside the checks that need it.
 """
 
@@ -77,10 +85,13 @@ class ExperimentConfig:
     finetune_min_yaw: float = 30.0
     finetune_oversample: int = 2
     workers: int | str = "auto"  # per-identity stages (data, refine) in parallel processes
+    executor: dict = field(default_factory=dict)  # {"plugin": NAME, "params": {...}}; {} = the default executor
 
     def to_dict(self) -> dict:
+        # `executor` only when one was chosen: a default run's experiment.yaml and results.json stay as they were
+        chosen = {"executor": copy.deepcopy(self.executor)} if self.executor else {}
         return {
-            "seed": self.seed, "device": self.device, "workers": self.workers,
+            "seed": self.seed, "device": self.device, "workers": self.workers, **chosen,
             "data": {"rig": self.rig, "resolution": self.resolution,
                      "train_identities": list(self.train_identities),
                      "test_identities": list(self.test_identities),
@@ -96,16 +107,18 @@ class ExperimentConfig:
         }
 
     def results_dict(self) -> dict:
-        """The settings that shape results: all but `workers` (how many processes share the work)."""
+        """The settings that shape results: all but `workers` and `executor` (how many processes,
+        and where, share the work)."""
         d = self.to_dict()
         d.pop("workers")
+        d.pop("executor", None)
         return d
 
     def target(self, name: str) -> TargetSpec:
         return next(t for t in self.targets if t.name == name)
 
 
-TOP_KEYS = ("seed", "device", "workers", "data", "refine", "palette", "simulated", "targets", "finetune", "report")
+TOP_KEYS = ("seed", "device", "workers", "executor", "data", "refine", "palette", "simulated", "targets", "finetune", "report")
 DATA_KEYS = ("rig", "resolution", "train_identities", "test_identities", "frontal_max_yaw", "frontal_identities")
 TARGET_KEYS = ("name", "plugin", "params", "baseline", "finetune", "variants", "optional")
 REPORT_KEYS = ("contact_views", "refine_reports")
@@ -214,6 +227,12 @@ def config_from_dict(data: dict | None, source: str = "config") -> ExperimentCon
     workers = data.get("workers", "auto")
     if workers != "auto" and (isinstance(workers, bool) or not isinstance(workers, int) or workers < 1):
         raise ConfigError(f"{source}: workers must be auto or a whole number >= 1, got {workers!r}")
+    executor = check_role_block(data.get("executor"), f"{source}: executor")
+    if "plugin" in executor and (not isinstance(executor["plugin"], str) or not executor["plugin"]):
+        raise ConfigError(f"{source}: executor.plugin: expected an executor's name (local, ray, ...), "
+                          f"got {executor['plugin']!r}")
+    if "params" in executor:
+        executor["params"] = dict(executor["params"] or {})
     d = {**DEFAULT_DATA, **d}
     rig = d["rig"]
     if rig not in RIGS:
@@ -289,7 +308,7 @@ def config_from_dict(data: dict | None, source: str = "config") -> ExperimentCon
     oversample = check_int(ft.get("oversample", ExperimentConfig.finetune_oversample), f"{source}: finetune.oversample", 1)
     return ExperimentConfig(seed, device, rig, resolution, train, test, float(fmy), frontal, refine, palette,
                             simulated, tuple(targets), contact, refine_reports, float(min_yaw), oversample,
-                            workers)
+                            workers, executor)
 
 
 def apply_sets(data: dict, sets: Sequence[str]) -> dict:
@@ -343,6 +362,23 @@ def refine_run_data(config: ExperimentConfig, target: TargetSpec, variant: str, 
 
 
 # against the installed plugins -----------------------------------------------------------------
+def build_executor(config: ExperimentConfig, registry: Any, workers: int) -> Any:
+    """The executor that runs the stages' jobs (not yet started): the `executor` block's plugin
+    and params, else the default executor (defaults.yaml: `local`). An executor with a `workers`
+    setting the block leaves out gets `workers` (the experiment's `workers`, resolved)."""
+    import dataclasses
+
+    from splatrefine.defaults import default_executor
+    from splatrefine.executors import ExecutorRegistry
+
+    executors = ExecutorRegistry(registry.manager)
+    name = str(config.executor.get("plugin") or default_executor())
+    params = dict(config.executor.get("params") or {})
+    if "workers" in {f.name for f in dataclasses.fields(executors.get(name).config_cls)}:
+        params.setdefault("workers", workers)
+    return executors.build(name, params)
+
+
 def active_targets(config: ExperimentConfig, registry: Any) -> tuple[list[TargetSpec], list[str]]:
     """Targets to run, and notes on the optional ones left out: an optional target whose plugin is
     not installed, or whose component cannot be built here (its factory raises a PluginError: a
@@ -377,6 +413,7 @@ def validate(config: ExperimentConfig, registry: Any) -> tuple[list[TargetSpec],
     targets, notes = active_targets(config, registry)
     if not targets:
         raise SplatrefineError("no target parser to run: every target is optional and missing", "; ".join(notes))
+    build_executor(config, registry, 1)
     for t in targets:
         spec = registry.get(Role.TARGET_PARSER, t.plugin)
         build_settings(spec.config_cls, dict(t.params), f"targets '{t.name}' params")

@@ -19,6 +19,7 @@ refine run and a parser's training also resume inside themselves).
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import time
@@ -30,7 +31,15 @@ from splatrefine.engine import RunState
 from splatrefine.errors import SplatrefineError
 from splatrefine.workers import GraphStage, run_graph
 
-from .config import ExperimentConfig, TargetSpec, active_targets, load_config, refine_key, validate
+from .config import (
+    ExperimentConfig,
+    TargetSpec,
+    active_targets,
+    build_executor,
+    load_config,
+    refine_key,
+    validate,
+)
 from .layout import FORMAT, ExperimentLayout, prepare_out
 from .stages import Workspace, dataset_roots, refine_jobs, stage_job, synthesize
 
@@ -95,12 +104,12 @@ class Experiment:
         return resolve_workers(self.config.workers, self.workspace.device, jobs) if self.installed_plugins else 1
 
     def executor(self, workers: int):
-        """What runs the stages' jobs: the default executor (`local`: this process for one worker,
-        else a pool), chosen by name from the registry like every executor (docs/fleet.md)."""
-        from splatrefine.defaults import default_executor
-        from splatrefine.executors import ExecutorRegistry
-
-        return ExecutorRegistry(self.workspace.registry.manager).build(default_executor(), {"workers": workers})
+        """What runs the stages' jobs: the config's `executor` (default `local`: this process for
+        one worker, else a pool), chosen by name from the registry like every executor
+        (docs/fleet.md). With a registry other than the installed plugins', the default with one
+        worker: every job runs here."""
+        config = self.config if self.installed_plugins else dataclasses.replace(self.config, executor={})
+        return build_executor(config, self.workspace.registry, workers)
 
     def active_targets(self) -> list[TargetSpec]:
         targets, notes = active_targets(self.config, self.workspace.registry)
