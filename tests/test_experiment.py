@@ -312,3 +312,36 @@ def test_executor_block(tmp_path):
     r = _run([str(out), "--set", "executor.params.workres=2", "-q"])
     assert r.exit_code == 2 and "Did you mean 'workers'?" in r.output
     assert not out.exists()
+
+
+def test_optional_targets_skipped_when_their_component_cannot_be_built():
+    """No plugin name in the check: an optional target whose factory raises a PluginError (a
+    missing dependency, as smp without segmentation-models-pytorch) is left out with a note."""
+    from dataclasses import dataclass
+
+    from splatrefine.errors import PluginError
+    from splatrefine.plugins.extreme_pose.config import active_targets
+    from splatrefine.roles import ComponentSpec
+
+    @dataclass(frozen=True)
+    class Settings:
+        size: int = 1
+
+    def factory(settings, context):
+        raise PluginError("the needy parser needs needylib (No module named 'needylib')", "pip install needylib")
+
+    class Plugins:
+        def names(self, role):
+            return ["fine", "needy"]
+
+        def get(self, role, name):
+            return ComponentSpec(role, name, (lambda s, c: object()) if name == "fine" else factory, Settings, "")
+
+    cfg = config_from_dict({"targets": [{"name": "a", "plugin": "fine"}, {"name": "b", "plugin": "needy", "optional": True},
+                                        {"name": "c", "plugin": "gone", "optional": True}]})
+    targets, notes = active_targets(cfg, Plugins())
+    assert [t.name for t in targets] == ["a"]
+    assert notes == ["target 'b' skipped: the needy parser needs needylib (No module named 'needylib'). pip install needylib",
+                     "target 'c' skipped: no target_parser plugin 'gone' is installed"]
+    # a target that is not optional is never skipped: it fails where it is built, with that error
+    assert [t.name for t in active_targets(config_from_dict({"targets": [{"plugin": "needy"}]}), Plugins())[0]] == ["needy"]

@@ -398,7 +398,7 @@ def active_targets(config: ExperimentConfig, registry: Any) -> tuple[list[Target
             try:
                 spec.factory(settings, ComponentContext(device="cpu", seed=config.seed))
             except PluginError as exc:
-                notes.append(f"target '{t.name}' skipped: {exc.message}")
+                notes.append(f"target '{t.name}' skipped: {exc.message}" + (f". {exc.hint}" if exc.hint else ""))
                 continue
         out.append(t)
     return out, notes
