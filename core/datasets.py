@@ -15,7 +15,6 @@ numpy only: no torch here.
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -266,6 +265,7 @@ def write_labelled_folder(root: str | os.PathLike, names: Sequence[str], images:
     the layout LabelledDataset reads. images uint8 [H,W,3], labels uint8 [H,W]."""
     from .io.atomic import atomic_dir
     from .io.labels import write_image, write_labels
+    from .run_record import write_manifest
 
     root = Path(root)
     with atomic_dir(root) as tmp:
@@ -277,5 +277,5 @@ def write_labelled_folder(root: str | os.PathLike, names: Sequence[str], images:
             if yaw is not None:
                 s["yaw"] = float(yaw[i])
             samples.append(s)
-        (tmp / MANIFEST).write_text(json.dumps({"schema": schema.name, "samples": samples}, indent=1))
+        write_manifest(tmp, schema.name, samples)
     return root

@@ -31,6 +31,7 @@ from .io.atomic import atomic_path, ensure_writable_dir, write_text
 from .progress import progress_task
 from .roles import ComponentContext, ObservingAggregator, PlyExporter, Role
 from .run_layout import RunLayout
+from .run_record import write_manifest
 from .schema import LabelSchema, get_schema, schema_mapping
 from .types import Cameras, Capture
 
@@ -339,8 +340,7 @@ class Engine:
                                 "coverage": float((labels[i] != 255).mean()),
                             })
                         advance(len(chunk.names))
-            manifest = {"schema": self.schema.name, "samples": samples}
-            write_text(out / run_layout.MANIFEST, json.dumps(manifest, indent=1))
+            write_manifest(out, self.schema.name, samples)
             write_text(out / run_layout.CAMERAS, json.dumps(cameras_to_transforms(samples, schema=self.schema), indent=1))
 
     def stage_evaluate(self) -> None:

@@ -166,6 +166,17 @@ class Relabelable(Protocol):
 
 
 @runtime_checkable
+class RelabelerProvider(Protocol):
+    """An optional capability of a representation whose class-head update lives in a helper
+    object rather than in the representation itself: `splatrefine correct` asks it for a
+    Relabelable configured with the command's options."""
+
+    def relabeler(self, method: str, prior: float, seed: int) -> Relabelable:
+        """method: how the head is updated ("vote", "fit", as the representation documents);
+        prior: how strongly every view anchors what it sees to the current head; seed."""
+
+
+@runtime_checkable
 class ViewSampler(Protocol):
     def sample(self, capture: Capture) -> Cameras:
         """-> cameras to render, with yaw/pitch (degrees relative to the subject) filled in."""
@@ -199,7 +210,7 @@ PROTOCOLS: dict[Role, type] = {  # what every component of a role must have
 # the optional capabilities a component of a role may declare (the core checks them with isinstance)
 CAPABILITIES: dict[Role, tuple[type, ...]] = {
     Role.INITIAL_PARSER: (NotingParser,),
-    Role.REPRESENTATION: (PlyExporter, Relabelable),
+    Role.REPRESENTATION: (PlyExporter, Relabelable, RelabelerProvider),
     Role.VIEW_SAMPLER: (),
     Role.LABEL_AGGREGATOR: (ObservingAggregator,),
     Role.TARGET_PARSER: (),

@@ -12,13 +12,14 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from . import __version__
 from .errors import SplatrefineError
 from .io.fingerprint import capture_difference
-from .run_layout import RECORD
+from .run_layout import MANIFEST, RECORD
 
 # stage -> (config entries it reads, stages whose outputs it reads). target_parser and device are
 # read by no stage: changing them recomputes nothing.
@@ -66,6 +67,19 @@ def config_changes(old: dict, new: dict) -> list[str]:
 def _short(v: Any) -> str:
     text = json.dumps(v) if not isinstance(v, str) else v
     return text if len(text) <= 40 else text[:37] + "..."
+
+
+def write_manifest(folder: Path, schema: str, samples: list[dict], extra: Mapping[str, Any] | None = None) -> Path:
+    """Write FOLDER/manifest.json, the manifest of a labelled dataset (a run's refined/, a
+    labelled folder, a fleet's OUT/): {"schema": NAME, ...extra, "samples": [...]}, each sample a
+    dict with at least "name" and "image" (paths relative to FOLDER). Written atomically (temp file
+    + rename); the one writer of the format splatrefine.datasets and correct read. -> its path."""
+    from .io.atomic import write_text
+
+    extra = {k: v for k, v in (extra or {}).items() if k not in ("schema", "samples")}
+    path = Path(folder) / MANIFEST
+    write_text(path, json.dumps({"schema": schema, **extra, "samples": list(samples)}, indent=1))
+    return path
 
 
 def read_record(run_dir: Path) -> dict | None:

@@ -32,3 +32,24 @@ def test_engine_stage_outputs_and_markers_come_from_the_layout():
     assert RUN_MARKER == run_layout.STAGES_FILE == "stages.json" and RECORD == "run.json"
     assert STAGE_OUTPUTS == {"parse": ("initial",), "fit": ("model",), "sample": ("sample",), "render": ("refined",),
                              "evaluate": ("metrics.json", "gt"), "report": ("report.html", "report")}
+
+
+def test_one_manifest_writer(tmp_path):
+    """manifest.json (refined/, labelled folders, a fleet's OUT/, after a correction) is written by
+    run_record.write_manifest alone, in the layout splatrefine.datasets reads."""
+    import json
+    from pathlib import Path
+
+    from splatrefine.run_record import write_manifest
+
+    path = write_manifest(tmp_path, "celebamask-hq", [{"name": "a", "image": "images/a.png"}],
+                          extra={"schema": "ignored", "samples": "ignored", "note": "kept"})
+    assert path == tmp_path / "manifest.json"
+    assert list(json.loads(path.read_text()).items()) == [
+        ("schema", "celebamask-hq"), ("note", "kept"), ("samples", [{"name": "a", "image": "images/a.png"}])]
+    import re
+
+    core = Path(__file__).resolve().parents[1] / "core"
+    writes = re.compile(r"write_text\([^)\n]*MANIFEST|MANIFEST\)\.write_text|open\([^)\n]*MANIFEST[^)\n]*['\"]w")
+    writers = sorted(str(p.relative_to(core)) for p in core.rglob("*.py") if writes.search(p.read_text()))
+    assert writers == ["io/capture_folder.py"]  # its MANIFEST is capture.json; dataset manifests go through write_manifest

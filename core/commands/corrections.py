@@ -12,7 +12,13 @@ from pathlib import Path
 
 import click
 
-from .parsers import _registry, _user_errors
+from .user_errors import user_errors as _user_errors
+
+
+def _registry():
+    from ..registry import Registry
+
+    return Registry()
 
 FORMATS = ("cvat-mask",)
 

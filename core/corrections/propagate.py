@@ -20,7 +20,6 @@ can be checked is checked before anything is written.
 
 from __future__ import annotations
 
-import json
 import logging
 import shutil
 import time
@@ -30,18 +29,19 @@ from typing import Any
 import numpy as np
 
 from ..errors import SplatrefineError
-from ..roles import ComponentContext, ObservingAggregator, PlyExporter, Relabelable, Role
+from ..roles import ComponentContext, ObservingAggregator, PlyExporter, Relabelable, RelabelerProvider, Role
 from ..schema import IGNORE
 from .edited import Edited
-from .runs import MANIFEST, RefinedRun
+from .runs import RefinedRun
 
 log = logging.getLogger(__name__)
 
 OTHERS = ("refined", "initial", "none")
 RENDER_CHUNK = 8
 BACKUP = "model.before-corrections.pt"
-# Representations that gained the capability outside their own class (the builtin dual-gs, whose
-# module another change is reworking); a representation implementing Relabelable needs no entry.
+# TRANSITIONAL, to be deleted: the builtin dual-gs does not declare RelabelerProvider yet (its
+# package belongs to another change). Once DualGS has `relabeler(method, prior, seed)`, this entry
+# goes and the core names no representation here.
 ADAPTERS = {"dual-gs": "splatrefine.plugins.dual_gs.relabel:DualGSRelabeler"}
 
 
@@ -71,9 +71,9 @@ def _components(run: RefinedRun, registry: Any, options: CorrectOptions) -> tupl
     import yaml
 
     from ..config import resolve
-    from ..engine import resolve_device
+    from ..devices import resolve_device
 
-    cfg_path = run.path / "config.yaml"
+    cfg_path = run.layout.config
     if not cfg_path.is_file():
         raise SplatrefineError(f"{cfg_path}: missing; correct rebuilds the run's components from it",
                                "Correct a run folder written by 'splatrefine refine'.")
@@ -91,6 +91,8 @@ def _components(run: RefinedRun, registry: Any, options: CorrectOptions) -> tupl
 
     if isinstance(rep, Relabelable):
         relabeler = rep
+    elif isinstance(rep, RelabelerProvider):
+        relabeler = rep.relabeler(method=options.method, prior=options.prior, seed=config.seed)
     elif rname in ADAPTERS:
         mod, cls = ADAPTERS[rname].split(":")
         from_mod = importlib.import_module(mod)
@@ -99,7 +101,7 @@ def _components(run: RefinedRun, registry: Any, options: CorrectOptions) -> tupl
     else:
         raise SplatrefineError(f"{cfg_path}: representation '{rname}' cannot update its class head (no relabel)",
                                "Corrections propagate only through representations that implement "
-                               "splatrefine.roles.Relabelable.")
+                               "splatrefine.roles.Relabelable or RelabelerProvider.")
     return rep, relabeler, make_agg, rname
 
 
@@ -111,7 +113,7 @@ def _others(run: RefinedRun, names: list[str], mode: str) -> dict[str, np.ndarra
     if mode == "initial":
         out = {}
         for n in names:
-            p = run.path / "initial" / "labels" / f"{n}.png"
+            p = run.layout.initial_label(n)
             if p.is_file():
                 out[n] = read_labels(p, run.schema)
         return out
@@ -124,7 +126,7 @@ class Observations:
     views their corrected labels as one-hot probabilities (the parser's where they are 255)."""
 
     def __init__(self, run: RefinedRun, truth: dict[str, np.ndarray]):
-        path = run.path / "initial" / "probs.npy"
+        path = run.layout.initial_probs
         self.inputs = [s["name"] for s in run.samples if s.get("source", "input") == "input"]
         self.initial = np.load(path, mmap_mode="r") if path.is_file() else None
         if self.initial is not None and self.initial.shape[0] != len(self.inputs):
@@ -193,8 +195,9 @@ def plan(run: RefinedRun, edited: Edited) -> tuple[list[str], list[str]]:
 
 
 def correct_run(run: RefinedRun, edited: Edited, registry: Any, options: CorrectOptions | None = None) -> Outcome:
-    from ..io.atomic import atomic_dir, write_text
+    from ..io.atomic import atomic_dir
     from ..io.labels import write_image, write_labels
+    from ..run_record import write_manifest
     from .summary import round_summary, write_summary
 
     options = options or CorrectOptions()
@@ -207,15 +210,16 @@ def correct_run(run: RefinedRun, edited: Edited, registry: Any, options: Correct
     new, corrected = plan(run, edited)
     if not new:
         return Outcome([], {}, {}, summary={"note": "no edited mask differs from refined/; nothing to do"})
-    model_dir = run.path / "model"
-    if not (model_dir / "model.pt").is_file():
-        raise SplatrefineError(f"{model_dir / 'model.pt'}: missing; correct needs the fitted model",
+    layout = run.layout
+    model_dir = layout.model
+    if not layout.model_file.is_file():
+        raise SplatrefineError(f"{layout.model_file}: missing; correct needs the fitted model",
                                f"Rerun: splatrefine refine CAPTURE -o {run.path} --resume")
     rep, relabeler, make_agg, _ = _components(run, registry, options)
     t0 = time.perf_counter()
     # every round starts from the model as refine left it, with every correction so far: rounds
     # do not compound (re-voting a voted head blurs it), and k rounds equal one round of k views
-    first = model_dir / BACKUP if (model_dir / BACKUP).is_file() else model_dir / "model.pt"
+    first = model_dir / BACKUP if (model_dir / BACKUP).is_file() else layout.model_file
     model = rep.load(first)
     names = run.names
     current = {n: run.labels(n) for n in names}
@@ -269,13 +273,13 @@ def correct_run(run: RefinedRun, edited: Edited, registry: Any, options: Correct
             write_image(tmp / sample["confidence"], (np.clip(new_conf[n], 0, 1) * 255 + 0.5).astype(np.uint8))
             samples.append({**sample, "correction": status[n], "changed": round(changed[n], 6),
                             "coverage": float((new_labels[n] != IGNORE).mean())})
-        write_text(tmp / MANIFEST, json.dumps({**run.manifest, "samples": samples}, indent=1))
+        write_manifest(tmp, run.schema.name, samples, extra=run.manifest)
         write_summary(tmp, run, summary, current, new_labels, status, changed)
         if not (model_dir / BACKUP).exists():
-            shutil.copy2(model_dir / "model.pt", model_dir / BACKUP)
-        rep.save(model, model_dir / "model.pt")
-        if isinstance(rep, PlyExporter) and (model_dir / "splats.ply").exists():
-            rep.export_ply(model, model_dir / "splats.ply")
+            shutil.copy2(layout.model_file, model_dir / BACKUP)
+        rep.save(model, layout.model_file)
+        if isinstance(rep, PlyExporter) and layout.splats.exists():
+            rep.export_ply(model, layout.splats)
     outcome.seconds["total"] = round(time.perf_counter() - t0, 3)
     outcome.summary = summary
     return outcome

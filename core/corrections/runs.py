@@ -9,11 +9,11 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import SplatrefineError
+from ..run_layout import MANIFEST, REFINED, RunLayout
 from ..schema import IGNORE, LabelSchema, get_schema
 from ..types import Cameras
 
-REFINED = "refined"
-MANIFEST = "manifest.json"
+__all__ = ["MANIFEST", "REFINED", "RefinedRun", "open_run", "near_boundary"]
 BOUNDARY_PX = 2
 
 
@@ -40,8 +40,13 @@ class RefinedRun:
     manifest: dict
 
     @property
+    def layout(self) -> RunLayout:
+        """The paths of the run folder."""
+        return RunLayout(self.path)
+
+    @property
     def refined(self) -> Path:
-        return self.path / REFINED
+        return self.layout.refined
 
     @property
     def samples(self) -> list[dict]:
@@ -110,7 +115,7 @@ def open_run(path: Path) -> RefinedRun:
     path = Path(path)
     if not path.is_dir():
         raise SplatrefineError(f"{path}: no such run folder", "Give the folder 'splatrefine refine ... -o RUN' wrote.")
-    mpath = path / REFINED / MANIFEST
+    mpath = RunLayout(path).refined_manifest
     if not mpath.is_file():
         raise SplatrefineError(f"{path}: has no refined/ yet ({REFINED}/{MANIFEST} is missing)",
                                f"Finish the run first: splatrefine refine CAPTURE -o {path} --resume")

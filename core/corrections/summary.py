@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 
+from ..run_layout import RunLayout
 from ..schema import IGNORE
 from ..types import POSE_BUCKETS, pose_bucket
 
@@ -30,10 +31,10 @@ def _gt_scores(run, names: list[str], labels: dict[str, np.ndarray]) -> dict | N
     from ..io.labels import read_labels
     from ..metrics import evaluate_labels
 
-    have = [n for n in names if (run.path / "gt" / f"{n}.png").is_file()]
+    have = [n for n in names if run.layout.gt_label(n).is_file()]
     if not have:
         return None
-    gt = np.stack([read_labels(run.path / "gt" / f"{n}.png", run.schema) for n in have])
+    gt = np.stack([read_labels(run.layout.gt_label(n), run.schema) for n in have])
     yaw = [run.sample(n).get("yaw") for n in have]
     yaw = None if any(y is None for y in yaw) else np.asarray(yaw, np.float64)
     m = evaluate_labels(np.stack([labels[n] for n in have]), gt, yaw, run.schema)
@@ -127,7 +128,7 @@ def _pct(v: Any) -> str:
 
 def report_section(run_dir: Path, pics: Path) -> str:
     """HTML for the run report ('' when the run was never corrected); copies the sheet into `pics`."""
-    path = Path(run_dir) / "refined" / JSON_FILE
+    path = RunLayout(run_dir).refined / JSON_FILE
     try:
         rounds = json.loads(path.read_text())["rounds"]
         last = rounds[-1]
@@ -150,7 +151,7 @@ def report_section(run_dir: Path, pics: Path) -> str:
     head = ["pose bucket", "views not corrected", "propagated (labels changed)", "mean changed pixels (%)",
             "max changed pixels (%)"] + (["mIoU before (%)", "mIoU after (%)"] if gt else [])
     parts.append(_table(head, rows))
-    sheet = Path(run_dir) / "refined" / SHEET_FILE
+    sheet = RunLayout(run_dir).refined / SHEET_FILE
     if sheet.is_file():
         shutil.copyfile(sheet, Path(pics) / SHEET_FILE)
         parts.append(f'<img src="report/{SHEET_FILE}" alt="corrected and most-changed views, before and after">')

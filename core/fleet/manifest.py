@@ -44,11 +44,9 @@ def merged_samples(out: Path, records: list[dict]) -> tuple[str | None, list[dic
 
 def write_manifest(out: Path, records: list[dict]) -> Path | None:
     """Write OUT/manifest.json; None (and nothing written) when no capture finished."""
-    from ..io.atomic import write_text
+    from .. import run_record
 
     schema, samples = merged_samples(out, records)
     if not samples:
         return None
-    path = Path(out) / MANIFEST
-    write_text(path, json.dumps({"schema": schema, "samples": samples}, indent=1))
-    return path
+    return run_record.write_manifest(out, schema, samples)
