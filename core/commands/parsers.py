@@ -136,7 +136,9 @@ def parse_cmd(images_dir, out, plugins, sets, config_path, schema, overwrite, de
     registry = _registry()
     name, settings = resolve_parser(registry, Role.INITIAL_PARSER, plugins, sets, _load_config(config_path),
                                     str(config_path or "config"))
-    if hasattr(settings, "checkpoint") and not settings.checkpoint:
+    from ..training import ParserOptions
+
+    if isinstance(settings, ParserOptions) and not settings.checkpoint:
         click.echo(f"Note: {name} has no checkpoint: its weights are random "
                    f"(--set initial_parser.checkpoint=PATH).", err=True)
     parser = _build(registry, Role.INITIAL_PARSER, name, settings, device, seed)
