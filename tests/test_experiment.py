@@ -319,29 +319,32 @@ def test_optional_targets_skipped_when_their_component_cannot_be_built():
     missing dependency, as smp without segmentation-models-pytorch) is left out with a note."""
     from dataclasses import dataclass
 
+    from splatrefine import hookimpl
     from splatrefine.errors import PluginError
     from splatrefine.plugins.extreme_pose.config import active_targets
-    from splatrefine.roles import ComponentSpec
+    from splatrefine.registry import Registry, make_plugin_manager
+    from splatrefine.roles import ComponentSpec, Role
 
     @dataclass(frozen=True)
     class Settings:
         size: int = 1
 
-    def factory(settings, context):
+    def needy(settings, context):
         raise PluginError("the needy parser needs needylib (No module named 'needylib')", "pip install needylib")
 
-    class Plugins:
-        def names(self, role):
-            return ["fine", "needy"]
+    class Needy:
+        @hookimpl
+        def splatrefine_register_components(self, register):
+            register(ComponentSpec(Role.TARGET_PARSER, "needy", needy, Settings, "needs needylib"))
 
-        def get(self, role, name):
-            return ComponentSpec(role, name, (lambda s, c: object()) if name == "fine" else factory, Settings, "")
-
-    cfg = config_from_dict({"targets": [{"name": "a", "plugin": "fine"}, {"name": "b", "plugin": "needy", "optional": True},
+    manager = make_plugin_manager(entrypoints=False)
+    manager.pm.register(Needy(), name="needy")
+    registry = Registry(manager)
+    cfg = config_from_dict({"targets": [{"name": "a", "plugin": "bisenet"}, {"name": "b", "plugin": "needy", "optional": True},
                                         {"name": "c", "plugin": "gone", "optional": True}]})
-    targets, notes = active_targets(cfg, Plugins())
+    targets, notes = active_targets(cfg, registry)
     assert [t.name for t in targets] == ["a"]
     assert notes == ["target 'b' skipped: the needy parser needs needylib (No module named 'needylib'). pip install needylib",
                      "target 'c' skipped: no target_parser plugin 'gone' is installed"]
     # a target that is not optional is never skipped: it fails where it is built, with that error
-    assert [t.name for t in active_targets(config_from_dict({"targets": [{"plugin": "needy"}]}), Plugins())[0]] == ["needy"]
+    assert [t.name for t in active_targets(config_from_dict({"targets": [{"plugin": "needy"}]}), registry)[0]] == ["needy"]

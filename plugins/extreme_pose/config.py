@@ -384,19 +384,16 @@ def active_targets(config: ExperimentConfig, registry: Any) -> tuple[list[Target
     not installed, or whose component cannot be built here (its factory raises a PluginError: a
     missing dependency, such as segmentation-models-pytorch for `smp`). A missing non-optional
     target is a PluginError (with did-you-mean)."""
-    from splatrefine.config import build_settings
-    from splatrefine.roles import ComponentContext
-
     out, notes = [], []
     for t in config.targets:
         if t.optional and t.plugin not in registry.names(Role.TARGET_PARSER):
             notes.append(f"target '{t.name}' skipped: no target_parser plugin '{t.plugin}' is installed")
             continue
-        spec = registry.get(Role.TARGET_PARSER, t.plugin)
+        registry.get(Role.TARGET_PARSER, t.plugin)  # raises, with did-you-mean
         if t.optional:
-            settings = build_settings(spec.config_cls, dict(t.params), f"targets '{t.name}' params")
             try:
-                spec.factory(settings, ComponentContext(device="cpu", seed=config.seed))
+                registry.context(device="cpu", seed=config.seed).component(
+                    Role.TARGET_PARSER, t.plugin, dict(t.params), where=f"targets '{t.name}' params")
             except PluginError as exc:
                 notes.append(f"target '{t.name}' skipped: {exc.message}" + (f". {exc.hint}" if exc.hint else ""))
                 continue

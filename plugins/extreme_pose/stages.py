@@ -23,6 +23,7 @@ import numpy as np
 
 from splatrefine.errors import SplatrefineError
 from splatrefine.run_layout import MANIFEST, RunLayout
+from splatrefine.run_record import write_manifest
 from splatrefine.types import POSE_BUCKETS, pose_bucket
 from splatrefine.workers import Job
 
@@ -66,15 +67,14 @@ class Workspace:
 
     def new_parser(self, target: TargetSpec, checkpoint: Path | None) -> Any:
         """The target's parser component (its plugin, its params), from `checkpoint` when given."""
-        from splatrefine.config import build_settings
-        from splatrefine.roles import ComponentContext, Role
+        from splatrefine.roles import Role
 
-        spec = self.registry.get(Role.TARGET_PARSER, target.plugin)
         params = dict(target.params)
         if checkpoint is not None:
             params["checkpoint"] = str(checkpoint)
-        settings = build_settings(spec.config_cls, params, f"target '{target.name}' ({target.plugin})")
-        return spec.factory(settings, ComponentContext(device=self.device, seed=self.config.seed))
+        context = self.registry.context(device=self.device, seed=self.config.seed)
+        return context.component(Role.TARGET_PARSER, target.plugin, params,
+                                 where=f"target '{target.name}' ({target.plugin})")
 
     def baseline_parser(self, target: TargetSpec) -> Path:
         return self.layout.parser_dir(target.name, "baseline") / "parser"
@@ -89,13 +89,6 @@ def write_identity(folder: Path | str, identity: int, rig: str, resolution: int)
 
     capture = synthesize_capture(identity, rig, resolution)
     return write_capture_folder(capture, Path(folder), extra={"synthetic": synthetic_block(identity, rig, resolution)})
-
-
-def write_manifest(root: Path, samples: list[dict], schema: Any) -> None:
-    """root/manifest.json in the layout LabelledDataset reads ({"schema", "samples": [...]})."""
-    from splatrefine.io.atomic import write_text
-
-    write_text(root / MANIFEST, json.dumps({"schema": schema.name, "samples": samples}, indent=1))
 
 
 def synthesize(ws: Workspace, workers: int) -> None:
@@ -129,7 +122,7 @@ def synthesize(ws: Workspace, workers: int) -> None:
         if not samples:
             raise SplatrefineError(f"no view of the train identities has |yaw| < {cfg.frontal_max_yaw}",
                                    "Use a rig with frontal views or raise data.frontal_max_yaw.")
-        write_manifest(tmp, samples, ws.schema)
+        write_manifest(tmp, ws.schema.name, samples)
 
 
 # refine ----------------------------------------------------------------------------------------
@@ -223,7 +216,7 @@ def variant_dataset(ws: Workspace, key: str, kind: str) -> Path:
         if not samples:
             raise SplatrefineError(f"no {kind} labels of '{key}' at |yaw| >= {min_yaw:g}",
                                    "Lower finetune.min_yaw or widen the view sampler's yaw range.")
-        write_manifest(tmp, samples, ws.schema)
+        write_manifest(tmp, ws.schema.name, samples)
     return root
 
 
