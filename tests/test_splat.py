@@ -8,6 +8,7 @@ import os
 
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
+import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 import torch  # noqa: E402
 
@@ -273,6 +274,37 @@ def test_compiled_depth_order_matches_stable_sort(monkeypatch):
     monkeypatch.setattr(_native, "load", lambda: None)
     for depths, radii, fast in cases:
         assert torch.equal(fast, _composite.depth_order(depths, radii))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_pixel_boxes_hold_every_pixel_that_can_count(dtype):
+    """prepare_geometry's per-Gaussian pixel box (the bounding box of the ellipse
+    sigma <= log(255 o) with 0.01 px of slack, which the kernels iterate over) holds every pixel
+    centre that passes the kernels' sigma test, in the kernels' own arithmetic."""
+    from splatrefine.splat import _kernels as K
+
+    rng = np.random.default_rng(0)
+    G, W, H = 400, 64, 48
+    means = np.stack([rng.uniform(-5, W + 5, G), rng.uniform(-5, H + 5, G)], 1).astype(dtype)
+    A = rng.normal(size=(G, 2, 2)) * rng.uniform(0.3, 6.0, (G, 1, 1))
+    cov = A @ A.transpose(0, 2, 1) + 0.3 * np.eye(2)
+    inv = np.linalg.inv(cov)
+    conics = np.stack([inv[:, 0, 0], inv[:, 0, 1], inv[:, 1, 1]], 1).astype(dtype)
+    opac = rng.uniform(1.0 / 255, 1.0, G).astype(dtype)
+    geom = np.zeros((G, 8), dtype)
+    rect = np.empty((G, 4), np.int32)
+    K.prepare_geometry(means, conics, opac, np.ones(G, bool), W, H, K.make_consts(dtype), geom, rect)
+    px = np.arange(W, dtype=dtype) + dtype(0.5)
+    py = np.arange(H, dtype=dtype) + dtype(0.5)
+    for g in range(G):
+        dx = means[g, 0] - px[None, :]
+        dy = means[g, 1] - py[:, None]
+        a, b, c = conics[g]
+        sigma = dtype(0.5) * (a * dx * dx + c * dy * dy) + b * dx * dy  # the kernels' arithmetic
+        ys, xs = np.nonzero(sigma <= geom[g, 6])
+        if len(xs):
+            assert rect[g, 0] <= xs.min() and xs.max() <= rect[g, 1], g
+            assert rect[g, 2] <= ys.min() and ys.max() <= rect[g, 3], g
 
 
 def test_native_library_is_cached():

@@ -75,12 +75,15 @@ def prepare_geometry(means2d, conics, opac, visible, width, height, consts, geom
         geom[g, 7] = one - one
         det = a * c - b * b
         if det > 0.0 and a > 0.0 and c > 0.0:
-            hx = math.sqrt(2.0 * smax * c / det) + 1.0
-            hy = math.sqrt(2.0 * smax * a / det) + 1.0
-            x0 = math.floor(mx - hx)
-            x1 = math.ceil(mx + hx)
-            y0 = math.floor(my - hy)
-            y1 = math.ceil(my + hy)
+            # the ellipse sigma <= smax spans mx +- sqrt(2 smax c / det) (my +- ..a..); pixel x
+            # (centre x + 0.5) is inside only if |x + 0.5 - mx| <= hx. 0.01 px of slack covers
+            # the rounding of the float32 pixel offsets.
+            hx = math.sqrt(2.0 * smax * c / det) + 0.01
+            hy = math.sqrt(2.0 * smax * a / det) + 0.01
+            x0 = math.ceil(mx - hx - 0.5)
+            x1 = math.floor(mx + hx - 0.5)
+            y0 = math.ceil(my - hy - 0.5)
+            y1 = math.floor(my + hy - 0.5)
             if not (x0 > -1e9 and x1 < 1e9 and y0 > -1e9 and y1 < 1e9):
                 x0, x1, y0, y1 = 0.0, width - 1.0, 0.0, height - 1.0
         else:

@@ -3,6 +3,8 @@
 
 namespace {
 
+constexpr int PREFETCH = 4;  // intersections ahead
+
 template <typename R, int DPC>
 void forward_impl(const R* __restrict geom, const int32_t* __restrict rect,
                   const R* __restrict feats, int64_t Dp_rt, const R* __restrict bgs, int has_bg,
@@ -39,8 +41,10 @@ void forward_impl(const R* __restrict geom, const int32_t* __restrict rect,
             }
             for (int j = 0; j < 16; ++j) pxc[j] = R(tl.px0 + j) + R(0.5);
             int n_done = 0;
-            for (int64_t s = tile_start[t]; s < tile_start[t + 1]; ++s) {
+            const int64_t s_end = tile_start[t + 1];
+            for (int64_t s = tile_start[t]; s < s_end; ++s) {
                 const int64_t g = gid[s];
+                if (s + PREFETCH < s_end) prefetch_gaussian(geom, rect, feats, Dp, gid[s + PREFETCH]);
                 const int32_t* rc = rect + 4 * g;
                 const int x0 = std::max<int>(rc[0], tl.px0), x1 = std::min<int>(rc[1], tl.px1 - 1);
                 const int y0 = std::max<int>(rc[2], tl.py0), y1 = std::min<int>(rc[3], tl.py1 - 1);
@@ -50,6 +54,11 @@ void forward_impl(const R* __restrict geom, const int32_t* __restrict rect,
                 const R mx = ge[0], my = ge[1], ca = ge[2], cb = ge[3], cc = ge[4], o = ge[5],
                         smax = ge[6];
                 const R* __restrict f = feats + g * Dp;
+                typedef typename VT<R>::CV CV;
+                constexpr int CL = VT<R>::CL, NCV = DPC > 0 ? DPC / VT<R>::CL : 1;
+                CV fr[NCV];  // the features in registers (compile-time width)
+                if constexpr (DPC > 0)
+                    for (int q = 0; q < NCV; ++q) fr[q] = vload<CV>(f + q * CL);
                 const int32_t sid = int32_t(s);
                 const V smv = zv + smax;
                 uint8_t any = 0;
@@ -58,6 +67,7 @@ void forward_impl(const R* __restrict geom, const int32_t* __restrict rect,
                     const int row = (y - tl.py0) * 16;
                     const int gb0 = (x0 - tl.px0) / L, gb1 = (x1 - tl.px0) / L;
                     int stops = 0;
+                    uint32_t wbits = 0;  // pixels of the row with a non-zero weight
                     // phase 1: SIMD over the pixels of the row (lane groups covering [x0, x1])
                     for (int gi = gb0; gi <= gb1; ++gi) {
                         const int j0 = gi * L;
@@ -76,19 +86,27 @@ void forward_impl(const R* __restrict geom, const int32_t* __restrict rect,
                         vstore(wrow + j0, con ? a * Tp : zv);
                         vstore(T + row + j0, con ? nT : Tp);
                         vstore(alive + row + j0, stop ? zv : al);
-                        for (int l = 0; l < L; ++l) stops += stop[l] != 0;
+                        stops += __builtin_popcount(lane_bits(stop));
+                        wbits |= lane_bits(con & (a * Tp != zv)) << j0;
                     }
                     n_done += stops;
-                    // phase 2: channels of the contributing pixels (SIMD over channels)
-                    for (int j = x0 - tl.px0; j <= x1 - tl.px0; ++j) {
+                    // phase 2: channels of the contributing pixels (SIMD over channels), visited
+                    // through the bit mask (no per-pixel branch)
+                    wbits &= span_bits(x0 - tl.px0, x1 - tl.px0);
+                    any |= wbits != 0;
+                    while (wbits) {
+                        const int j = __builtin_ctz(wbits);
+                        wbits &= wbits - 1;
                         const R w = wrow[j];
-                        if (w != R(0)) {
-                            R* __restrict ac = acc + (row + j) * Dp;
+                        R* __restrict ac = acc + (row + j) * Dp;
+                        if constexpr (DPC > 0) {
+                            for (int q = 0; q < NCV; ++q)
+                                vstore(ac + q * CL, vload<CV>(ac + q * CL) + w * fr[q]);
+                        } else {
 #pragma omp simd
                             for (int64_t k = 0; k < Dp; ++k) ac[k] += w * f[k];
-                            last[row + j] = sid;
-                            any = 1;
                         }
+                        last[row + j] = sid;
                     }
                 }
                 used[s] = any;
@@ -154,12 +172,6 @@ void backward_impl(const R* __restrict geom, const int32_t* __restrict rect,
         alignas(64) R r_ti[16];
         alignas(64) R r_raw[16];
         alignas(64) R r_vis[16];
-        alignas(64) R l_mx[16];
-        alignas(64) R l_my[16];
-        alignas(64) R l_a[16];
-        alignas(64) R l_b[16];
-        alignas(64) R l_c[16];
-        alignas(64) R l_o[16];
 #pragma omp for schedule(dynamic, 1)
         for (int64_t t = 0; t < n_tiles; ++t) {
             const int64_t s_begin = tile_start[t], s_end = tile_start[t + 1];
@@ -194,6 +206,7 @@ void backward_impl(const R* __restrict geom, const int32_t* __restrict rect,
             }
             for (int64_t s = s_end - 1; s >= s_begin; --s) {
                 const int64_t g = gid[s];
+                if (s - PREFETCH >= s_begin) prefetch_gaussian(geom, rect, feats, Dp, gid[s - PREFETCH]);
                 R* __restrict gb = gbuf + int64_t(slot_of[s]) * K;
                 const int32_t* rc = rect + 4 * g;
                 const int x0 = std::max<int>(rc[0], tl.px0), x1 = std::min<int>(rc[1], tl.px1 - 1);
@@ -202,11 +215,21 @@ void backward_impl(const R* __restrict geom, const int32_t* __restrict rect,
                     std::fill(gb, gb + K, R(0));
                     continue;
                 }
-                std::fill(vf, vf + Dp, R(0));
-                for (int j = 0; j < 16; ++j) {
-                    l_mx[j] = R(0); l_my[j] = R(0); l_a[j] = R(0);
-                    l_b[j] = R(0); l_c[j] = R(0); l_o[j] = R(0);
+                typedef typename VT<R>::CV CV;
+                constexpr int CL = VT<R>::CL, NCV = DPC > 0 ? DPC / VT<R>::CL : 1;
+                // with a compile-time width, the features and their gradient stay in registers
+                CV fr[NCV], vfr[NCV];
+                if constexpr (DPC > 0) {
+                    for (int q = 0; q < NCV; ++q) {
+                        fr[q] = vload<CV>(feats + g * Dp + q * CL);
+                        vfr[q] = CV{};
+                    }
+                } else {
+                    std::fill(vf, vf + Dp, R(0));
                 }
+                // geometry gradients summed in lanes (all lane groups of all rows into one
+                // vector each), reduced once per intersection
+                V l_mx = zv, l_my = zv, l_a = zv, l_b = zv, l_c = zv, l_o = zv;
                 const R* ge = geom + 8 * g;
                 const R mx = ge[0], my = ge[1], ca = ge[2], cb = ge[3], cc = ge[4], o = ge[5],
                         smax = ge[6];
@@ -219,7 +242,7 @@ void backward_impl(const R* __restrict geom, const int32_t* __restrict rect,
                     const int row = (y - tl.py0) * 16;
                     const int gb0 = (x0 - tl.px0) / L, gb1 = (x1 - tl.px0) / L;
                     // phase 1: SIMD over the pixels of the row, T_i recovered by division
-                    M anyv = {};
+                    uint32_t wbits = 0;  // pixels of the row with a non-zero weight
                     for (int gi = gb0; gi <= gb1; ++gi) {
                         const int j0 = gi * L;
                         const V dx = mx - vload<V>(pxc + j0);
@@ -241,26 +264,40 @@ void backward_impl(const R* __restrict geom, const int32_t* __restrict rect,
                         vstore(r_ti + j0, Ti);
                         vstore(r_raw + j0, raw);
                         vstore(r_vis + j0, vis);
-                        vstore(cgrow + j0, zv);
-                        anyv |= ok;
+                        wbits |= lane_bits(ok & (alpha * Ti != zv)) << j0;
                     }
-                    bool any = false;
-                    for (int l = 0; l < L; ++l) any |= anyv[l] != 0;
-                    if (!any) continue;  // no pixel of this row took part: nothing to add
-                    // phase 2: channels of the contributing pixels
-                    for (int j = x0 - tl.px0; j <= x1 - tl.px0; ++j) {
+                    if (!wbits) continue;  // no pixel of this row took part: nothing to add
+                    // phase 2: channels of the contributing pixels, visited through the bit mask
+                    wbits &= span_bits(x0 - tl.px0, x1 - tl.px0);
+                    // cg of the row's pixels, kept in vector registers (scalar stores followed by
+                    // a vector load would stall store forwarding)
+                    V cgg[16 / L];
+                    for (int q = 0; q < 16 / L; ++q) cgg[q] = zv;
+                    while (wbits) {
+                        const int j = __builtin_ctz(wbits);
+                        wbits &= wbits - 1;
                         const R w = wrow[j];
-                        if (w != R(0)) {
-                            const R* __restrict gq = gp + (row + j) * Dp;
-                            R cg = R(0);
-#pragma omp simd reduction(+ : cg)
-                            for (int64_t k = 0; k < Dp; ++k) {
-                                cg += f[k] * gq[k];
-                                vf[k] += w * gq[k];
+                        const R* __restrict gq = gp + (row + j) * Dp;
+                        // Dp is a multiple of 8 (float) / 4 (double) lanes: whole vectors
+                        CV cgv = {};
+                        if constexpr (DPC > 0) {
+                            for (int q = 0; q < NCV; ++q) {
+                                const CV gqv = vload<CV>(gq + q * CL);
+                                cgv += fr[q] * gqv;
+                                vfr[q] += w * gqv;
                             }
-                            cgrow[j] = cg;
+                        } else {
+                            for (int64_t k = 0; k < Dp; k += CL) {
+                                const CV gqv = vload<CV>(gq + k);
+                                cgv += vload<CV>(f + k) * gqv;
+                                vstore(vf + k, vload<CV>(vf + k) + w * gqv);
+                            }
                         }
+                        const V cgb = zv + hsum(cgv);
+                        for (int q = 0; q < 16 / L; ++q)
+                            cgg[q] = (lane_index<R>(q) == (typename VT<R>::M){} + j) ? cgb : cgg[q];
                     }
+                    for (int q = 0; q < 16 / L; ++q) vstore(cgrow + q * L, cgg[q]);
                     // phase 3: geometry gradients, SIMD over the pixels
                     for (int gi = gb0; gi <= gb1; ++gi) {
                         const int j0 = gi * L;
@@ -273,23 +310,23 @@ void backward_impl(const R* __restrict geom, const int32_t* __restrict rect,
                                           (vload<V>(TfGA + row + j0) - sg) * vload<V>(r_ra + j0);
                         const M use = (w != zv) & (raw <= amaxv);
                         const V v_sigma = use ? -v_alpha * raw : zv;
-                        vstore(l_mx + j0, vload<V>(l_mx + j0) + v_sigma * (ca * dx + cb * dy));
-                        vstore(l_my + j0, vload<V>(l_my + j0) + v_sigma * (cb * dx + cc * dy));
-                        vstore(l_a + j0, vload<V>(l_a + j0) + v_sigma * R(0.5) * dx * dx);
-                        vstore(l_b + j0, vload<V>(l_b + j0) + v_sigma * dx * dy);
-                        vstore(l_c + j0, vload<V>(l_c + j0) + v_sigma * R(0.5) * dy * dy);
-                        vstore(l_o + j0, vload<V>(l_o + j0) + (use ? v_alpha * vload<V>(r_vis + j0) : zv));
+                        l_mx += v_sigma * (ca * dx + cb * dy);
+                        l_my += v_sigma * (cb * dx + cc * dy);
+                        l_a += v_sigma * R(0.5) * dx * dx;
+                        l_b += v_sigma * dx * dy;
+                        l_c += v_sigma * R(0.5) * dy * dy;
+                        l_o += use ? v_alpha * vload<V>(r_vis + j0) : zv;
                         vstore(SG + row + j0, sg + w * cg);
                     }
                 }
-                R s_mx = 0, s_my = 0, s_a = 0, s_b = 0, s_c = 0, s_o = 0;
-                for (int j = 0; j < 16; ++j) {
-                    s_mx += l_mx[j]; s_my += l_my[j]; s_a += l_a[j];
-                    s_b += l_b[j]; s_c += l_c[j]; s_o += l_o[j];
-                }
-                gb[0] = s_mx; gb[1] = s_my; gb[2] = s_a; gb[3] = s_b; gb[4] = s_c; gb[5] = s_o;
+                gb[0] = hsum(l_mx); gb[1] = hsum(l_my); gb[2] = hsum(l_a);
+                gb[3] = hsum(l_b); gb[4] = hsum(l_c); gb[5] = hsum(l_o);
                 gb[6] = R(0); gb[7] = R(0);
-                for (int64_t k = 0; k < Dp; ++k) gb[8 + k] = vf[k];
+                if constexpr (DPC > 0) {
+                    for (int q = 0; q < NCV; ++q) vstore(gb + 8 + q * CL, vfr[q]);
+                } else {
+                    for (int64_t k = 0; k < Dp; ++k) gb[8 + k] = vf[k];
+                }
             }
         }
     }
