@@ -25,7 +25,7 @@ from pathlib import Path  # noqa: E402
 
 
 def refine_all(root: Path, captures: list[Path], data: dict, workers: int) -> float:
-    from splatrefine.experiment import refine_identity
+    from splatrefine.plugins.extreme_pose.stages import refine_identity
     from splatrefine.workers import run_jobs
 
     jobs = []
@@ -52,7 +52,8 @@ def main() -> None:
     ap.add_argument("--workers", type=int, default=2)
     args = ap.parse_args()
 
-    from splatrefine.experiment import DEFAULT_REFINE, write_identity
+    from splatrefine.plugins.extreme_pose.config import DEFAULT_REFINE
+    from splatrefine.plugins.extreme_pose.stages import write_identity
     from splatrefine.progress import set_progress_enabled
 
     set_progress_enabled(False)
