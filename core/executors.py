@@ -75,13 +75,13 @@ class ExecutorRegistry:
             from .registry import make_plugin_manager
 
             manager = make_plugin_manager()
-        from .registry import BUILTIN_PLUGINS, LoadFailure
+        from .registry import BUILTIN_PLUGINS, LoadFailure, per_plugin
 
         self._specs: dict[str, ExecutorSpec] = {}
         self._sources: dict[str, str] = {}
         self.failures: list = []
-        for impl in manager.pm.hook.splatrefine_register_executors.get_hookimpls():
-            def register(spec: ExecutorSpec, _source: str = impl.plugin_name) -> None:
+        for source, call in per_plugin(manager, "splatrefine_register_executors"):
+            def register(spec: ExecutorSpec, _source: str = source) -> None:
                 if spec.name in self._specs:
                     raise PluginError(f"executor '{spec.name}' is registered twice: by "
                                       f"{self._sources[spec.name]} and by {_source}",
@@ -90,13 +90,13 @@ class ExecutorRegistry:
                 self._sources[spec.name] = _source
 
             try:
-                impl.function(register=register)
+                call(register=register)
             except PluginError:
                 raise
             except Exception as exc:  # noqa: BLE001 - one broken third-party plugin must not break the CLI
-                if impl.plugin_name in BUILTIN_PLUGINS:
+                if source in BUILTIN_PLUGINS:
                     raise
-                self.failures.append(LoadFailure(impl.plugin_name, impl.plugin_name, f"{type(exc).__name__}: {exc}"))
+                self.failures.append(LoadFailure(source, source, f"{type(exc).__name__}: {exc}"))
 
     def names(self) -> list[str]:
         return sorted(self._specs)
