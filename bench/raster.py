@@ -10,6 +10,15 @@ process from VmHWM), and the speedup of
 forward+backward over tests/splat_reference.py (dense per-tile pure torch, autograd) measured in
 the same run (n/a where the reference would evaluate more than --ref-pairs pixel-Gaussian pairs).
 
+Old vs new in the same run (`--baseline REV`, default the commit before the kernel rework; `none`
+skips it): for the --compare cases the rasterizer of git revision REV (its whole splatrefine.splat,
+exported with `git archive` and imported through PYTHONPATH) and the working tree's run in two
+worker processes that take turns, one forward+backward each, --compare-rounds times; the table
+gives both medians (wall and process CPU ms) and old/new ratios, and the issue's 38 ms target
+baseline scaled by the measured ratio.
+
+    python bench/raster.py --cases 20000x256x22 --compare-rounds 40
+
 The scene is a fitted-head-like cloud: flat Gaussians on an ellipsoid surface (spacing-sized,
 log-normal scales, opacities spread over 0.05..1) plus a volume of smaller interior ones, seen
 from 2.2 head radii so the head fills about 70% of the frame.
@@ -165,19 +174,107 @@ def run_case(n, res, d, repeat, ref_pairs_limit, ref_repeat):
     return fwd, fb, fb_cpu, peak, ref_s, speed, int((meta["radii"] > 0).all(-1).sum())
 
 
+BASELINE_REV = "49be392"  # before the kernel rework (issue 23 item 4): 38 ms in the issue
+ISSUE_BASELINE_MS = 38.0
+
+
+def serve(case: str) -> None:
+    """Worker for --baseline: build the case, warm up, then per stdin line run one forward+backward
+    and print 'wall_ms cpu_ms'."""
+    n, res, d = (int(v) for v in case.split("x"))
+    args = head_scene(n, d, res)
+    for _ in range(2):
+        _fwd_bwd(rasterize, args, res)
+    import splatrefine.splat as splat
+
+    print("READY", splat.__file__, flush=True)
+    for _line in sys.stdin:
+        t0, c0 = time.perf_counter(), time.process_time()
+        _fwd_bwd(rasterize, args, res)
+        print(f"{(time.perf_counter() - t0) * 1e3:.3f} {(time.process_time() - c0) * 1e3:.3f}",
+              flush=True)
+
+
+def _export_revision(rev: str, dest: Path) -> Path:
+    """`git archive` core/ of `rev` into dest; returns a folder to put on PYTHONPATH whose
+    `splatrefine` is that revision's core/."""
+    import io
+    import subprocess
+    import tarfile
+
+    root = Path(__file__).resolve().parents[1]
+    data = subprocess.run(["git", "-C", str(root), "archive", "--format=tar", rev, "core"],
+                          capture_output=True, check=True).stdout
+    with tarfile.open(fileobj=io.BytesIO(data)) as tar:
+        tar.extractall(dest / "src", filter="data")
+    (dest / "path").mkdir()
+    (dest / "path" / "splatrefine").symlink_to(dest / "src" / "core")
+    return dest / "path"
+
+
+def compare(case: str, rev: str, rounds: int) -> None:
+    """Old (revision `rev`) vs new (this tree) forward+backward, alternating worker processes."""
+    import subprocess
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        old_path = _export_revision(rev, Path(tmp))
+        workers = {}
+        for name, extra in (("old", str(old_path)), ("new", None)):
+            env = dict(os.environ)
+            if extra:
+                env["PYTHONPATH"] = extra + os.pathsep + env.get("PYTHONPATH", "")
+            workers[name] = subprocess.Popen(
+                [sys.executable, __file__, "--serve", case], env=env, stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE, text=True)
+        for name, w in workers.items():
+            line = w.stdout.readline()
+            if not line.startswith("READY"):
+                raise RuntimeError(f"{name} worker failed to start")
+            where = line.split()[1]
+            if (name == "old") != where.startswith(tmp):
+                raise RuntimeError(f"{name} worker imported splatrefine from {where}")
+        times: dict[str, list[tuple[float, float]]] = {"old": [], "new": []}
+        for i in range(rounds):
+            for name in (("old", "new") if i % 2 == 0 else ("new", "old")):
+                w = workers[name]
+                w.stdin.write("run\n")
+                w.stdin.flush()
+                wall, cpu = (float(v) for v in w.stdout.readline().split())
+                times[name].append((wall, cpu))
+        for w in workers.values():
+            w.stdin.close()
+            w.wait()
+    med = {k: (statistics.median(t[0] for t in v), statistics.median(t[1] for t in v))
+           for k, v in times.items()}
+    (ow, oc), (nw, nc) = med["old"], med["new"]
+    print(f"{case:>13}  old {rev}: {ow:6.1f} ms ({oc:6.1f} cpu)   new: {nw:6.1f} ms ({nc:6.1f} cpu)   "
+          f"old/new: {ow / nw:4.2f}x wall, {oc / nc:4.2f}x cpu   "
+          f"issue's {ISSUE_BASELINE_MS:.0f} ms / ratio = {ISSUE_BASELINE_MS * nw / ow:4.1f} ms", flush=True)
+
+
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--cases", nargs="*", default=None, help="NxRESxD, e.g. 20000x256x22")
+    ap.add_argument("--cases", nargs="*", default=None, help="NxRESxD, e.g. 20000x256x22 (none given: only the old-vs-new comparison)")
     ap.add_argument("--repeat", type=int, default=7)
     ap.add_argument("--ref-repeat", type=int, default=1)
     ap.add_argument("--ref-pairs", type=float, default=3e8,
                     help="skip the reference above this many pixel-Gaussian pairs")
+    ap.add_argument("--baseline", default=BASELINE_REV,
+                    help="git revision to compare against in the same run ('none' to skip)")
+    ap.add_argument("--compare", nargs="*", default=["20000x256x22"],
+                    help="cases for the old-vs-new comparison")
+    ap.add_argument("--compare-rounds", type=int, default=30)
     ap.add_argument("--peak-of", default=None, help=argparse.SUPPRESS)
+    ap.add_argument("--serve", default=None, help=argparse.SUPPRESS)
     a = ap.parse_args(argv)
     if a.peak_of:
         print(peak_of(*(int(v) for v in a.peak_of.split("x"))))
         return
-    if a.cases:
+    if a.serve:
+        serve(a.serve)
+        return
+    if a.cases is not None:  # `--cases` alone: no table, only the comparison
         cases = [tuple(int(v) for v in c.split("x")) for c in a.cases]
     else:
         cases = [(n, r, d) for n in (5000, 20000, 100000) for r in (256, 512) for d in (3, 22)]
@@ -195,6 +292,11 @@ def main(argv=None) -> None:
                                                          a.ref_repeat)
         print(f"{n:>7} {r:>4} {d:>3} {vis:>7} {fwd:8.1f} {fb:10.1f} {cpu:7.1f} {peak:8.0f} "
               f"{ref_s} {speed}", flush=True)
+    if a.baseline != "none" and a.compare:
+        print(f"\nold vs new, same run: alternating worker processes, median of {a.compare_rounds} "
+              f"forward+backward each (load average {os.getloadavg()[0]:.2f})")
+        for case in a.compare:
+            compare(case, a.baseline, a.compare_rounds)
     print(f"load average after: {os.getloadavg()[0]:.2f}")
 
 

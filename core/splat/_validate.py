@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import torch
 
 RENDER_MODES = ("RGB", "D", "ED", "RGB+D", "RGB+ED")
@@ -81,6 +83,8 @@ def validate(
             raise ValueError(f"{name}: dtype {t.dtype}, expected {dtype} (the dtype of means)")
     with torch.no_grad():
         for name, t in named:
-            if t.numel() and not bool(torch.isfinite(t).all()):
+            # a finite sum implies finite elements (one reduction, no bool tensor); only an
+            # overflowing sum of finite values takes the exact check
+            if t.numel() and not math.isfinite(float(t.sum())) and not bool(torch.isfinite(t).all()):
                 raise ValueError(f"{name}: contains NaN or infinite values")
     return C, N, D
