@@ -307,6 +307,39 @@ def test_pixel_boxes_hold_every_pixel_that_can_count(dtype):
             assert rect[g, 2] <= ys.min() and ys.max() <= rect[g, 3], g
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_compiled_binning_matches_numba(dtype):
+    """sr_bin_count/sr_bin_fill give prepare_geometry + tile_rects + bin_tiles' arrays exactly."""
+    from splatrefine.splat import _composite, _native
+    from splatrefine.splat import _kernels as K
+    from splatrefine.splat.projection import project
+
+    lib = _native.load()
+    if lib is None:
+        pytest.skip("native kernels unavailable")
+    means, quats, scales, opac, _, vm, Ks, W, H, _ = make_scene(n=500, cams=3, seed=8, dtype=dtype)
+    radii, m2, depths, conics = project(means, quats, scales, vm, Ks, W, H, opacities=opac)
+    C, N = vm.shape[0], means.shape[0]
+    tx, ty = (W + 15) // 16, (H + 15) // 16
+    order = _composite.depth_order(depths, radii).numpy()
+    m2n = m2.detach().reshape(C * N, 2).contiguous().numpy()
+    cnn = conics.detach().reshape(C * N, 3).contiguous().numpy()
+    opn = opac[None].expand(C, N).reshape(C * N).contiguous().numpy()
+    native = _composite._bin_native(lib, m2n, cnn, opn, radii, order, C, N, W, H, tx, ty)
+    visible = (radii > 0).all(-1).reshape(-1).numpy()
+    geom = np.zeros((C * N, 8), m2n.dtype)
+    rect = np.empty((C * N, 4), np.int32)
+    K.prepare_geometry(m2n, cnn, opn, visible, W, H, K.make_consts(m2n.dtype), geom, rect)
+    trect = _composite.tile_rects(m2, radii, tx, ty).reshape(C * N, 4).numpy()
+    cam_of = np.repeat(np.arange(C, dtype=np.int32), N)
+    ref = (geom, rect, *K.bin_tiles(order, trect, cam_of, tx * ty, tx, C))
+    assert visible.sum() > 500 and len(native[3]) > 1000
+    for name, x, y in zip(["geom", "rect", "tile_start", "gid", "slot", "slot_start"], native, ref):
+        if name in ("geom", "rect"):
+            x, y = x[visible], y[visible]
+        assert np.array_equal(x, y), name
+
+
 def test_native_library_is_cached():
     from splatrefine.splat import _native
 

@@ -60,6 +60,29 @@ def _p(a: np.ndarray) -> int:
     return a.ctypes.data
 
 
+def _bin_native(lib, m2, cn, op, radii, order, C, N, width, height, tiles_x, tiles_y):
+    """prepare_geometry + tile_rects + bin_tiles in the compiled library (same results):
+    -> geom [G,8], rect [G,4], tile_start [C*T+1], gid [M], slot [M], slot_start [V+1]."""
+    G, V = C * N, order.shape[0]
+    suf = "f32" if m2.dtype == np.float32 else "f64"
+    geom = np.empty((G, 8), m2.dtype)
+    rect = np.empty((G, 4), np.int32)
+    trect = np.empty((G, 4), np.int32)
+    tile_start = np.empty(C * tiles_x * tiles_y + 1, np.int64)
+    slot_start = np.empty(V + 1, np.int64)
+    rd = radii.contiguous().numpy()
+    args = _native.BinArgs(
+        means2d=_p(m2), conics=_p(cn), opac=_p(op), radii=_p(rd), order=_p(order), geom=_p(geom),
+        rect=_p(rect), trect=_p(trect), tile_start=_p(tile_start), slot_start=_p(slot_start),
+        C=C, N=N, V=V, width=width, height=height, tiles_x=tiles_x, tiles_y=tiles_y)
+    M = getattr(lib, "sr_bin_count_" + suf)(args)
+    gid = np.empty(M, np.int32)
+    slot = np.empty(M, np.int32)
+    args.gid, args.slot = _p(gid), _p(slot)
+    getattr(lib, "sr_bin_fill_" + suf)(args)
+    return geom, rect, tile_start, gid, slot, slot_start
+
+
 class _Composite(torch.autograd.Function):
     @staticmethod
     def forward(ctx, means2d, conics, opac, feats, bgs, radii, depths, width, height):
@@ -69,11 +92,9 @@ class _Composite(torch.autograd.Function):
         consts = K.make_consts(npdtype)
         tiles_x = (width + TILE - 1) // TILE
         tiles_y = (height + TILE - 1) // TILE
+        lib = _native.load()
         with torch.no_grad():
-            visible = (radii > 0).all(-1)
             order = depth_order(depths, radii).numpy()
-            trect = tile_rects(means2d, radii, tiles_x, tiles_y).reshape(C * N, 4).numpy()
-            cam_of = np.repeat(np.arange(C, dtype=np.int32), N)
             m2 = means2d.detach().reshape(C * N, 2).contiguous().numpy()
             cn = conics.detach().reshape(C * N, 3).contiguous().numpy()
             op = opac.detach().reshape(C * N).contiguous().numpy()
@@ -82,17 +103,23 @@ class _Composite(torch.autograd.Function):
             fe[:, :D] = feats.detach().reshape(C * N, D).numpy()
             has_bg = bgs is not None
             bg = bgs.detach().contiguous().numpy() if has_bg else np.zeros((C, D), npdtype)
-            geom = np.zeros((C * N, 8), npdtype)
-            rect = np.empty((C * N, 4), np.int32)
-            K.prepare_geometry(m2, cn, op, visible.reshape(-1).numpy(), width, height, consts,
-                               geom, rect)
-            tile_start, gid, slot, slot_start = K.bin_tiles(order, trect, cam_of, tiles_x * tiles_y,
-                                                            tiles_x, C)
+            if lib is not None:
+                geom, rect, tile_start, gid, slot, slot_start = _bin_native(
+                    lib, m2, cn, op, radii, order, C, N, width, height, tiles_x, tiles_y)
+            else:
+                visible = (radii > 0).all(-1)
+                trect = tile_rects(means2d, radii, tiles_x, tiles_y).reshape(C * N, 4).numpy()
+                cam_of = np.repeat(np.arange(C, dtype=np.int32), N)
+                geom = np.zeros((C * N, 8), npdtype)
+                rect = np.empty((C * N, 4), np.int32)
+                K.prepare_geometry(m2, cn, op, visible.reshape(-1).numpy(), width, height, consts,
+                                   geom, rect)
+                tile_start, gid, slot, slot_start = K.bin_tiles(order, trect, cam_of,
+                                                                tiles_x * tiles_y, tiles_x, C)
             out = torch.empty((C, height, width, D), dtype=dtype)
             alpha = torch.empty((C, height, width), dtype=dtype)
             T = torch.empty((C, height, width), dtype=dtype)
             last = torch.empty((C, height, width), dtype=torch.int32)
-            lib = _native.load()
             used = np.empty(max(1, gid.shape[0]), np.uint8)  # did intersection s reach a pixel
             args = None
             if lib is not None:
@@ -168,9 +195,17 @@ def isect_tiles(means2d: torch.Tensor, radii: torch.Tensor, depths: torch.Tensor
     tiles_x = (width + TILE - 1) // TILE
     tiles_y = (height + TILE - 1) // TILE
     order = depth_order(depths, radii).numpy()
-    trect = tile_rects(means2d, radii, tiles_x, tiles_y).reshape(C * N, 4).numpy()
-    cam_of = np.repeat(np.arange(C, dtype=np.int32), N)
-    tile_start, gid, _, _ = K.bin_tiles(order, trect, cam_of, tiles_x * tiles_y, tiles_x, C)
+    lib = _native.load()
+    if lib is not None:  # the binning the native kernels use
+        m2 = means2d.detach().reshape(C * N, 2).contiguous().numpy()
+        ones = np.ones(C * N, m2.dtype)
+        _, _, tile_start, gid, _, _ = _bin_native(lib, m2, np.ones((C * N, 3), m2.dtype), ones,
+                                                  radii, order, C, N, width, height, tiles_x,
+                                                  tiles_y)
+    else:
+        trect = tile_rects(means2d, radii, tiles_x, tiles_y).reshape(C * N, 4).numpy()
+        cam_of = np.repeat(np.arange(C, dtype=np.int32), N)
+        tile_start, gid, _, _ = K.bin_tiles(order, trect, cam_of, tiles_x * tiles_y, tiles_x, C)
     counts = np.diff(tile_start)
     tile_flat = np.repeat(np.arange(C * tiles_x * tiles_y), counts)
     cam = tile_flat // (tiles_x * tiles_y)

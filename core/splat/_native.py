@@ -63,6 +63,10 @@ ProjectArgs = _struct("ProjectArgs", """
     g_means2d:p g_depths:p g_conics:p g_means:p g_quats:p g_scales:p
     C:i N:i width:i height:i eps2d:d near_plane:d far_plane:d""")
 
+BinArgs = _struct("BinArgs", """
+    means2d:p conics:p opac:p radii:p order:p geom:p rect:p trect:p tile_start:p slot_start:p
+    gid:p slot:p C:i N:i V:i width:i height:i tiles_x:i tiles_y:i""")
+
 # exported functions: name (with {s} = f32 | f64) -> (restype, argtypes as letters, s = struct)
 _SIGNATURES = {
     "sr_forward_{s}": (None, "r"),
@@ -71,8 +75,11 @@ _SIGNATURES = {
     "sr_project_bwd_{s}": (None, "j"),
     "sr_reduce_{s}": (None, "pippip"),  # order, V, slot_start, gbuf, K, grads
     "sr_depth_order_{s}": ("i", "ppiip"),  # depths, radii, C, N, order -> V
+    "sr_bin_count_{s}": ("i", "b"),  # -> M
+    "sr_bin_fill_{s}": (None, "b"),
 }
-_ARG = {"p": _P, "i": _I64, "r": ctypes.POINTER(RasterArgs), "j": ctypes.POINTER(ProjectArgs)}
+_ARG = {"p": _P, "i": _I64, "r": ctypes.POINTER(RasterArgs), "j": ctypes.POINTER(ProjectArgs),
+        "b": ctypes.POINTER(BinArgs)}
 
 
 def _cpu_model() -> str:
@@ -165,10 +172,10 @@ def _declare(lib: ctypes.CDLL, key: str) -> None:
     got = lib.sr_source_hash()
     if got != _HASH_PREFIX + key.encode():
         raise RuntimeError(f"kernel library checksum {got!r} does not match the sources ({key})")
-    sizes = (ctypes.c_int64 * 2)()
+    sizes = (ctypes.c_int64 * 3)()
     lib.sr_struct_sizes.argtypes = [ctypes.c_void_p]
     lib.sr_struct_sizes(sizes)
-    if (sizes[0], sizes[1]) != (ctypes.sizeof(RasterArgs), ctypes.sizeof(ProjectArgs)):
+    if tuple(sizes) != tuple(ctypes.sizeof(s) for s in (RasterArgs, ProjectArgs, BinArgs)):
         raise RuntimeError("kernel argument structs differ between csrc/common.h and _native.py")
     for pattern, (res, args) in _SIGNATURES.items():
         for suf in ("f32", "f64"):

@@ -63,6 +63,22 @@ struct SrProject {
     double eps2d, near_plane, far_plane;  // rounded to R in the kernel, as ctypes would
 };
 
+struct SrBin {
+    const void* means2d;      // [G,2] R
+    const void* conics;       // [G,3] R
+    const void* opac;         // [G] R
+    const int32_t* radii;     // [G,2]
+    const int64_t* order;     // [V] visible slots by (camera, depth)
+    void* geom;               // out [G,8] R
+    int32_t* rect;            // out [G,4] pixel box
+    int32_t* trect;           // out [G,4] tile range (x0, x1, y0, y1; exclusive ends)
+    int64_t* tile_start;      // out [C*T+1]
+    int64_t* slot_start;      // out [V+1]
+    int32_t* gid;             // out [M] (sr_bin_fill)
+    int32_t* slot;            // out [M] (sr_bin_fill)
+    int64_t C, N, V, width, height, tiles_x, tiles_y;
+};
+
 namespace {
 
 template <typename R> struct Cst;

@@ -392,4 +392,5 @@ SR_EXPORT const char* sr_source_hash() { return "splatrefine-kernels:" SR_SOURCE
 SR_EXPORT void sr_struct_sizes(int64_t* out) {
     out[0] = int64_t(sizeof(SrRaster));
     out[1] = int64_t(sizeof(SrProject));
+    out[2] = int64_t(sizeof(SrBin));
 }
