@@ -219,13 +219,12 @@ def config_show(config_path, plugins, sets) -> None:
 
 
 # parsers and the other commands live in their own modules (torch is imported inside the commands);
-# `experiment` and `synth` come from plugins (splatrefine_register_commands)
+# `synth`, `render-scan` and `experiment` come from plugins (splatrefine_register_commands)
 from .commands.corrections import correct_cmd, export_cmd  # noqa: E402
 from .commands.batch import batch_cmd  # noqa: E402
 from .commands.parsers import evaluate_cmd, parse_cmd, train_cmd  # noqa: E402
-from .commands.scan import render_scan_cmd  # noqa: E402
 
-for _cmd in (parse_cmd, train_cmd, evaluate_cmd, batch_cmd, render_scan_cmd, export_cmd, correct_cmd):
+for _cmd in (parse_cmd, train_cmd, evaluate_cmd, batch_cmd, export_cmd, correct_cmd):
     main.add_command(_cmd)
 
 

@@ -37,6 +37,7 @@ BUILTIN_PLUGINS: tuple[str, ...] = (
     "splatrefine.plugins.mediapipe_parser.plugin",
     "splatrefine.plugins.labels_parser.plugin",
     "splatrefine.plugins.synthetic.plugin",
+    "splatrefine.plugins.scan.plugin",
     "splatrefine.plugins.executors.plugin",
     "splatrefine.plugins.extreme_pose.plugin",
 )

@@ -162,3 +162,30 @@ def test_the_core_does_not_import_the_experiment():
     assert found == []
     assert not (root / "core" / "experiment.py").exists()
 
+
+
+SCAN = "splatrefine.plugins.scan.plugin"
+
+
+def test_render_scan_comes_from_the_scan_plugin(runner, fresh_commands):
+    assert "render-scan" not in cli.main.commands  # not a core command
+    pm = make_plugin_manager(entrypoints=False).pm
+    assert [i.plugin_name for i in pm.hook.splatrefine_register_commands.get_hookimpls()
+            if i.plugin_name == SCAN] == [SCAN]
+    helped = runner.invoke(cli.main, ["--help"])
+    assert helped.exit_code == 0 and "  render-scan " in helped.output
+    usage = runner.invoke(cli.main, ["render-scan", "--help"])
+    assert usage.exit_code == 0 and "--pseudo-gt" in usage.output
+
+
+def test_without_the_scan_plugin_the_rest_works(runner, fresh_commands, monkeypatch, tmp_path):
+    monkeypatch.setattr(registry_mod, "BUILTIN_PLUGINS", tuple(m for m in BUILTIN_PLUGINS if m != SCAN))
+    monkeypatch.setenv(DISABLE_AUTOLOAD_ENV, "1")
+    helped = runner.invoke(cli.main, ["--help"])
+    assert helped.exit_code == 0 and "render-scan" not in helped.output
+    assert "  synth " in helped.output and "  experiment " in helped.output and "  refine " in helped.output
+    missing = runner.invoke(cli.main, ["render-scan", str(tmp_path / "head.obj"), "-o", str(tmp_path / "cap")])
+    assert missing.exit_code == 2 and "No such command 'render-scan'" in missing.output
+    listed = runner.invoke(cli.main, ["plugins", "list"])
+    assert listed.exit_code == 0 and "  mediapipe " in listed.output and "failed" not in listed.output
+    assert not (tmp_path / "cap").exists()

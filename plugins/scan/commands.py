@@ -1,4 +1,5 @@
-"""`splatrefine render-scan`: a capture folder rendered from a textured head scan (OBJ + texture).
+"""`splatrefine render-scan`: a capture folder rendered from a textured head scan (OBJ + texture); the
+scan plugin's command (registered through `splatrefine_register_commands`).
 
     splatrefine render-scan james.obj -o caps/james                       # facescape-like rig, 256 px
     splatrefine render-scan head.obj -o caps/head --texture head.png --frontal 0,0,1 --up 0,1,0
@@ -7,6 +8,7 @@
 
 Everything is checked (output folder, mesh, texture, head frame) before the first file is written;
 the folder is written to a temporary sibling and renamed into place. See docs/real_scans.md.
+Cheap to import: click and the synthetic plugin's rig names; the scan modules are imported when it runs.
 """
 
 from __future__ import annotations
@@ -16,8 +18,9 @@ from pathlib import Path
 
 import click
 
-from ..errors import SplatrefineError
-from .parsers import _quiet, _user_errors
+from splatrefine.commands.user_errors import user_errors
+from splatrefine.errors import SplatrefineError
+from splatrefine.plugins.synthetic.rigs import RIGS
 
 
 def check_output(out: Path, overwrite: bool) -> None:
@@ -41,7 +44,7 @@ def check_output(out: Path, overwrite: bool) -> None:
 @click.option("-o", "--output", "out", required=True, type=click.Path(path_type=Path), help="Capture folder to write.")
 @click.option("--texture", type=click.Path(path_type=Path), help="Texture image (default: the .mtl's map_Kd).")
 @click.option("--rig", default="facescape-like", show_default=True,
-              type=click.Choice(["facescape-like", "turntable", "frontal-only"]))
+              type=click.Choice(RIGS))
 @click.option("--resolution", default=256, show_default=True, type=click.IntRange(16, 4096))
 @click.option("--frontal", metavar="X,Y,Z", help="Direction the face looks, in the mesh's coordinates (default: found with MediaPipe).")
 @click.option("--up", metavar="X,Y,Z", help="Up direction in the mesh's coordinates (default: +y, or found with --frontal unset).")
@@ -55,21 +58,23 @@ def check_output(out: Path, overwrite: bool) -> None:
 @click.option("--overwrite", is_flag=True, help="Replace an existing output folder.")
 @click.option("--json", "as_json", is_flag=True, help="Print a json summary.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bars.")
-@_user_errors
+@user_errors
 def render_scan_cmd(scan, out, texture, rig, resolution, frontal, up, supersample, shading, pseudo_gt, strict,
                     overwrite, as_json, quiet) -> None:
     """Render the textured mesh SCAN (.obj with UVs) on a camera rig into a capture folder."""
-    from ..plugins.scan.capture import render_scan_capture, scan_block, write_scan_capture
-    from ..plugins.scan.frame import find_frame, parse_direction
-    from ..plugins.scan.mesh import read_mesh
+    from splatrefine.progress import set_progress_enabled
 
-    _quiet(quiet)
+    from .capture import render_scan_capture, scan_block, write_scan_capture
+    from .frame import find_frame, parse_direction
+    from .mesh import read_mesh
+
+    set_progress_enabled(not quiet)
     if strict and not pseudo_gt:
         raise SplatrefineError("--strict only applies to --pseudo-gt labels", "Add --pseudo-gt, or drop --strict.")
     check_output(out, overwrite)
     frontal_v, up_v = parse_direction(frontal, "--frontal"), parse_direction(up, "--up")
     if pseudo_gt:
-        from ..plugins.mediapipe_parser.parser import import_face_mesh
+        from splatrefine.plugins.mediapipe_parser.parser import import_face_mesh
 
         import_face_mesh()  # a missing mediapipe is reported before any work
     mesh = read_mesh(scan, texture)
@@ -78,7 +83,7 @@ def render_scan_cmd(scan, out, texture, rig, resolution, frontal, up, supersampl
     block = scan_block(mesh, frame, rig, resolution, supersample, shading)
     summary = {"capture": str(out), "views": len(capture.views), "frame": frame.to_json()}
     if pseudo_gt:
-        from ..plugins.scan.pseudo_gt import mediapipe_labeller, pseudo_gt_capture
+        from .pseudo_gt import mediapipe_labeller, pseudo_gt_capture
 
         capture, info = pseudo_gt_capture(capture, render.face_ids, mesh.faces, mediapipe_labeller(), strict=strict)
         block["pseudo_gt"] = info
