@@ -179,6 +179,33 @@ template <typename R> static inline typename VT<R>::M lane_index(int q) {
     return v;
 }
 
+// Positions of the set bits of a byte, packed into the bytes of a uint64 (lowest first).
+struct BitLut {
+    uint64_t v[256];
+    constexpr BitLut() : v() {
+        for (int b = 0; b < 256; ++b) {
+            uint64_t e = 0;
+            int n = 0;
+            for (int j = 0; j < 8; ++j)
+                if ((b >> j) & 1) e |= uint64_t(j) << (8 * n++);
+            v[b] = e;
+        }
+    }
+};
+constexpr BitLut kBitLut{};
+
+// Append base + j for every set bit j of the 16-bit mask to list[n..] (branch-free: 8 bytes are
+// written per half, so list needs 16 bytes of slack); returns the new length. base + j < 256.
+static inline int append_bits(uint8_t* list, int n, uint32_t bits, int base) {
+    const uint64_t ones = 0x0101010101010101ULL;
+    const uint64_t lo = kBitLut.v[bits & 0xffu] + ones * uint64_t(base);
+    std::memcpy(list + n, &lo, 8);
+    n += __builtin_popcount(bits & 0xffu);
+    const uint64_t hi = kBitLut.v[(bits >> 8) & 0xffu] + ones * uint64_t(base + 8);
+    std::memcpy(list + n, &hi, 8);
+    return n + __builtin_popcount((bits >> 8) & 0xffu);
+}
+
 // Bits lo..hi (inclusive) of a 16-pixel row.
 static inline uint32_t span_bits(int lo, int hi) {
     return ((hi >= 31 ? 0xffffffffu : ((1u << (hi + 1)) - 1u))) & ~((1u << lo) - 1u);

@@ -26,7 +26,8 @@ void forward_impl(const R* __restrict geom, const int32_t* __restrict rect,
         alignas(64) R T[256];
         alignas(64) R alive[256];
         alignas(64) int32_t last[256];
-        alignas(64) R wrow[16];
+        alignas(64) R p_w[256];   // weight of each pixel for the current intersection
+        uint8_t plist[256 + 16];  // its contributing pixels (+ append slack)
         alignas(64) R pxc[16];
 #pragma omp for schedule(dynamic, 1)
         for (int64_t t = 0; t < n_tiles; ++t) {
@@ -61,54 +62,51 @@ void forward_impl(const R* __restrict geom, const int32_t* __restrict rect,
                     for (int q = 0; q < NCV; ++q) fr[q] = vload<CV>(f + q * CL);
                 const int32_t sid = int32_t(s);
                 const V smv = zv + smax;
-                uint8_t any = 0;
+                // pass 1: SIMD over the pixels of each row (lane groups covering [x0, x1]); the
+                // contributing pixels are appended to a list without a per-pixel branch
+                int n_pairs = 0;
                 for (int y = y0; y <= y1; ++y) {
                     const R dy = my - (R(y) + R(0.5));
                     const int row = (y - tl.py0) * 16;
                     const int gb0 = (x0 - tl.px0) / L, gb1 = (x1 - tl.px0) / L;
-                    int stops = 0;
                     uint32_t wbits = 0;  // pixels of the row with a non-zero weight
-                    // phase 1: SIMD over the pixels of the row (lane groups covering [x0, x1])
                     for (int gi = gb0; gi <= gb1; ++gi) {
-                        const int j0 = gi * L;
+                        const int j0 = gi * L, p0 = row + j0;
                         const V dx = mx - vload<V>(pxc + j0);
                         const V sigma = R(0.5) * (ca * dx * dx + cc * dy * dy) + cb * dx * dy;
                         V sc = sigma < zv ? zv : sigma;
                         sc = sc > smv ? smv : sc;
                         V a = o * vexp_neg<R>(sc);
                         a = a > amaxv ? amaxv : a;
-                        const V Tp = vload<V>(T + row + j0);
-                        const V al = vload<V>(alive + row + j0);
+                        const V Tp = vload<V>(T + p0);
+                        const V al = vload<V>(alive + p0);
                         const M ok = (sigma >= zv) & (sigma <= smv) & (a >= aminv) & (al > zv);
                         const V nT = Tp * (R(1) - a);
                         const M stop = ok & (nT <= tminv);
                         const M con = ok & (nT > tminv);
-                        vstore(wrow + j0, con ? a * Tp : zv);
-                        vstore(T + row + j0, con ? nT : Tp);
-                        vstore(alive + row + j0, stop ? zv : al);
-                        stops += __builtin_popcount(lane_bits(stop));
+                        vstore(p_w + p0, con ? a * Tp : zv);
+                        vstore(T + p0, con ? nT : Tp);
+                        vstore(alive + p0, stop ? zv : al);
+                        n_done += __builtin_popcount(lane_bits(stop));
                         wbits |= lane_bits(con & (a * Tp != zv)) << j0;
                     }
-                    n_done += stops;
-                    // phase 2: channels of the contributing pixels (SIMD over channels), visited
-                    // through the bit mask (no per-pixel branch)
-                    wbits &= span_bits(x0 - tl.px0, x1 - tl.px0);
-                    any |= wbits != 0;
-                    while (wbits) {
-                        const int j = __builtin_ctz(wbits);
-                        wbits &= wbits - 1;
-                        const R w = wrow[j];
-                        R* __restrict ac = acc + (row + j) * Dp;
-                        if constexpr (DPC > 0) {
-                            for (int q = 0; q < NCV; ++q)
-                                vstore(ac + q * CL, vload<CV>(ac + q * CL) + w * fr[q]);
-                        } else {
-#pragma omp simd
-                            for (int64_t k = 0; k < Dp; ++k) ac[k] += w * f[k];
-                        }
-                        last[row + j] = sid;
-                    }
+                    n_pairs = append_bits(plist, n_pairs, wbits & span_bits(x0 - tl.px0, x1 - tl.px0), row);
                 }
+                // pass 2: channels of the contributing pixels (SIMD over channels)
+                for (int i = 0; i < n_pairs; ++i) {
+                    const int p = plist[i];
+                    const R w = p_w[p];
+                    R* __restrict ac = acc + p * Dp;
+                    if constexpr (DPC > 0) {
+                        for (int q = 0; q < NCV; ++q)
+                            vstore(ac + q * CL, vload<CV>(ac + q * CL) + w * fr[q]);
+                    } else {
+#pragma omp simd
+                        for (int64_t k = 0; k < Dp; ++k) ac[k] += w * f[k];
+                    }
+                    last[p] = sid;
+                }
+                const uint8_t any = n_pairs > 0;
                 used[s] = any;
                 if (n_done >= npix) {
                     for (int64_t s2 = s + 1; s2 < tile_start[t + 1]; ++s2) used[s2] = 0;
@@ -166,12 +164,15 @@ void backward_impl(const R* __restrict geom, const int32_t* __restrict rect,
         alignas(64) R SG[256];
         alignas(64) int32_t last[256];
         alignas(64) R pxc[16];
-        alignas(64) R wrow[16];
-        alignas(64) R cgrow[16];
-        alignas(64) R r_ra[16];
-        alignas(64) R r_ti[16];
-        alignas(64) R r_raw[16];
-        alignas(64) R r_vis[16];
+        // per pixel of the tile, for the current intersection
+        alignas(64) R p_w[256];
+        alignas(64) R p_cg[256] = {};
+        alignas(64) R p_ra[256];
+        alignas(64) R p_ti[256];
+        alignas(64) R p_raw[256];
+        alignas(64) R p_vis[256];
+        uint8_t plist[256 + 16];  // contributing pixels of the intersection (+ append slack)
+        uint32_t rowbits[16];
 #pragma omp for schedule(dynamic, 1)
         for (int64_t t = 0; t < n_tiles; ++t) {
             const int64_t s_begin = tile_start[t], s_end = tile_start[t + 1];
@@ -237,14 +238,17 @@ void backward_impl(const R* __restrict geom, const int32_t* __restrict rect,
                 const int32_t sid = int32_t(s);
                 const V smv = zv + smax;
                 const I sidv = (I){} + sid;
+                // pass 1: SIMD over the pixels of each row (T_i recovered by division); the
+                // per-pixel values are kept for pass 3 and the contributing pixels appended to a
+                // list without a per-pixel branch
+                int n_pairs = 0;
                 for (int y = y0; y <= y1; ++y) {
                     const R dy = my - (R(y) + R(0.5));
                     const int row = (y - tl.py0) * 16;
                     const int gb0 = (x0 - tl.px0) / L, gb1 = (x1 - tl.px0) / L;
-                    // phase 1: SIMD over the pixels of the row, T_i recovered by division
                     uint32_t wbits = 0;  // pixels of the row with a non-zero weight
                     for (int gi = gb0; gi <= gb1; ++gi) {
-                        const int j0 = gi * L;
+                        const int j0 = gi * L, p0 = row + j0;
                         const V dx = mx - vload<V>(pxc + j0);
                         const V sigma = R(0.5) * (ca * dx * dx + cc * dy * dy) + cb * dx * dy;
                         V sc = sigma < zv ? zv : sigma;
@@ -252,71 +256,75 @@ void backward_impl(const R* __restrict geom, const int32_t* __restrict rect,
                         const V vis = vexp_neg<R>(sc);
                         const V raw = o * vis;
                         const V alpha = raw > amaxv ? amaxv : raw;
-                        const I lastv = vload<I>(last + row + j0);
+                        const I lastv = vload<I>(last + p0);
                         const M in_range = __builtin_convertvector(sidv <= lastv, M);
                         const M ok = in_range & (sigma >= zv) & (sigma <= smv) & (alpha >= aminv);
                         const V ra = R(1) / (R(1) - alpha);
-                        const V Tp = vload<V>(T + row + j0);
+                        const V Tp = vload<V>(T + p0);
                         const V Ti = Tp * ra;
-                        vstore(wrow + j0, ok ? alpha * Ti : zv);
-                        vstore(T + row + j0, ok ? Ti : Tp);
-                        vstore(r_ra + j0, ra);
-                        vstore(r_ti + j0, Ti);
-                        vstore(r_raw + j0, raw);
-                        vstore(r_vis + j0, vis);
+                        vstore(p_w + p0, ok ? alpha * Ti : zv);
+                        vstore(T + p0, ok ? Ti : Tp);
+                        vstore(p_ra + p0, ra);
+                        vstore(p_ti + p0, Ti);
+                        vstore(p_raw + p0, raw);
+                        vstore(p_vis + p0, vis);
                         wbits |= lane_bits(ok & (alpha * Ti != zv)) << j0;
                     }
-                    if (!wbits) continue;  // no pixel of this row took part: nothing to add
-                    // phase 2: channels of the contributing pixels, visited through the bit mask
                     wbits &= span_bits(x0 - tl.px0, x1 - tl.px0);
-                    // cg of the row's pixels, kept in vector registers (scalar stores followed by
-                    // a vector load would stall store forwarding)
-                    V cgg[16 / L];
-                    for (int q = 0; q < 16 / L; ++q) cgg[q] = zv;
-                    while (wbits) {
-                        const int j = __builtin_ctz(wbits);
-                        wbits &= wbits - 1;
-                        const R w = wrow[j];
-                        const R* __restrict gq = gp + (row + j) * Dp;
-                        // Dp is a multiple of 8 (float) / 4 (double) lanes: whole vectors
-                        CV cgv = {};
-                        if constexpr (DPC > 0) {
-                            for (int q = 0; q < NCV; ++q) {
-                                const CV gqv = vload<CV>(gq + q * CL);
-                                cgv += fr[q] * gqv;
-                                vfr[q] += w * gqv;
-                            }
-                        } else {
-                            for (int64_t k = 0; k < Dp; k += CL) {
-                                const CV gqv = vload<CV>(gq + k);
-                                cgv += vload<CV>(f + k) * gqv;
-                                vstore(vf + k, vload<CV>(vf + k) + w * gqv);
-                            }
+                    rowbits[y - y0] = wbits;
+                    n_pairs = append_bits(plist, n_pairs, wbits, row);
+                }
+                if (n_pairs == 0) {
+                    std::fill(gb, gb + K, R(0));
+                    continue;
+                }
+                // pass 2: channels of the contributing pixels
+                for (int i = 0; i < n_pairs; ++i) {
+                    const int p = plist[i];
+                    const R w = p_w[p];
+                    const R* __restrict gq = gp + p * Dp;
+                    // Dp is a multiple of 8 (float) / 4 (double) lanes: whole vectors
+                    CV cgv = {};
+                    if constexpr (DPC > 0) {
+                        for (int q = 0; q < NCV; ++q) {
+                            const CV gqv = vload<CV>(gq + q * CL);
+                            cgv += fr[q] * gqv;
+                            vfr[q] += w * gqv;
                         }
-                        const V cgb = zv + hsum(cgv);
-                        for (int q = 0; q < 16 / L; ++q)
-                            cgg[q] = (lane_index<R>(q) == (typename VT<R>::M){} + j) ? cgb : cgg[q];
+                    } else {
+                        for (int64_t k = 0; k < Dp; k += CL) {
+                            const CV gqv = vload<CV>(gq + k);
+                            cgv += vload<CV>(f + k) * gqv;
+                            vstore(vf + k, vload<CV>(vf + k) + w * gqv);
+                        }
                     }
-                    for (int q = 0; q < 16 / L; ++q) vstore(cgrow + q * L, cgg[q]);
-                    // phase 3: geometry gradients, SIMD over the pixels
+                    p_cg[p] = hsum(cgv);
+                }
+                // pass 3: geometry gradients, SIMD over the pixels of the rows that took part
+                for (int y = y0; y <= y1; ++y) {
+                    if (!rowbits[y - y0]) continue;
+                    const R dy = my - (R(y) + R(0.5));
+                    const int row = (y - tl.py0) * 16;
+                    const int gb0 = (x0 - tl.px0) / L, gb1 = (x1 - tl.px0) / L;
                     for (int gi = gb0; gi <= gb1; ++gi) {
-                        const int j0 = gi * L;
-                        const V w = vload<V>(wrow + j0);
-                        const V cg = vload<V>(cgrow + j0);
+                        const int j0 = gi * L, p0 = row + j0;
+                        const V w = vload<V>(p_w + p0);
+                        const M use_w = w != zv;
+                        const V cg = use_w ? vload<V>(p_cg + p0) : zv;
                         const V dx = mx - vload<V>(pxc + j0);
-                        const V sg = vload<V>(SG + row + j0);
-                        const V raw = vload<V>(r_raw + j0);
-                        const V v_alpha = vload<V>(r_ti + j0) * cg +
-                                          (vload<V>(TfGA + row + j0) - sg) * vload<V>(r_ra + j0);
-                        const M use = (w != zv) & (raw <= amaxv);
+                        const V sg = vload<V>(SG + p0);
+                        const V raw = vload<V>(p_raw + p0);
+                        const V v_alpha = vload<V>(p_ti + p0) * cg +
+                                          (vload<V>(TfGA + p0) - sg) * vload<V>(p_ra + p0);
+                        const M use = use_w & (raw <= amaxv);
                         const V v_sigma = use ? -v_alpha * raw : zv;
                         l_mx += v_sigma * (ca * dx + cb * dy);
                         l_my += v_sigma * (cb * dx + cc * dy);
                         l_a += v_sigma * R(0.5) * dx * dx;
                         l_b += v_sigma * dx * dy;
                         l_c += v_sigma * R(0.5) * dy * dy;
-                        l_o += use ? v_alpha * vload<V>(r_vis + j0) : zv;
-                        vstore(SG + row + j0, sg + w * cg);
+                        l_o += use ? v_alpha * vload<V>(p_vis + p0) : zv;
+                        vstore(SG + p0, sg + w * cg);
                     }
                 }
                 gb[0] = hsum(l_mx); gb[1] = hsum(l_my); gb[2] = hsum(l_a);
