@@ -30,11 +30,6 @@ def demo_config_text() -> str:
     return resources.files("splatrefine.configs").joinpath("demo.yaml").read_text()
 
 
-# real initial parsers, in order of preference, for captures without GT (where 'simulated' cannot
-# run): (plugin name, the module that must be importable)
-REAL_PARSERS = (("mediapipe", "mediapipe"),)
-
-
 def run_refine(*, capture: Path | None, demo: bool, config_path: Path | None, plugin_args: list[str],
                set_args: list[str], output: Path | None, resume: bool, overwrite: bool,
                device: str | None, quiet: bool, registry=None, seed: int | None = None,
@@ -91,9 +86,10 @@ def run_refine(*, capture: Path | None, demo: bool, config_path: Path | None, pl
         if len(cap) < 2:
             raise SplatrefineError(f"{capture}: has {len(cap)} view(s); refinement needs at least 2")
         if Role.INITIAL_PARSER in config.defaulted and not cap.has_labels:
-            name = default_real_parser(capture)
+            default = config.plugins[Role.INITIAL_PARSER]
+            name = default_real_parser(registry, capture, default)
             config = resolve(registry, data, [*plugin_args, f"initial_parser={name}"], set_args, source=source)
-            notes.append(f"{capture} has no GT labels, so the initial parser is '{name}' (the simulated one needs GT)")
+            notes.append(f"{capture} has no GT labels, so the initial parser is '{name}' (the {default} one needs GT)")
         run_dir = Path(output) if output else Path("runs") / Path(str(capture).rstrip("/")).name
         engine = _engine(registry, config, cap, run_dir)
         fresh = prepare_run_dir(run_dir, resume=resume, overwrite=overwrite)
@@ -144,20 +140,33 @@ def _discard_failed_start(engine: Engine, fresh: bool) -> bool:
     return False
 
 
-def default_real_parser(capture: Path | None) -> str:
-    """The first installed real parser for a capture without GT; SplatrefineError (one line: how
-    to choose and how to get one) when none is installed."""
-    import importlib.util
+def default_real_parser(registry, capture: Path | None, default: str | None = None) -> str:
+    """The initial parser for a capture without GT labels when nobody chose one: the first of the
+    packaged defaults' `without_gt` list that is registered, installed and needs no setting (what
+    each spec's `requires` declares). SplatrefineError when there is none: one line saying how to
+    choose one or install one, from the same declarations; `default` is the initial parser that
+    needs GT (the packaged default when None)."""
+    from .defaults import default_plugins, parsers_without_gt
 
-    for name, module in REAL_PARSERS:
-        if importlib.util.find_spec(module) is not None:
-            return name
-    from .plugins.mediapipe_parser.parser import INSTALL_COMMAND
-
-    raise SplatrefineError(
-        f"{capture}: has no GT labels, so the default initial parser 'simulated' cannot run, and no real parser "
-        "is installed: choose one with --plugin initial_parser=bisenet --set initial_parser.checkpoint=PATH "
-        f"(a BiSeNet checkpoint), or install mediapipe ({INSTALL_COMMAND}) and use --plugin initial_parser=mediapipe")
+    role = Role.INITIAL_PARSER
+    default = default or default_plugins()[role]
+    specs = [registry.get(role, n) for n in parsers_without_gt() if n in registry.names(role)]
+    for spec in specs:
+        if not spec.requires.missing() and not spec.requires.settings:
+            return spec.name
+    choose, install = [], []
+    for spec in specs:
+        usage, missing = spec.requires.usage(role, spec.name), spec.requires.missing()
+        if not missing:
+            choose.append(usage)
+        else:
+            how = f" ({spec.requires.install})" if spec.requires.install else ""
+            install.append(f"install {', '.join(missing)}{how} and use {usage}")
+    ways = ([f"choose one with {' or '.join(choose)}"] if choose else []) + install
+    if not ways:
+        ways = [f"choose one with --plugin {role.value}=NAME ('splatrefine plugins list --role {role.value}')"]
+    raise SplatrefineError(f"{capture}: has no GT labels, so the default initial parser '{default}' cannot run, "
+                           f"and no real parser is installed: {', or '.join(ways)}")
 
 
 def summary_line(metrics: dict | None) -> str:

@@ -74,12 +74,49 @@ class ComponentContext:
 
 
 @dataclass(frozen=True)
+class Requirements:
+    """What a component needs before it is of use, declared by its plugin so that the core can tell
+    a user how to get it without naming any plugin (refine's hint for a capture without GT):
+
+    modules   importable modules it needs beyond splatrefine's own dependencies: ("mediapipe",)
+    install   the one shell command that installs them
+    settings  KEY=VALUE settings a user must give for useful output: ("checkpoint=PATH",)
+    note      what those values are: "a BiSeNet checkpoint"
+    """
+
+    modules: tuple[str, ...] = ()
+    install: str = ""
+    settings: tuple[str, ...] = ()
+    note: str = ""
+
+    def missing(self) -> list[str]:
+        """The declared modules that cannot be imported here (found without importing them)."""
+        import importlib.util
+
+        def found(module: str) -> bool:
+            try:
+                return importlib.util.find_spec(module) is not None
+            except (ImportError, ValueError):
+                return False
+
+        return [m for m in self.modules if not found(m)]
+
+    def usage(self, role: Role | str, name: str) -> str:
+        """How to choose the component on the command line: '--plugin ROLE=NAME [--set ROLE.KEY=VALUE]...
+        [(note)]'."""
+        role = Role(role).value
+        words = [f"--plugin {role}={name}", *(f"--set {role}.{s}" for s in self.settings)]
+        return " ".join(words) + (f" ({self.note})" if self.settings and self.note else "")
+
+
+@dataclass(frozen=True)
 class ComponentSpec:
     """One named implementation of a role.
 
     factory(config, context) -> component; `config` is an instance of the frozen dataclass
     `config_cls` (the only schema of the component's settings: defaults and help text).
     Import heavy libraries (torch models, numba kernels, gsplat, OpenCV) inside the factory.
+    `requires` declares what must be installed (and how) or set before it is of use.
     """
 
     role: Role
@@ -87,6 +124,7 @@ class ComponentSpec:
     factory: Callable[[Any, ComponentContext], Any]
     config_cls: type
     summary: str
+    requires: Requirements = Requirements()
 
 
 @runtime_checkable

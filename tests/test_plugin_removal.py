@@ -189,3 +189,22 @@ def test_without_the_scan_plugin_the_rest_works(runner, fresh_commands, monkeypa
     listed = runner.invoke(cli.main, ["plugins", "list"])
     assert listed.exit_code == 0 and "  mediapipe " in listed.output and "failed" not in listed.output
     assert not (tmp_path / "cap").exists()
+
+
+def test_the_core_imports_no_plugin():
+    """core/ and registry/ import no module of splatrefine.plugins, lazily or not (the registry
+    names the builtins only as strings in BUILTIN_PLUGINS)."""
+    root = Path(__file__).resolve().parents[1]
+    found = []
+    for folder in ("core", "registry"):
+        for path in (root / folder).rglob("*.py"):
+            for node in ast.walk(ast.parse(path.read_text(), str(path))):
+                if isinstance(node, ast.Import):
+                    names = [a.name for a in node.names]
+                elif isinstance(node, ast.ImportFrom):
+                    names = [node.module or ""] + [f"{node.module or ''}.{a.name}" for a in node.names]
+                else:
+                    continue
+                if any(n == "plugins" or n.startswith(("plugins.", "splatrefine.plugins")) for n in names):
+                    found.append(f"{path.relative_to(root)}:{node.lineno}")
+    assert found == []

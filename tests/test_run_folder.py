@@ -145,10 +145,13 @@ def _config_without_parser(tmp_path):
 
 
 def test_no_gt_and_no_real_parser_stops_before_any_work(setup, tmp_path, monkeypatch):
-    from splatrefine import refine
+    from splatrefine.roles import Requirements
 
     _, _, run = setup
-    monkeypatch.setattr(refine, "REAL_PARSERS", (("mediapipe", "splatrefine_no_such_module"),))
+    # mediapipe's plugin declares the module it needs: here it is not importable
+    real_missing = Requirements.missing
+    monkeypatch.setattr(Requirements, "missing",
+                        lambda self: ["mediapipe"] if "mediapipe" in self.modules else real_missing(self))
     cap = _unlabelled(tmp_path)
     result = _refine(cap, "-c", _config_without_parser(tmp_path), "-o", run)
     assert result.exit_code == 2
@@ -175,7 +178,7 @@ class _UniformParser:
 def test_no_gt_defaults_to_an_installed_real_parser(setup, tmp_path, monkeypatch):
     from dataclasses import make_dataclass
 
-    from splatrefine import hookimpl, refine
+    from splatrefine import defaults, hookimpl
     from splatrefine.roles import ComponentSpec, Role
 
     class RealPlugin:
@@ -191,7 +194,7 @@ def test_no_gt_defaults_to_an_installed_real_parser(setup, tmp_path, monkeypatch
 
     _, _, run = setup
     monkeypatch.setattr(cli, "_registry", registry)
-    monkeypatch.setattr(refine, "REAL_PARSERS", (("fake-real", "json"),))
+    monkeypatch.setattr(defaults, "parsers_without_gt", lambda: ("not-registered", "fake-real", "mediapipe"))
     cap = _unlabelled(tmp_path)
     result = _refine(cap, "-c", _config_without_parser(tmp_path), "-o", run)
     assert result.exit_code == 0, result.output
@@ -208,10 +211,13 @@ def test_no_gt_defaults_to_an_installed_real_parser(setup, tmp_path, monkeypatch
 def test_default_real_parser_is_mediapipe_when_importable(monkeypatch):
     import importlib.util
 
+    from splatrefine.defaults import parsers_without_gt
     from splatrefine.refine import default_real_parser
+    from splatrefine.registry import Registry, make_plugin_manager
 
+    assert parsers_without_gt() == ("mediapipe", "bisenet")  # bisenet needs a checkpoint: never taken unasked
     monkeypatch.setattr(importlib.util, "find_spec", lambda name: object() if name == "mediapipe" else None)
-    assert default_real_parser("cap") == "mediapipe"
+    assert default_real_parser(Registry(make_plugin_manager(entrypoints=False)), "cap") == "mediapipe"
 
 
 def test_cuda_without_cuda_leaves_no_folder(setup):

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from splatrefine import hookimpl
-from splatrefine.roles import ComponentSpec, Role
+from splatrefine.roles import ComponentSpec, Requirements, Role
 
 from .config import LabelsConfig
 
@@ -17,4 +17,5 @@ def make_labels(config: LabelsConfig, context):
 @hookimpl
 def splatrefine_register_components(register):
     register(ComponentSpec(Role.INITIAL_PARSER, "labels", make_labels, LabelsConfig,
-                           summary="per-view label PNGs or probability arrays from any outside parser, matched by view name"))
+                           summary="per-view label PNGs or probability arrays from any outside parser, matched by view name",
+                           requires=Requirements(settings=("path=DIR",), note="another parser's labels per view")))
