@@ -111,7 +111,8 @@ _quiet_option = click.option("-q", "--quiet", is_flag=True, help="No progress ba
 @click.command("parse")
 @click.argument("images_dir", type=click.Path(path_type=Path))
 @click.option("-o", "--output", "out", required=True, type=click.Path(path_type=Path), help="Folder for the label PNGs.")
-@click.option("--plugin", "plugins", multiple=True, metavar="[initial_parser=]NAME", help="The parser (default bisenet).")
+@click.option("--plugin", "plugins", multiple=True, metavar="[initial_parser=]NAME",
+              help="The parser (default: the packaged defaults' target_parser).")
 @click.option("--set", "sets", multiple=True, metavar="initial_parser.KEY=VALUE", help="Override one setting.")
 @click.option("-c", "--config", "config_path", type=click.Path(path_type=Path), help="YAML config (its initial_parser block).")
 @click.option("--schema", default="celebamask-hq", show_default=True, help="Label schema of the written PNGs.")
@@ -169,7 +170,8 @@ def parse_cmd(images_dir, out, plugins, sets, config_path, schema, overwrite, de
 @click.command("train")
 @click.argument("datasets", nargs=-1, required=True, type=click.Path(path_type=Path))
 @click.option("-o", "--output", "out", required=True, type=click.Path(path_type=Path), help="Parser folder to write.")
-@click.option("--plugin", "plugins", multiple=True, metavar="[target_parser=]NAME", help="The parser (default bisenet).")
+@click.option("--plugin", "plugins", multiple=True, metavar="[target_parser=]NAME",
+              help="The parser (default: the packaged defaults' target_parser).")
 @click.option("--set", "sets", multiple=True, metavar="target_parser.KEY=VALUE", help="Override one setting.")
 @click.option("-c", "--config", "config_path", type=click.Path(path_type=Path), help="YAML config (its target_parser block).")
 @click.option("--epochs", type=click.IntRange(1), help="Passes over the data (overrides the setting).")
@@ -218,7 +220,7 @@ def train_cmd(datasets, out, plugins, sets, config_path, epochs, steps, schema, 
 @click.option("-o", "--output", "out", required=True, type=click.Path(path_type=Path), help="Folder for metrics.json etc.")
 @click.option("--labels", "labels_dir", help="Label folder inside each dataset to score against (e.g. gt), default labels/.")
 @click.option("--plugin", "plugins", multiple=True, metavar="[target_parser=]NAME",
-              help="For a bare state-dict CHECKPOINT: the parser it belongs to (default bisenet).")
+              help="For a bare state-dict CHECKPOINT: the parser it belongs to (default: the packaged defaults' target_parser).")
 @click.option("--set", "sets", multiple=True, metavar="target_parser.KEY=VALUE", help="For a bare state-dict CHECKPOINT.")
 @click.option("--schema", default="celebamask-hq", show_default=True, help="Label schema of the datasets.")
 @click.option("--sheet", "sheet_rows", type=click.IntRange(0), default=12, show_default=True,

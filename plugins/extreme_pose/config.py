@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from splatrefine.errors import ConfigError, PluginError, SplatrefineError, did_you_mean
+from splatrefine.plugins.synthetic.rigs import RIGS  # the identities are the synthetic plugin's heads
 from splatrefine.roles import Role
 
 VARIANTS = ("refined", "raw", "palette", "simulated", "simulated-raw")
@@ -122,7 +123,6 @@ TOP_KEYS = ("seed", "device", "workers", "executor", "data", "refine", "palette"
 DATA_KEYS = ("rig", "resolution", "train_identities", "test_identities", "frontal_max_yaw", "frontal_identities")
 TARGET_KEYS = ("name", "plugin", "params", "baseline", "finetune", "variants", "optional")
 REPORT_KEYS = ("contact_views", "refine_reports")
-RIGS = ("facescape-like", "turntable", "frontal-only")
 REFINE_ROLES = ("representation", "view_sampler", "label_aggregator")
 
 DEFAULT_REFINE = {

@@ -1,5 +1,6 @@
 """`splatrefine synth`: the synthetic plugin's command (registered through
-`splatrefine_register_commands`). Cheap to import: click only; the writer is imported when it runs."""
+`splatrefine_register_commands`). Cheap to import: click and the rig names (numpy); the writer
+runs only in the command."""
 
 from __future__ import annotations
 
@@ -9,13 +10,15 @@ import click
 
 from splatrefine.errors import SplatrefineError
 
+from .rigs import RIGS
+
 
 @click.command()
 @click.argument("out_dir", type=click.Path(path_type=Path))
 @click.option("--identities", default=1, show_default=True, type=click.IntRange(1, 1000))
 @click.option("--seed", default=0, show_default=True, type=int)
 @click.option("--rig", default="facescape-like", show_default=True,
-              type=click.Choice(["facescape-like", "turntable", "frontal-only"]))
+              type=click.Choice(RIGS))
 @click.option("--resolution", default=256, show_default=True, type=click.IntRange(16, 4096))
 @click.option("--overwrite", is_flag=True, help="Replace captures already in OUT_DIR.")
 def synth(out_dir, identities, seed, rig, resolution, overwrite) -> None:

@@ -21,7 +21,7 @@ from splatrefine.types import Cameras, Capture, GroundTruth, Subject, View
 from .head import sample_head
 from .render import render_head
 
-RIGS = ("facescape-like", "turntable", "frontal-only")
+RIGS = ("facescape-like", "turntable", "frontal-only")  # the one list (synth, render-scan, the experiment)
 DISTANCE = 1.0
 FIELD = 0.42  # metres seen across the image at the head's distance
 TARGET = np.array([0.0, -0.035, 0.0])
