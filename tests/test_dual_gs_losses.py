@@ -114,3 +114,64 @@ def test_separable_ssim_equals_the_11x11_window():
     c1, c2 = 0.01 ** 2, 0.03 ** 2
     ref = (((2 * mx * my + c1) * (2 * sxy + c2)) / ((mx * mx + my * my + c1) * (sxx + syy + c2))).mean()
     assert losses.ssim(a, b).item() == pytest.approx(ref.item(), abs=1e-6)
+
+
+def test_ssim_closed_form_gradient_equals_autograd():
+    gen = torch.Generator().manual_seed(2)
+    a = torch.rand((2, 30, 26, 3), generator=gen, dtype=torch.float64, requires_grad=True)
+    b = (a.detach() + 0.2 * torch.rand((2, 30, 26, 3), generator=gen, dtype=torch.float64)).clamp(0, 1)
+    s = losses.ssim(a, b)  # closed form (b needs no gradient)
+    (g,) = torch.autograd.grad(3.0 * s, a)
+    bb = b.clone().requires_grad_(True)  # a target that needs a gradient goes through autograd
+    s_ref = losses.ssim(a, bb)
+    (g_ref,) = torch.autograd.grad(3.0 * s_ref, a)
+    assert s.item() == pytest.approx(s_ref.item(), abs=1e-12)
+    torch.testing.assert_close(g, g_ref, rtol=1e-9, atol=1e-15)
+    small = b[:1, :14, :12]
+    assert torch.autograd.gradcheck(lambda x: losses.ssim(x, small), (a[:1, :14, :12].detach().clone().requires_grad_(True),))
+
+
+def test_class_loss_from_labels_equals_from_probabilities():
+    gen = torch.Generator().manual_seed(3)
+    x = torch.randn((1, 8, 9, 5), generator=gen, requires_grad=True)
+    target = torch.softmax(3 * torch.randn((1, 8, 9, 5), generator=gen), -1)
+    w = torch.rand((1, 8, 9), generator=gen)
+    for kind in ("ce", "gce"):
+        a = losses.class_loss(torch.softmax(x, -1), target, w, kind)
+        (ga,) = torch.autograd.grad(a, x)
+        b = losses.class_loss(torch.softmax(x, -1), target.argmax(-1).to(torch.uint8), w, kind)
+        (gb,) = torch.autograd.grad(b, x)
+        assert torch.equal(a, b) and torch.equal(ga, gb)
+    with pytest.raises(ValueError):
+        losses.class_loss(torch.softmax(x, -1), target.argmax(-1), w, "kl")
+
+
+def test_pixel_weights_and_label_targets_read_views_in_chunks():
+    from splatrefine.plugins.dual_gs.fit import _pool, label_targets
+
+    gen = torch.Generator().manual_seed(4)
+    vkhw = torch.softmax(2 * torch.randn((5, 6, 8, 10), generator=gen), 1).numpy()
+    vkhw[1, :, 0, 0] = 1.0 / 6  # no opinion
+    vhwk = np.moveaxis(vkhw, 1, -1)  # a view, as the fit passes it
+    p = torch.from_numpy(np.ascontiguousarray(vhwk))
+    w = losses.target_weights(p, True, 8.0)
+    expected = (w * losses.class_balance_weights(p, w, 0.35)).numpy()
+    np.testing.assert_array_equal(losses.pixel_weights(vhwk, True, 8.0, 0.35, chunk=2), expected)
+    levels = label_targets(vhwk, chunk=2)
+    for f in (1, 2):
+        pooled = _pool(p, f)
+        assert torch.equal(levels[f][0].long(), pooled.argmax(-1))
+        assert torch.equal(levels[f][1], pooled.max(-1).values)
+
+
+def test_label_agreement_equals_class_agreement():
+    from splatrefine.agreement import class_agreement
+    from splatrefine.plugins.dual_gs.reliability import label_agreement
+
+    rng = np.random.default_rng(5)
+    observed = rng.dirichlet(np.full(7, 0.3), size=500)
+    observed[:20] = 1.0 / 7
+    consensus = rng.dirichlet(np.ones(7), size=500)
+    ref = class_agreement(consensus, observed, 50.0)
+    got = label_agreement(consensus, observed.argmax(-1), observed.max(-1), 50.0)
+    np.testing.assert_array_equal(got, ref)

@@ -32,40 +32,88 @@ HISTORY_EVERY = 10
 BG_LR = 5e-3
 
 
+def _pool(t: torch.Tensor | None, factor: int) -> torch.Tensor | None:
+    """Box filter of [V,H,W,...] by `factor` in H and W (rows/columns past a multiple are dropped)."""
+    if t is None or factor == 1:
+        return t
+    H, W = t.shape[1] // factor, t.shape[2] // factor
+    x = t[:, : H * factor, : W * factor]
+    shape = x.shape
+    x = x.reshape(shape[0], H, factor, W, factor, *shape[3:])
+    return x.mean(dim=(2, 4))
+
+
+def label_targets(probs_vhwk: np.ndarray, factors: tuple[int, ...] = (1, 2),
+                  chunk: int = 8) -> dict[int, tuple[torch.Tensor, torch.Tensor]]:
+    """The class targets of the hard-label losses at each resolution factor: {factor: (labels uint8
+    [V,H',W'] (the argmax of the box-filtered probabilities), top probability float32 [V,H',W'])}.
+    probs_vhwk float32 [V,H,W,K] (any strides: it is read `chunk` views at a time, so a transposed
+    view of [V,K,H,W] probabilities costs no full copy)."""
+    V, K = probs_vhwk.shape[0], probs_vhwk.shape[-1]
+    dtype = torch.uint8 if K <= 256 else torch.int16
+    out: dict[int, tuple[list, list]] = {f: ([], []) for f in factors}
+    for s in range(0, V, chunk):
+        p = torch.from_numpy(np.ascontiguousarray(probs_vhwk[s:s + chunk], dtype=np.float32))
+        for f in factors:
+            top = _pool(p, f).max(-1)
+            out[f][0].append(top.indices.to(dtype))
+            out[f][1].append(top.values)
+    return {f: (torch.cat(lab), torch.cat(mx)) for f, (lab, mx) in out.items()}
+
+
 class FitData:
     """Training targets on the fit device: images [V,H,W,3], class targets [V,H,W,F] (probs or
-    palette colours), class weights [V,H,W], masks [V,H,W] or None, cameras (viewmats, Ks)."""
+    palette colours; None when the class loss needs only labels), class weights [V,H,W], masks
+    [V,H,W] or None, cameras (viewmats, Ks); `labels` [V,H,W] integer and `label_max` [V,H,W] (the
+    initial parser's argmax and top probability) when the class loss is a hard-label one.
+    `levels` holds labels / label_max of coarser levels ({factor: (labels, label_max)}), computed
+    from the full probabilities up front so those need not be kept."""
 
     def __init__(self, viewmats: torch.Tensor, Ks: torch.Tensor, width: int, height: int, images: torch.Tensor,
-                 targets: torch.Tensor, weights: torch.Tensor, masks: torch.Tensor | None):
+                 targets: torch.Tensor | None, weights: torch.Tensor, masks: torch.Tensor | None,
+                 labels: torch.Tensor | None = None, label_max: torch.Tensor | None = None,
+                 levels: dict[int, tuple[torch.Tensor, torch.Tensor]] | None = None):
         self.viewmats, self.Ks, self.width, self.height = viewmats, Ks, width, height
         self.images, self.targets, self.weights, self.masks = images, targets, weights, masks
+        self.labels, self.label_max = labels, label_max
+        self.levels = levels or {}
+        if targets is None and labels is None:
+            raise ValueError("FitData needs class targets or labels")
 
     def __len__(self) -> int:
         return int(self.viewmats.shape[0])
+
+    def with_weights(self, weights: torch.Tensor) -> FitData:
+        return FitData(self.viewmats, self.Ks, self.width, self.height, self.images, self.targets, weights,
+                       self.masks, self.labels, self.label_max, self.levels)
+
+    def class_targets(self) -> torch.Tensor:
+        """What the class loss compares with: labels [V,H,W] when there are, else targets [V,H,W,F]."""
+        return self.labels if self.labels is not None else self.targets
+
+    def argmax_labels(self) -> torch.Tensor:
+        """The initial parser's label per pixel [V,H,W] (int64)."""
+        return (self.labels if self.labels is not None else self.targets.argmax(-1)).long()
 
     def downsampled(self, factor: int) -> FitData:
         """The same views at 1/factor resolution (box-filtered targets, intrinsics scaled)."""
         if factor == 1:
             return self
         H, W = self.height // factor, self.width // factor
-
-        def pool(t: torch.Tensor | None) -> torch.Tensor | None:
-            if t is None:
-                return None
-            x = t[:, : H * factor, : W * factor]
-            shape = x.shape
-            x = x.reshape(shape[0], H, factor, W, factor, *shape[3:])
-            return x.mean(dim=(2, 4))
-
         Ks = self.Ks.clone()
         Ks[:, :2, :] /= factor
-        return FitData(self.viewmats, Ks, W, H, pool(self.images), pool(self.targets), pool(self.weights),
-                       pool(self.masks))
+        labels = label_max = None
+        if self.labels is not None:
+            if factor not in self.levels:
+                raise ValueError(f"FitData: no labels for resolution factor {factor} (have {sorted(self.levels)})")
+            labels, label_max = self.levels[factor]
+        return FitData(self.viewmats, Ks, W, H, _pool(self.images, factor), _pool(self.targets, factor),
+                       _pool(self.weights, factor), _pool(self.masks, factor), labels, label_max)
 
     def fingerprint(self) -> str:
         h = hashlib.sha256()
-        for t in (self.viewmats, self.Ks, self.images, self.targets, self.weights):
+        cls = [self.targets] if self.targets is not None else [self.labels, self.label_max]
+        for t in (self.viewmats, self.Ks, self.images, *cls, self.weights):
             h.update(np.ascontiguousarray(t.detach().cpu().numpy()).tobytes())
         if self.masks is not None:
             h.update(np.ascontiguousarray(self.masks.cpu().numpy()).tobytes())
@@ -215,10 +263,9 @@ class Trainer:
         self.agreement = agreement
         weights = self._base_weights
         if agreement is not None:
-            labels = self.data.targets.argmax(-1)
+            labels = self.data.argmax_labels()
             weights = weights * reliability_factors(agreement, labels, self.config.view_reliability)
-        self.data = FitData(self.data.viewmats, self.data.Ks, self.data.width, self.data.height, self.data.images,
-                            self.data.targets, weights, self.data.masks)
+        self.data = self.data.with_weights(weights)
         self._coarse = None
 
     def _update_agreement(self) -> None:
@@ -298,7 +345,7 @@ class Trainer:
             terms["rgb"], terms["l1"] = losses.rgb_loss(rgb, d.images[ti], c.ssim_lambda)
         with self.sections("class loss forward"):
             if self.model.mode == "logits":
-                terms["class"] = losses.class_loss(cls, d.targets[ti], d.weights[ti], c.class_loss, c.gce_q)
+                terms["class"] = losses.class_loss(cls, d.class_targets()[ti], d.weights[ti], c.class_loss, c.gce_q)
             else:
                 terms["class"] = losses.palette_loss(cls, d.targets[ti], d.weights[ti])
         with self.sections("mask loss forward"):

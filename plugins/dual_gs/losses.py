@@ -3,17 +3,19 @@ palette L1, and the alpha-vs-mask loss."""
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
 _WINDOW_CACHE: dict[tuple, torch.Tensor] = {}
 
 
-def _gaussian_kernel(device: torch.device, size: int = 11, sigma: float = 1.5) -> torch.Tensor:
+def _gaussian_kernel(device: torch.device, size: int = 11, sigma: float = 1.5,
+                     dtype: torch.dtype = torch.float32) -> torch.Tensor:
     """The normalised 1D Gaussian [size] of SSIM's window (the 2D window is its outer product)."""
-    key = (str(device), size, sigma)
+    key = (str(device), size, sigma, dtype)
     if key not in _WINDOW_CACHE:
-        x = torch.arange(size, dtype=torch.float32, device=device) - (size - 1) / 2
+        x = torch.arange(size, dtype=dtype, device=device) - (size - 1) / 2
         g = torch.exp(-(x * x) / (2 * sigma * sigma))
         _WINDOW_CACHE[key] = g / g.sum()
     return _WINDOW_CACHE[key]
@@ -27,20 +29,62 @@ def _blur(z: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
     return F.conv2d(z, g.view(1, 1, k, 1).expand(ch, 1, k, 1), padding=(k // 2, 0), groups=ch)
 
 
-def ssim(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """Mean SSIM of images [C,H,W,3] in 0..1 (11x11 Gaussian window, sigma 1.5, 'same' padding)."""
-    x = a.permute(0, 3, 1, 2)
-    y = b.permute(0, 3, 1, 2)
+def _ssim_terms(x: torch.Tensor, y: torch.Tensor):
+    """Per-pixel SSIM pieces of x, y [N,C,H,W]: (mu_x, mu_y, A1, A2, B1, B2) with
+    SSIM = A1 A2 / (B1 B2), A1 = 2 mu_x mu_y + c1, A2 = 2 s_xy + c2, B1 = mu_x^2 + mu_y^2 + c1,
+    B2 = s_xx + s_yy + c2 (local moments under the 11x11 Gaussian window)."""
     ch = x.shape[1]
     # the five local moments in one blur call
-    moments = _blur(torch.cat([x, y, x * x, y * y, x * y], dim=1), _gaussian_kernel(x.device))
+    moments = _blur(torch.cat([x, y, x * x, y * y, x * y], dim=1), _gaussian_kernel(x.device, dtype=x.dtype))
     mu_x, mu_y, exx, eyy, exy = moments.split(ch, 1)
-    sxx = exx - mu_x * mu_x
-    syy = eyy - mu_y * mu_y
-    sxy = exy - mu_x * mu_y
     c1, c2 = 0.01 ** 2, 0.03 ** 2
-    m = ((2 * mu_x * mu_y + c1) * (2 * sxy + c2)) / ((mu_x * mu_x + mu_y * mu_y + c1) * (sxx + syy + c2))
-    return m.mean()
+    mu_xy = mu_x * mu_y
+    mu_xx = mu_x * mu_x
+    mu_yy = mu_y * mu_y
+    a1 = 2 * mu_xy + c1
+    a2 = (exy - mu_xy).mul_(2).add_(c2)
+    b1 = (mu_xx + mu_yy).add_(c1)
+    b2 = (exx - mu_xx).add_(eyy - mu_yy).add_(c2)
+    return mu_x, mu_y, a1, a2, b1, b2
+
+
+class _SSIM(torch.autograd.Function):
+    """Mean SSIM of x against a constant y, both [N,C,H,W], with the gradient in closed form:
+    d mean / d x = (blur(dm/dmu_x) + 2 x blur(dm/dE[xx]) + y blur(dm/dE[xy])) / n (the window is
+    symmetric with zero padding, so the blur is its own adjoint). One blur of 3 maps per channel
+    instead of autograd's 5, and a handful of element-wise passes instead of ~40."""
+
+    @staticmethod
+    def forward(ctx, x, y):
+        mu_x, mu_y, a1, a2, b1, b2 = _ssim_terms(x, y)
+        inv = (b1 * b2).reciprocal_()
+        m = a1 * a2 * inv
+        ctx.save_for_backward(x, y, mu_x, mu_y, a1, a2, b1, b2, inv, m)
+        return m.mean()
+
+    @staticmethod
+    def backward(ctx, grad):
+        x, y, mu_x, mu_y, a1, a2, b1, b2, inv, m = ctx.saved_tensors
+        # dm/dmu_x = 2 mu_y (A2 - A1) / (B1 B2) - 2 mu_x m (1/B1 - 1/B2)
+        d_mu = (a2 - a1).mul_(mu_y).mul_(inv).sub_(m * mu_x * (b1.reciprocal() - b2.reciprocal())).mul_(2)
+        d_xx = -m / b2  # dm/dE[xx]
+        d_xy = (2 * a1).mul_(inv)  # dm/dE[xy]
+        ch = x.shape[1]
+        blurred = _blur(torch.cat([d_mu, d_xx, d_xy], dim=1), _gaussian_kernel(x.device, dtype=x.dtype))
+        b_mu, b_xx, b_xy = blurred.split(ch, 1)
+        gx = (2 * x).mul_(b_xx).add_(y * b_xy).add_(b_mu)
+        return gx.mul_(grad / x.numel()), None
+
+
+def ssim(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Mean SSIM of images [C,H,W,3] in 0..1 (11x11 Gaussian window, sigma 1.5, 'same' padding).
+    Differentiable in `a` (closed-form gradient); `b` is the target (autograd when it needs a gradient)."""
+    x = a.permute(0, 3, 1, 2)
+    y = b.permute(0, 3, 1, 2)
+    if b.requires_grad:
+        mu_x, mu_y, a1, a2, b1, b2 = _ssim_terms(x, y)
+        return (a1 * a2 / (b1 * b2)).mean()
+    return _SSIM.apply(x, y)
 
 
 def rgb_loss(pred: torch.Tensor, target: torch.Tensor, ssim_lambda: float) -> tuple[torch.Tensor, torch.Tensor]:
@@ -55,18 +99,23 @@ def class_loss(pred_probs: torch.Tensor, target: torch.Tensor, weight: torch.Ten
                gce_q: float = 0.5) -> torch.Tensor:
     """Class loss, weighted mean over pixels.
 
-    pred_probs [C,H,W,K] rendered probabilities (sum to 1); target [C,H,W,K] initial probabilities;
-    weight [C,H,W] per-pixel weight (0 = ignored pixel). kind "ce": cross-entropy with the argmax
-    label; "gce": generalized cross-entropy (1 - p ** q) / q with the argmax label, whose gradient is
-    the cross-entropy's times p ** q, so a label the other views already contradict (small rendered
-    p) pulls less; "kl": KL(target || pred) (soft labels).
+    pred_probs [C,H,W,K] rendered probabilities (sum to 1); target [C,H,W,K] initial probabilities,
+    or (for "ce"/"gce") their argmax labels, integer [C,H,W]; weight [C,H,W] per-pixel weight
+    (0 = ignored pixel). kind "ce": cross-entropy with the argmax label; "gce": generalized
+    cross-entropy (1 - p ** q) / q with the argmax label, whose gradient is the cross-entropy's
+    times p ** q, so a label the other views already contradict (small rendered p) pulls less;
+    "kl": KL(target || pred) (soft labels).
     """
-    logp = torch.log(pred_probs.clamp_min(1e-6))
     if kind in ("ce", "gce"):
-        lab = target.argmax(dim=-1, keepdim=True)
-        lp = torch.gather(logp, -1, lab)[..., 0]
+        lab = target if not target.is_floating_point() else target.argmax(dim=-1)
+        # the label's probability first, then the log: one channel instead of K
+        p = torch.gather(pred_probs, -1, lab.long()[..., None])[..., 0]
+        lp = torch.log(p.clamp_min(1e-6))
         per_pixel = -lp if kind == "ce" else (1.0 - torch.exp(gce_q * lp)) / gce_q
     else:
+        if not target.is_floating_point():
+            raise ValueError("class_loss 'kl' needs the initial probabilities, not labels")
+        logp = torch.log(pred_probs.clamp_min(1e-6))
         t = target.clamp_min(1e-8)
         per_pixel = (target * (torch.log(t) - logp)).sum(-1)
     denom = weight.sum().clamp_min(1.0)
@@ -109,11 +158,13 @@ def class_balance_weights(probs: torch.Tensor, weights: torch.Tensor, power: flo
     """Per-pixel factors [V,H,W] that lift rare classes: (median class frequency / frequency of the
     pixel's argmax class) ** power, clipped to 0.1..3 (so a class that is only parser noise, a few
     pixels in a few views, is not blown up). Frequencies count weighted pixels of the
-    classes present; power 0 gives ones."""
-    lab = probs.argmax(-1)
+    classes present; power 0 gives ones. `probs` [V,H,W,K], or their argmax labels (integer [V,H,W])."""
     if power <= 0:
         return torch.ones_like(weights)
-    K = probs.shape[-1]
+    if probs.is_floating_point():
+        lab, K = probs.argmax(-1), probs.shape[-1]
+    else:
+        lab, K = probs.long(), int(probs.max()) + 1 if probs.numel() else 1
     freq = torch.bincount(lab.reshape(-1), weights=weights.reshape(-1).double(), minlength=K)
     present = freq > 0
     if not present.any():
@@ -121,3 +172,17 @@ def class_balance_weights(probs: torch.Tensor, weights: torch.Tensor, power: flo
     med = freq[present].median()
     factor = torch.where(present, (med / freq.clamp_min(1e-12)) ** power, torch.ones_like(freq))
     return factor.clamp(0.1, 3.0).to(weights.dtype)[lab]
+
+
+def pixel_weights(probs_vhwk: np.ndarray, confidence_weighting: bool, confidence_power: float,
+                  class_balance: float, chunk: int = 8) -> np.ndarray:
+    """The class loss's pixel weights float32 [V,H,W]: `target_weights` times
+    `class_balance_weights`, from probabilities [V,H,W,K] of any strides (read `chunk` views at a
+    time: no full copy of them)."""
+    ws, labs = [], []
+    for s in range(0, probs_vhwk.shape[0], chunk):
+        p = torch.from_numpy(np.ascontiguousarray(probs_vhwk[s:s + chunk], dtype=np.float32))
+        ws.append(target_weights(p, confidence_weighting, confidence_power))
+        labs.append(p.argmax(-1))
+    w = torch.cat(ws)
+    return (w * class_balance_weights(torch.cat(labs), w, class_balance)).numpy()

@@ -18,7 +18,7 @@ from splatrefine.roles import ComponentContext
 from splatrefine.types import Cameras, Capture, Renders
 
 from . import losses
-from .fit import FitData, Trainer
+from .fit import FitData, Trainer, label_targets
 from .init import initial_points, knn_scale
 from .model import DualGSModel, logit, num_sh_rest, render_model, rgb_to_sh0
 from .config import DualGSConfig
@@ -70,11 +70,18 @@ class DualGS:
 
     # ------------------------------------------------------------------ fit
     def _fit_data(self, capture: Capture, probs_vhwk: np.ndarray, weights: np.ndarray) -> FitData:
+        """probs_vhwk float32 [V,H,W,K] (any strides; a transposed view of [V,K,H,W] is not copied
+        when the class loss needs only the labels)."""
         dev = self.device
         cams = capture.cameras()
         images = torch.from_numpy(capture.images()).to(dev).float() / 255.0
-        if self.config.mode == "logits":
-            targets = torch.from_numpy(probs_vhwk).to(dev)
+        targets = labels = label_max = None
+        levels: dict = {}
+        if self.config.mode == "logits" and self.config.class_loss in ("ce", "gce"):
+            levels = {f: (lab.to(dev), top.to(dev)) for f, (lab, top) in label_targets(probs_vhwk).items()}
+            labels, label_max = levels.pop(1)
+        elif self.config.mode == "logits":
+            targets = torch.from_numpy(np.ascontiguousarray(probs_vhwk)).to(dev)
         else:
             pal = torch.from_numpy(capture.schema.palette_array().astype(np.float32) / 255.0).to(dev)
             targets = pal[torch.from_numpy(probs_vhwk.argmax(-1)).to(dev)]
@@ -82,7 +89,8 @@ class DualGS:
         if capture.has_masks:
             masks = torch.from_numpy(np.stack([v.mask for v in capture.views]).astype(np.float32)).to(dev)
         return FitData(torch.from_numpy(cams.viewmats).float().to(dev), torch.from_numpy(cams.Ks).float().to(dev),
-                       cams.width, cams.height, images, targets, torch.from_numpy(weights).to(dev), masks)
+                       cams.width, cams.height, images, targets, torch.from_numpy(weights).to(dev), masks,
+                       labels, label_max, levels)
 
     def init_model(self, capture: Capture, probs_vhwk: np.ndarray, weights: np.ndarray) -> DualGSModel:
         """Initial Gaussians from the common volume (or capture.points), coloured from the views."""
@@ -130,11 +138,10 @@ class DualGS:
         resumes from it), history.json and loss.png.
         """
         self._check(capture, initial_probs)
-        probs = np.ascontiguousarray(np.moveaxis(np.asarray(initial_probs, dtype=np.float32), 1, -1))
-        tp = torch.from_numpy(probs)
-        w = losses.target_weights(tp, self.config.confidence_weighting, self.config.confidence_power)
-        weights = (w * losses.class_balance_weights(tp, w, self.config.class_balance)).numpy()
-        del tp, w
+        # [V,H,W,K] as a view of the [V,K,H,W] array: read a few views at a time, never copied whole
+        probs = np.moveaxis(np.asarray(initial_probs, dtype=np.float32), 1, -1)
+        weights = losses.pixel_weights(probs, self.config.confidence_weighting, self.config.confidence_power,
+                                       self.config.class_balance)
         if not np.isfinite(probs).all():
             probs = np.nan_to_num(probs, nan=0.0, posinf=0.0, neginf=0.0)
         model = self.init_model(capture, probs, weights)
