@@ -19,6 +19,10 @@ baseline scaled by the measured ratio.
 
     python bench/raster.py --cases 20000x256x22 --compare-rounds 40
 
+`--profile [CASE...]` prints where the time goes instead: thread-CPU ms of each stage (validation,
+projection, depth sort, binning, forward, backward, reduction, the rest) on one thread, for REV
+and this tree side by side.
+
 The scene is a fitted-head-like cloud: flat Gaussians on an ellipsoid surface (spacing-sized,
 log-normal scales, opacities spread over 0.05..1) plus a volume of smaller interior ones, seen
 from 2.2 head radii so the head fills about 70% of the frame.
@@ -196,6 +200,85 @@ def serve(case: str) -> None:
               flush=True)
 
 
+STAGES = [  # (label, where, attribute): what `--profile` times
+    ("validate", "_validate", "validate"),
+    ("project fwd", "lib", "sr_project_fwd_f32"),
+    ("depth sort", "lib", "sr_depth_order_f32"),
+    ("binning", "lib", "sr_bin_count_f32"), ("binning", "lib", "sr_bin_fill_f32"),
+    ("binning", "_composite", "tile_rects"), ("binning", "_kernels", "prepare_geometry"),
+    ("binning", "_kernels", "bin_tiles"),
+    ("composite fwd", "lib", "sr_forward_f32"),
+    ("composite bwd", "lib", "sr_backward_f32"),
+    ("gradient reduce", "lib", "sr_reduce_f32"),
+    ("project bwd", "lib", "sr_project_bwd_f32"),
+]
+
+
+def profile_stages(case: str, iters: int = 20) -> dict[str, float]:
+    """Mean thread-CPU ms per forward+backward of each stage, on one thread (torch and the
+    kernels), so that other processes on the machine do not count; 'other' is the rest (Python,
+    torch ops, allocation, autograd)."""
+    import importlib
+
+    torch.set_num_threads(1)
+    from splatrefine.splat import _native
+
+    lib = _native.load()
+    spent: dict[str, float] = {}
+    for label, where, attr in STAGES:
+        obj = lib if where == "lib" else importlib.import_module(f"splatrefine.splat.{where}")
+        fn = getattr(obj, attr, None) if obj is not None else None
+        if fn is None:
+            continue
+
+        def timed(*a, _fn=fn, _label=label, **k):
+            c0 = time.thread_time()
+            try:
+                return _fn(*a, **k)
+            finally:
+                spent[_label] = spent.get(_label, 0.0) + (time.thread_time() - c0) * 1e3
+
+        setattr(obj, attr, timed)
+    n, res, d = (int(v) for v in case.split("x"))
+    args = head_scene(n, d, res)
+    for _ in range(3):
+        _fwd_bwd(rasterize, args, res)
+    spent.clear()
+    c0 = time.thread_time()
+    for _ in range(iters):
+        _fwd_bwd(rasterize, args, res)
+    total = (time.thread_time() - c0) * 1e3 / iters
+    out = {k: v / iters for k, v in spent.items()}
+    out["other"] = total - sum(out.values())
+    out["total"] = total
+    return out
+
+
+def profile(case: str, rev: str) -> None:
+    """--profile: stage times of this tree (and of `rev` in a worker, side by side)."""
+    import json
+    import subprocess
+    import tempfile
+
+    cols = {"new": profile_stages(case)}
+    if rev != "none":
+        with tempfile.TemporaryDirectory() as tmp:
+            env = dict(os.environ)
+            env["PYTHONPATH"] = str(_export_revision(rev, Path(tmp))) + os.pathsep + env.get("PYTHONPATH", "")
+            out = subprocess.run([sys.executable, __file__, "--profile-json", case], env=env,
+                                 capture_output=True, text=True, check=True).stdout
+            cols = {f"old {rev}": json.loads(out.strip().splitlines()[-1]), **cols}
+    labels = [lb for lb in dict.fromkeys([s[0] for s in STAGES] + ["other", "total"])
+              if any(lb in c for c in cols.values())]
+    print(f"\nwhere the time goes, {case}: thread-CPU ms per forward+backward, one thread, "
+          "mean of 20")
+    print(f"{'stage':>16} " + " ".join(f"{k:>13}" for k in cols) + ("    old/new" if len(cols) == 2 else ""))
+    for lb in labels:
+        vals = [c.get(lb, 0.0) for c in cols.values()]
+        ratio = f"{vals[0] / vals[1]:10.2f}x" if len(vals) == 2 and vals[1] > 0.05 else ""
+        print(f"{lb:>16} " + " ".join(f"{v:13.2f}" for v in vals) + ratio)
+
+
 def _export_revision(rev: str, dest: Path) -> Path:
     """`git archive` core/ of `rev` into dest; returns a folder to put on PYTHONPATH whose
     `splatrefine` is that revision's core/."""
@@ -269,12 +352,24 @@ def main(argv=None) -> None:
     ap.add_argument("--compare-rounds", type=int, default=30)
     ap.add_argument("--peak-of", default=None, help=argparse.SUPPRESS)
     ap.add_argument("--serve", default=None, help=argparse.SUPPRESS)
+    ap.add_argument("--profile", nargs="*", default=None,
+                    help="stage times (one thread) of these cases, old and new side by side")
+    ap.add_argument("--profile-json", default=None, help=argparse.SUPPRESS)
     a = ap.parse_args(argv)
     if a.peak_of:
         print(peak_of(*(int(v) for v in a.peak_of.split("x"))))
         return
     if a.serve:
         serve(a.serve)
+        return
+    if a.profile_json:
+        import json
+
+        print(json.dumps(profile_stages(a.profile_json)))
+        return
+    if a.profile is not None:
+        for case in a.profile or ["20000x256x22"]:
+            profile(case, a.baseline)
         return
     if a.cases is not None:  # `--cases` alone: no table, only the comparison
         cases = [tuple(int(v) for v in c.split("x")) for c in a.cases]

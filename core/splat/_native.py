@@ -67,7 +67,8 @@ BinArgs = _struct("BinArgs", """
     means2d:p conics:p opac:p radii:p order:p geom:p rect:p trect:p tile_start:p slot_start:p
     gid:p slot:p C:i N:i V:i width:i height:i tiles_x:i tiles_y:i""")
 
-# exported functions: name (with {s} = f32 | f64) -> (restype, argtypes as letters, s = struct)
+# exported functions: name ({s} = f32 | f64) -> (restype, argtypes), one letter per type:
+# p pointer, i int64, r / j / b a RasterArgs / ProjectArgs / BinArgs (passed by reference)
 _SIGNATURES = {
     "sr_forward_{s}": (None, "r"),
     "sr_backward_{s}": (None, "r"),
