@@ -142,7 +142,7 @@ class DualGS:
         probs = np.moveaxis(np.asarray(initial_probs, dtype=np.float32), 1, -1)
         weights = losses.pixel_weights(probs, self.config.confidence_weighting, self.config.confidence_power,
                                        self.config.class_balance)
-        if not np.isfinite(probs).all():
+        if not all(np.isfinite(probs[v]).all() for v in range(len(probs))):  # per view: no [V,H,W,K] mask
             probs = np.nan_to_num(probs, nan=0.0, posinf=0.0, neginf=0.0)
         model = self.init_model(capture, probs, weights)
         data = self._fit_data(capture, probs, weights)
@@ -176,7 +176,7 @@ class DualGS:
             alpha[s:s + step] = a[..., 0].cpu().numpy()
             depth[s:s + step] = d[..., 0].cpu().numpy()
         if model.mode == "logits":
-            cls = np.clip(cls, 0.0, None)
+            np.clip(cls, 0.0, None, out=cls)  # in place: a copy would be [C,H,W,K] float32 more at the peak
             cls /= np.maximum(cls.sum(-1, keepdims=True), 1e-12)
             return Renders(cameras, rgb, alpha, depth, probs=cls)
         return Renders(cameras, rgb, alpha, depth, probs=None, seg_rgb=np.clip(cls, 0.0, 1.0))
