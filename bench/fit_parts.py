@@ -1,6 +1,10 @@
 """Parts of the dual-gs fit step, each against the way it was done before, in the same process:
-SSIM (separable blur vs one 11x11 window, forward + backward at 256x256x3) and Adam (fused vs the
-default, one optimizer per parameter group as the trainer has them, 20k Gaussians).
+SSIM forward + backward at 256x256x3 (one 11x11 window; separable blur through autograd; separable
+with the gradient in closed form, as now), the class loss forward + backward at 256x256x19 (log of
+all K probabilities then the label's; the label's probability first, from stored uint8 labels, as
+now) and Adam (fused vs the default, one optimizer per parameter group as the trainer has them, 20k
+Gaussians). Times are medians of wall and of process CPU time (the CPU time is steadier on a
+shared machine).
 
     python bench/fit_parts.py
 """
@@ -33,15 +37,30 @@ def ssim_2d_window(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return (((2 * mu_x * mu_y + c1) * (2 * sxy + c2)) / ((mu_x * mu_x + mu_y * mu_y + c1) * (sxx + syy + c2))).mean()
 
 
-def median_ms(fn, a, b, repeats: int = 30) -> float:
+def ssim_autograd(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """The separable SSIM with autograd's gradient (before the closed form)."""
+    return losses.ssim(a, b.detach().requires_grad_(True))
+
+
+def class_loss_all_k(pred: torch.Tensor, target: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+    """The previous GCE: the log of every class's probability, then the argmax label's."""
+    logp = torch.log(pred.clamp_min(1e-6))
+    lp = torch.gather(logp, -1, target.argmax(dim=-1, keepdim=True))[..., 0]
+    per_pixel = (1.0 - torch.exp(0.5 * lp)) / 0.5
+    return (per_pixel * weight).sum() / weight.sum().clamp_min(1.0)
+
+
+def median_ms(fn, *args, repeats: int = 30) -> tuple[float, float]:
+    """(wall, process CPU) medians in ms of fn(*args).backward()."""
     for _ in range(3):
-        fn(a, b).backward()
-    times = []
+        fn(*args).backward()
+    wall, cpu = [], []
     for _ in range(repeats):
-        t = time.perf_counter()
-        fn(a, b).backward()
-        times.append(time.perf_counter() - t)
-    return 1000 * sorted(times)[len(times) // 2]
+        t, c = time.perf_counter(), time.process_time()
+        fn(*args).backward()
+        wall.append(time.perf_counter() - t)
+        cpu.append(time.process_time() - c)
+    return 1000 * sorted(wall)[len(wall) // 2], 1000 * sorted(cpu)[len(cpu) // 2]
 
 
 def adam_ms(fused: bool, gaussians: int = 20000, repeats: int = 50) -> float:
@@ -67,9 +86,20 @@ def main() -> None:
     a = torch.rand(1, 256, 256, 3, requires_grad=True)
     b = torch.rand(1, 256, 256, 3)
     diff = float((ssim_2d_window(a, b) - losses.ssim(a, b)).detach().abs())
-    base, new = median_ms(ssim_2d_window, a, b), median_ms(losses.ssim, a, b)
-    print(f"SSIM forward + backward, 256x256x3, 2 threads: 11x11 window {base:.1f} ms, "
-          f"separable {new:.1f} ms ({base / new:.2f}x); values differ by {diff:.1e}")
+    window, separable, closed = (median_ms(f, a, b) for f in (ssim_2d_window, ssim_autograd, losses.ssim))
+    print("SSIM forward + backward, 256x256x3, 2 threads, ms wall / CPU: "
+          f"11x11 window {window[0]:.1f} / {window[1]:.1f}, separable (autograd) {separable[0]:.1f} / "
+          f"{separable[1]:.1f}, closed-form gradient {closed[0]:.1f} / {closed[1]:.1f} "
+          f"({separable[1] / closed[1]:.2f}x CPU against separable); values differ by {diff:.1e}")
+    logits = torch.randn(1, 256, 256, 19, requires_grad=True)
+    target = torch.softmax(3 * torch.randn(1, 256, 256, 19), -1)
+    labels = target.argmax(-1).to(torch.uint8)
+    weight = torch.rand(1, 256, 256)
+    pred = torch.softmax(logits.detach(), -1).requires_grad_(True)
+    old = median_ms(class_loss_all_k, pred, target, weight)
+    new = median_ms(lambda p, t, w: losses.class_loss(p, t, w, "gce"), pred, labels, weight)
+    print(f"class loss (GCE) forward + backward, 256x256x19, ms wall / CPU: all K {old[0]:.1f} / {old[1]:.1f}, "
+          f"label first {new[0]:.1f} / {new[1]:.1f} ({old[1] / new[1]:.2f}x CPU)")
     base, new = adam_ms(False), adam_ms(True)
     print(f"Adam step, 7 parameter groups of 20k Gaussians, 2 threads: default {base:.1f} ms, "
           f"fused {new:.1f} ms ({base / new:.2f}x)")
