@@ -140,15 +140,13 @@ def _build(cxx: str, source_dir: Path | None = None) -> tuple[Path, str]:
     """(path, cache key) of the cached library for the sources, compiled first if needed (under
     a lock)."""
     global _BUILT_HERE
-    import fcntl
-
     key = cache_key(cxx, source_dir)
     out = cache_dir() / f"splat_kernels_{key[:16]}.so"
     if _holds_key(out, key):
         return out, key
     out.parent.mkdir(parents=True, exist_ok=True)
     with open(out.with_suffix(".lock"), "a") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes (or the process dies)
+        _lock(lock)  # released when the file closes (or the process dies)
         if _holds_key(out, key):  # another process built it while this one waited
             return out, key
         srcs = [str(p) for p in sources(source_dir) if p.suffix == ".cpp"]
@@ -166,6 +164,18 @@ def _build(cxx: str, source_dir: Path | None = None) -> tuple[Path, str]:
     _BUILT_HERE = True
     log.info("built splat kernels %s", out)
     return out, key
+
+
+def _lock(fh) -> None:
+    """Exclusive fcntl lock on an open file; where locking is unavailable (no fcntl, a file system
+    without locks) builds go ahead unlocked: the atomic rename still keeps readers safe, only the
+    work may be done twice."""
+    try:
+        import fcntl
+
+        fcntl.flock(fh, fcntl.LOCK_EX)
+    except (ImportError, OSError) as exc:
+        log.info("splat: building without a lock (%s)", exc)
 
 
 def _declare(lib: ctypes.CDLL, key: str) -> None:
