@@ -67,6 +67,11 @@ class DualGSConfig:
                 "statistics (split where labels need detail)"})
     mask_weight: float = field(default=0.1, metadata={
         "help": "weight of the alpha-vs-foreground-mask loss (used when the capture has masks)", "min": 0.0})
+    depth_variance_weight: float = field(default=0.0, metadata={
+        "help": "weight of the variance of depth along each pixel's ray (in scene-scale units squared): "
+                "pulls the Gaussians a ray meets into one thin layer, so rendered depth lies on the surface "
+                "instead of inside a semi-transparent shell (labels carried through depth need it; "
+                "docs/dual_gs.md)", "min": 0.0})
     opacity_reg: float = field(default=0.0, metadata={"help": "L1 on opacities (MCMC strategy)", "min": 0.0})
     scale_reg: float = field(default=0.0, metadata={"help": "L1 on scales (MCMC strategy)", "min": 0.0})
     # learning rates

@@ -337,7 +337,8 @@ class Trainer:
         ti = torch.as_tensor(idx, device=d.images.device)
         with self.sections("render forward"):
             rgb, cls, alpha, _, meta = render_model(self.model, d.viewmats[ti], d.Ks[ti], d.width, d.height,
-                                                    self.params, background_sh=self.bg)
+                                                    self.params, background_sh=self.bg,
+                                                    depth_variance=c.depth_variance_weight > 0)
         if self.densifier.needs_means2d_grad:
             meta["means2d"].retain_grad()
         terms: dict[str, torch.Tensor] = {}
@@ -351,6 +352,10 @@ class Trainer:
         with self.sections("mask loss forward"):
             if d.masks is not None and c.mask_weight > 0:
                 terms["mask"] = losses.mask_loss(alpha[..., 0], d.masks[ti])
+        if c.depth_variance_weight > 0:
+            # alpha-weighted mean: the variance of a ray that meets nothing does not count
+            w = alpha[..., 0].detach()
+            terms["depth_variance"] = (meta["depth_variance"] * w).sum() / w.sum().clamp_min(1.0)
         if c.opacity_reg > 0:
             terms["opacity_reg"] = torch.sigmoid(self.params["opacities"]).mean()
         if c.scale_reg > 0:
@@ -364,6 +369,8 @@ class Trainer:
             total = total + c.class_weight * terms["class"]
         if "mask" in terms:
             total = total + c.mask_weight * terms["mask"]
+        if "depth_variance" in terms:
+            total = total + c.depth_variance_weight * terms["depth_variance"]
         if "opacity_reg" in terms:
             total = total + c.opacity_reg * terms["opacity_reg"]
         if "scale_reg" in terms:

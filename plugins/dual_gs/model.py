@@ -134,11 +134,13 @@ def background_rgb(model: DualGSModel, viewmats: torch.Tensor, Ks: torch.Tensor,
 
 def render_model(model: DualGSModel, viewmats: torch.Tensor, Ks: torch.Tensor, width: int, height: int,
                  params: dict[str, torch.Tensor] | None = None, *, depth: bool = False,
-                 backend: str = "auto", background_sh: torch.Tensor | None = None):
+                 depth_variance: bool = False, backend: str = "auto", background_sh: torch.Tensor | None = None):
     """Render both heads with ONE rasterize call.
 
     viewmats [C,4,4], Ks [C,3,3] (float32, on the model's device). Returns
-    (rgb [C,H,W,3], class [C,H,W,F], alpha [C,H,W,1], depth [C,H,W,1] or None, meta).
+    (rgb [C,H,W,3], class [C,H,W,F], alpha [C,H,W,1], depth [C,H,W,1] or None, meta). With
+    `depth_variance`, meta["depth_variance"] [C,H,W] is the variance of the Gaussians' depths along
+    each ray under the compositing weights, in scene-scale units squared (two more channels).
     """
     from splatrefine.splat import rasterize
 
@@ -151,9 +153,16 @@ def render_model(model: DualGSModel, viewmats: torch.Tensor, Ks: torch.Tensor, w
     rgb = eval_sh_rgb(sh, p["means"], centers, model.active_sh_degree)  # [C,N,3]
     cls = model.class_features(p)  # [N,F]
     C = viewmats.shape[0]
-    colors = torch.cat([rgb, cls[None].expand(C, -1, -1)], dim=-1)
+    feats = [rgb, cls[None].expand(C, -1, -1)]
+    if depth_variance:
+        z = torch.einsum("cj,nj->cn", R[:, 2], p["means"]) + t[:, None, 2]  # [C,N] camera depth
+        # moments about a per-camera reference depth, so E[dz^2] - E[dz]^2 does not cancel in float32
+        dz = (z - z.detach().median(dim=1, keepdim=True).values) / model.scene_scale
+        feats += [dz[..., None], (dz * dz)[..., None]]
+    colors = torch.cat(feats, dim=-1)
     # RGB background is composited below (it varies per pixel); the class background is one-hot
-    backgrounds = torch.cat([torch.zeros(3, device=dev), model.class_background(dev)])[None].expand(C, -1)
+    backgrounds = torch.cat([torch.zeros(3, device=dev), model.class_background(dev),
+                             torch.zeros(colors.shape[-1] - 3 - cls.shape[-1], device=dev)])[None].expand(C, -1)
     colors_out, alphas, meta = rasterize(
         p["means"], p["quats"], torch.exp(p["scales"]), torch.sigmoid(p["opacities"]), colors,
         viewmats, Ks, width, height, backgrounds=backgrounds,
@@ -162,7 +171,11 @@ def render_model(model: DualGSModel, viewmats: torch.Tensor, Ks: torch.Tensor, w
     F = cls.shape[-1]
     rgb_out = colors_out[..., :3] + (1.0 - alphas) * background_rgb(model, viewmats, Ks, width, height, background_sh)
     cls_out = colors_out[..., 3:3 + F]
-    dep = colors_out[..., 3 + F:3 + F + 1] if depth else None
+    dep = colors_out[..., -1:] if depth else None
+    if depth_variance:
+        a = alphas[..., 0].clamp_min(1e-4)
+        mean = colors_out[..., 3 + F] / a
+        meta["depth_variance"] = (colors_out[..., 4 + F] / a - mean * mean).clamp_min(0.0)
     return rgb_out, cls_out, alphas, dep, meta
 
 
