@@ -9,7 +9,12 @@ view, kept where that view sees the same surface (its own rendered depth agrees 
 
     the parser's confidence at that pixel
     x (the view's agreement with the 3D consensus for that class / the best view's) ** reliability
+    x cos(angle between the view's ray and the surface normal there) ** incidence
     x self_weight when the input view is the target camera itself.
+
+A view that sees a surface edge-on spreads it over few pixels and labels it least reliably, so the
+facing term prefers the views that look at each point head-on; the normal comes from the view's own
+rendered depth.
 
 The agreement is `splatrefine.agreement.class_agreement` (one-coin Dawid-Skene per view and class),
 so a view whose "eye" lands where the other views see cheek contributes little eye. The rendered
@@ -51,6 +56,9 @@ class TransferConfig:
                 "ears for a face-mesh parser): 'ignore' (255) or 'consensus' (the rendered class "
                 "probabilities decide)",
         "choices": ("ignore", "consensus")})
+    incidence: float = field(default=1.0, metadata={
+        "help": "power on the cosine between an input view's ray and the surface normal where it sees the "
+                "point (0: every viewing angle alike)", "min": 0.0, "max": 16.0})
     min_alpha: float = field(default=0.5, metadata={
         "help": "pixels rendered less opaque than this are not lifted to 3D (they keep the rendered "
                 "probabilities)", "min": 0.0, "max": 1.0})
@@ -67,6 +75,7 @@ class _Source:
     labels: np.ndarray  # [H,W] int
     confidence: np.ndarray  # [H,W] float32, 0 = no opinion
     agreement: np.ndarray  # [K]
+    facing: np.ndarray  # [H,W] float32, cos(ray, surface normal) ** incidence; 0 where no normal
     speaks: bool  # the parser labelled some of the view (a view it failed on entirely abstains from nothing)
 
 
@@ -77,6 +86,35 @@ def lift(depth: np.ndarray, viewmat: np.ndarray, K: np.ndarray) -> np.ndarray:
     cam = np.stack([(u - K[0, 2]) / K[0, 0] * depth, (v - K[1, 2]) / K[1, 1] * depth, depth], -1)
     R, t = viewmat[:3, :3], viewmat[:3, 3]
     return (cam - t) @ R
+
+
+def facing(depth: np.ndarray, viewmat: np.ndarray, K: np.ndarray) -> np.ndarray:
+    """|cos| of the angle between each pixel's ray and the surface normal [H,W], the normal from the
+    depth map's neighbours (central differences, one-sided next to empty pixels); 0 where a pixel
+    has no non-empty neighbour along a row or a column."""
+    P = lift(depth.astype(np.float64), viewmat, K)
+    valid = depth > 0
+
+    def along(axis: int) -> np.ndarray:
+        d = np.diff(P, axis=axis)
+        ok = np.diff(valid.astype(np.int8), axis=axis) == 0
+        ok &= np.take(valid, range(1, valid.shape[axis]), axis=axis)
+        d = d * ok[..., None]
+        pad = [(0, 0)] * 3
+        pad[axis] = (1, 0)
+        before = np.pad(d, pad)  # P[i] - P[i-1]
+        pad[axis] = (0, 1)
+        after = np.pad(d, pad)  # P[i+1] - P[i]
+        return before + after
+
+    n = np.cross(along(1), along(0))
+    norm = np.linalg.norm(n, axis=-1)
+    centre = -viewmat[:3, :3].T @ viewmat[:3, 3]
+    ray = centre - P
+    ray /= np.maximum(np.linalg.norm(ray, axis=-1, keepdims=True), 1e-12)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        cos = np.abs((n * ray).sum(-1)) / norm
+    return np.where(valid & (norm > 0), cos, 0.0).astype(np.float32)
 
 
 class TransferAggregator:
@@ -100,9 +138,10 @@ class TransferAggregator:
             depth = np.where(renders.alpha[i] >= self.config.min_alpha, renders.depth[i], 0.0).astype(np.float32)
             agreement = class_agreement(renders.probs[i].reshape(-1, K).astype(np.float64),
                                         observed.reshape(-1, K).astype(np.float64), prior_pixels=50.0)
+            viewmat, Kmat = np.asarray(cams.viewmats[i], np.float64), np.asarray(cams.Ks[i], np.float64)
             self.sources.append(_Source(
-                name, np.asarray(cams.viewmats[i], np.float64), np.asarray(cams.Ks[i], np.float64), depth,
-                labels.astype(np.int64), conf.astype(np.float32), agreement, bool((conf > 0.5).any())))
+                name, viewmat, Kmat, depth, labels.astype(np.int64), conf.astype(np.float32), agreement,
+                facing(depth, viewmat, Kmat) ** self.config.incidence, bool((conf > 0.5).any())))
         self._relative = None
 
     def _relative_agreement(self) -> np.ndarray:
@@ -141,10 +180,10 @@ class TransferAggregator:
             idx, iu, iv = idx[seen], iu[seen], iv[seen]
             lab = s.labels[iv, iu]
             conf = s.confidence[iv, iu]
-            own = c.self_weight if s.name == name else 1.0
-            votes += np.bincount(idx * num_classes + lab, weights=conf * relative[j, lab] * own, minlength=len(votes))
+            weight = s.facing[iv, iu] * (c.self_weight if s.name == name else 1.0)
+            votes += np.bincount(idx * num_classes + lab, weights=conf * relative[j, lab] * weight, minlength=len(votes))
             if s.speaks:
-                abstain += np.bincount(idx, weights=(1.0 - conf) * own, minlength=len(abstain))
+                abstain += np.bincount(idx, weights=(1.0 - conf) * weight, minlength=len(abstain))
         out = np.zeros((H * W, num_classes))
         out[fg] = votes.reshape(len(fg), num_classes)
         labelled = np.zeros(H * W, bool)
