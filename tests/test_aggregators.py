@@ -331,3 +331,45 @@ def test_transfer_leaves_points_unlabelled_that_most_seeing_views_leave_unlabell
     agg.observe(failed)
     agg.observe(views[2])
     assert (agg.aggregate(_plane_view(0.0, "d"), TINY)[0] == 1).all()
+
+
+def test_transfer_facing_is_the_cosine_between_ray_and_surface_normal():
+    from splatrefine.plugins.aggregators.transfer import facing
+
+    size, f = 16, 16.0
+    K = np.array([[f, 0, size / 2], [0, f, size / 2], [0, 0, 1]])
+    x = (np.arange(size) + 0.5 - size / 2) / f
+
+    def expected(theta, col):
+        ray = np.array([x[col], (8.5 - size / 2) / f, 1.0])
+        normal = np.array([np.sin(np.radians(theta)), 0.0, -np.cos(np.radians(theta))])
+        return abs(normal @ ray) / np.linalg.norm(ray)
+
+    for theta in (0.0, 60.0):
+        s, c = np.sin(np.radians(theta)), np.cos(np.radians(theta))
+        depth = np.tile(c / (c - s * x), (size, 1))  # the plane through (0, 0, 1) turned by theta about y
+        cos = facing(depth.astype(np.float32), np.eye(4), K)
+        assert cos[8, 8] == pytest.approx(expected(theta, 8), abs=1e-3)
+    depth[:, :4] = 0.0  # empty pixels: no normal there, one-sided differences next to them
+    cos = facing(depth.astype(np.float32), np.eye(4), K)
+    assert (cos[:, :4] == 0).all() and cos[8, 4] == pytest.approx(expected(60.0, 4), abs=1e-3)
+
+
+def test_transfer_prefers_the_view_that_faces_the_surface():
+    # two views see the same plane point and disagree; the one looking at it edge-on (a plane turned
+    # 80 degrees in its own frame) counts less than the one facing it
+    head_on = _plane_view(0.0, "a")
+    head_on.observed = _onehot(np.ones((1, 16, 16), np.int64), 3, p=0.95)
+    grazing = _plane_view(0.0, "b")
+    grazing.observed = _onehot(np.full((1, 16, 16), 2, np.int64), 3, p=0.95)
+    x = (np.arange(16) + 0.5 - 8) / 16.0
+    s, c = np.sin(np.radians(80.0)), np.cos(np.radians(80.0))
+    grazing.depth = np.tile(c / (c - s * x), (16, 1))[None].astype(np.float32)
+    agg = _transfer(reliability=0.0, self_weight=1.0, consensus_weight=0.0, depth_tolerance=0.5)
+    agg.observe(head_on)
+    agg.observe(grazing)
+    assert agg.aggregate(_plane_view(0.0, "c"), TINY)[0][0, 8, 8] == 1
+    flat = _transfer(reliability=0.0, self_weight=1.0, consensus_weight=0.0, depth_tolerance=0.5, incidence=0.0)
+    flat.observe(head_on)
+    flat.observe(grazing)
+    assert flat.sources[1].facing[8, 8] == 1.0 and agg.sources[1].facing[8, 8] < 0.3
