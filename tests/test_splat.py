@@ -340,6 +340,25 @@ def test_compiled_binning_matches_numba(dtype):
         assert np.array_equal(x, y), name
 
 
+def test_expanded_and_strided_output_gradients():
+    """The backward reads the render/alpha gradients through their strides: the expanded gradient
+    of `render.sum()` and a non-contiguous one give the same gradients as dense copies."""
+    means, quats, scales, opac, colors, vm, Ks, W, H, bgs = make_scene(seed=9, dtype=torch.float64)
+    params = [t.clone().requires_grad_(True) for t in (means, quats, scales, opac, colors)]
+    render, alpha, _ = rasterize(*params, vm, Ks, W, H, backgrounds=bgs)
+    g = torch.Generator().manual_seed(3)
+    wide = torch.rand(render.shape[:-1] + (2 * render.shape[-1],), generator=g, dtype=render.dtype)
+    expanded = torch.ones((), dtype=render.dtype).expand_as(render)  # what render.sum() sends
+    a_expanded = torch.ones((), dtype=alpha.dtype).expand_as(alpha)
+    for go in (expanded, wide[..., ::2]):
+        assert not go.is_contiguous()
+        got = torch.autograd.grad([render, alpha], params, [go, a_expanded], retain_graph=True)
+        want = torch.autograd.grad([render, alpha], params, [go.contiguous(), a_expanded.contiguous()],
+                                   retain_graph=True)
+        for name, x, y in zip(NAMES, got, want):
+            assert torch.equal(x, y), name
+
+
 def test_native_library_is_cached():
     from splatrefine.splat import _native
 

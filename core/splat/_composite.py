@@ -149,18 +149,23 @@ class _Composite(torch.autograd.Function):
             g_out = torch.zeros((C, height, width, D), dtype=dtype)
         if g_alpha is None:
             g_alpha = torch.zeros((C, height, width, 1), dtype=dtype)
-        go = g_out.contiguous()
-        ga = g_alpha.reshape(C, height, width).contiguous()
         M = gid.shape[0]
         gbuf = np.empty((M, 8 + fe.shape[1]), consts.dtype)
         grads = torch.zeros((C * N, gbuf.shape[1]), dtype=dtype)
         if lib is not None:
             suf = "f32" if dtype == torch.float32 else "f64"
-            args.g_out, args.g_alpha, args.gbuf = _p(go.numpy()), _p(ga.numpy()), _p(gbuf)
+            # the kernel reads the gradients through their strides: an expanded one (the
+            # gradient of a sum) is not copied
+            go, ga = g_out, g_alpha
+            args.g_out, args.g_alpha, args.gbuf = go.data_ptr(), ga.data_ptr(), _p(gbuf)
+            args.go_s[:] = go.stride()
+            args.ga_s[:] = ga.stride()[:3]
             getattr(lib, "sr_backward_" + suf)(args)
             getattr(lib, "sr_reduce_" + suf)(_p(order), order.shape[0], _p(slot_start), _p(gbuf),
                                               gbuf.shape[1], _p(grads.numpy()))
         else:
+            go = g_out.contiguous()
+            ga = g_alpha.reshape(C, height, width).contiguous()
             K.raster_backward(geom, rect, fe, bg, has_bg, tile_start, gid, slot, width, height,
                               tiles_x, tiles_y, consts, T.numpy(), last.numpy(), go.numpy(),
                               ga.numpy(), gbuf)

@@ -45,17 +45,22 @@ _P, _I64, _F64 = ctypes.c_void_p, ctypes.c_int64, ctypes.c_double
 
 
 def _struct(name: str, fields: str) -> type[ctypes.Structure]:
-    """A ctypes.Structure from 'name:type ...' (p = pointer, i = int64, d = double)."""
+    """A ctypes.Structure from 'name:type ...' (p = pointer, i = int64, d = double; 'i4' = an
+    array of 4 int64)."""
     kinds = {"p": _P, "i": _I64, "d": _F64}
+
+    def ctype(t: str):
+        return kinds[t[0]] * int(t[1:]) if len(t) > 1 else kinds[t]
+
     return type(name, (ctypes.Structure,),
-                {"_fields_": [(f.split(":")[0], kinds[f.split(":")[1]]) for f in fields.split()]})
+                {"_fields_": [(f.split(":")[0], ctype(f.split(":")[1])) for f in fields.split()]})
 
 
 RasterArgs = _struct("RasterArgs", """
     geom:p rect:p feats:p bgs:p tile_start:p gid:p slot_of:p
     out:p out_alpha:p out_T:p out_last:p used:p
     g_out:p g_alpha:p gbuf:p
-    Dp:i has_bg:i width:i height:i tiles_x:i tiles_y:i n_tiles:i D:i""")
+    Dp:i has_bg:i width:i height:i tiles_x:i tiles_y:i n_tiles:i D:i go_s:i4 ga_s:i3""")
 
 ProjectArgs = _struct("ProjectArgs", """
     means:p quats:p scales:p opac:p viewmats:p Ks:p

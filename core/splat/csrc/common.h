@@ -36,10 +36,11 @@ struct SrRaster {
     int32_t* out_last;          // [C,H,W]
     uint8_t* used;              // [M]
     // backward
-    const void* g_out;          // [C,H,W,D] R
-    const void* g_alpha;        // [C,H,W] R
+    const void* g_out;          // [C,H,W,D] R, strides go_s (elements; 0 for expanded dims)
+    const void* g_alpha;        // [C,H,W] R, strides ga_s
     void* gbuf;                 // [M,8+Dp] R
     int64_t Dp, has_bg, width, height, tiles_x, tiles_y, n_tiles, D;
+    int64_t go_s[4], ga_s[3];
 };
 
 struct SrProject {

@@ -142,7 +142,8 @@ void backward_impl(const R* __restrict geom, const int32_t* __restrict rect,
                    const int32_t* __restrict slot_of, int width, int height, int tiles_x,
                    int tiles_y, int64_t n_tiles, int64_t D, const R* __restrict out_T,
                    const int32_t* __restrict out_last, const R* __restrict g_out,
-                   const R* __restrict g_alpha, const uint8_t* __restrict used,
+                   const int64_t* go_s, const R* __restrict g_alpha, const int64_t* ga_s,
+                   const uint8_t* __restrict used,
                    R* __restrict gbuf) {
     const int64_t Dp = DPC ? int64_t(DPC) : Dp_rt;
     const R amin = Cst<R>::amin, amax = Cst<R>::amax;
@@ -193,14 +194,16 @@ void backward_impl(const R* __restrict geom, const int32_t* __restrict rect,
                     const int64_t pix = (int64_t(tl.cam) * height + y) * width + x;
                     const R Tp = out_T[pix];
                     T[p] = Tp;
-                    TfGA[p] = Tp * g_alpha[pix];
+                    TfGA[p] = Tp * g_alpha[tl.cam * ga_s[0] + y * ga_s[1] + x * ga_s[2]];
                     last[p] = out_last[pix];
                     max_last = std::max(max_last, last[p]);
                     R sg = R(0);
-                    const R* __restrict go = g_out + pix * D;
+                    // the gradient of the render as it comes (strided, e.g. expanded by a sum)
+                    const R* __restrict go = g_out + tl.cam * go_s[0] + y * go_s[1] + x * go_s[2];
+                    const int64_t sd = go_s[3];
                     for (int64_t k = 0; k < D; ++k) {
-                        gp[p * Dp + k] = go[k];
-                        if (has_bg) sg += bgs[int64_t(tl.cam) * D + k] * go[k];
+                        gp[p * Dp + k] = go[k * sd];
+                        if (has_bg) sg += bgs[int64_t(tl.cam) * D + k] * go[k * sd];
                     }
                     SG[p] = Tp * sg;
                 }
@@ -379,8 +382,8 @@ void reduce_impl(const int64_t* __restrict order, int64_t V, const int64_t* __re
                     ((const R*)a->geom, a->rect, (const R*)a->feats, a->Dp, (const R*)a->bgs,   \
                      int(a->has_bg), a->tile_start, a->gid, a->slot_of, int(a->width),          \
                      int(a->height), int(a->tiles_x), int(a->tiles_y), a->n_tiles, a->D,        \
-                     (const R*)a->out_T, a->out_last, (const R*)a->g_out,                       \
-                     (const R*)a->g_alpha, a->used, (R*)a->gbuf));                              \
+                     (const R*)a->out_T, a->out_last, (const R*)a->g_out, a->go_s,              \
+                     (const R*)a->g_alpha, a->ga_s, a->used, (R*)a->gbuf));                              \
     }                                                                                           \
     SR_EXPORT void sr_reduce_##SUF(const int64_t* order, int64_t V, const int64_t* slot_start,  \
                                    const R* gbuf, int64_t K, R* grads) {                        \
