@@ -173,5 +173,7 @@ def test_label_agreement_equals_class_agreement():
     observed[:20] = 1.0 / 7
     consensus = rng.dirichlet(np.ones(7), size=500)
     ref = class_agreement(consensus, observed, 50.0)
-    got = label_agreement(consensus, observed.argmax(-1), observed.max(-1), 50.0)
+    lab = observed.argmax(-1)
+    agree = np.take_along_axis(consensus, lab[:, None], -1)[:, 0]
+    got = label_agreement(agree, lab, observed.max(-1), 50.0, 7)
     np.testing.assert_array_equal(got, ref)

@@ -36,26 +36,30 @@ def consensus_agreement(model: DualGSModel, params: dict[str, torch.Tensor], bac
         e = min(s + chunk, V)
         _, cls, _, _, _ = render_model(model, data.viewmats[s:e], data.Ks[s:e], data.width, data.height, params,
                                        background_sh=background_sh)
-        cls = cls.clamp_min(0).double().cpu().numpy().reshape(e - s, -1, K)
         if data.labels is None:
+            cls = cls.clamp_min(0).double().cpu().numpy().reshape(e - s, -1, K)
             tgt = data.targets[s:e].double().cpu().numpy().reshape(e - s, -1, K)
             for i in range(e - s):
                 out[s + i] = class_agreement(cls[i], tgt[i], prior_pixels)
             continue
-        lab = data.labels[s:e].long().cpu().numpy().reshape(e - s, -1)
+        lab = data.labels[s:e].long()
+        # the consensus probability of each pixel's own label: all the agreement reads of it
+        agree = torch.gather(cls, -1, lab[..., None])[..., 0].clamp_min(0).double().cpu().numpy().reshape(e - s, -1)
+        lab = lab.cpu().numpy().reshape(e - s, -1)
         top = data.label_max[s:e].double().cpu().numpy().reshape(e - s, -1)
         for i in range(e - s):
-            out[s + i] = label_agreement(cls[i], lab[i], top[i], prior_pixels)
+            out[s + i] = label_agreement(agree[i], lab[i], top[i], prior_pixels, K)
     return out
 
 
-def label_agreement(consensus: np.ndarray, labels: np.ndarray, top: np.ndarray, prior_pixels: float) -> np.ndarray:
+def label_agreement(agree: np.ndarray, labels: np.ndarray, top: np.ndarray, prior_pixels: float,
+                    num_classes: int) -> np.ndarray:
     """`splatrefine.agreement.class_agreement` of a view whose probabilities are known only by their
-    argmax `labels` [N] and top probability `top` [N] (all that it uses of them): consensus [N,K]
-    -> rho [K]. Same arithmetic, so the same numbers (tests/test_dual_gs_losses.py)."""
-    K = consensus.shape[-1]
+    argmax `labels` [N] and top probability `top` [N] (all that it uses of them), given `agree` [N],
+    the consensus probability of each pixel's label -> rho [K]. Same arithmetic, so the same
+    numbers (tests/test_dual_gs_losses.py)."""
+    K = num_classes
     conf = np.nan_to_num(np.clip((top - 1.0 / K) / (1.0 - 1.0 / K), 0.0, 1.0))
-    agree = np.take_along_axis(consensus, labels[:, None], axis=-1)[:, 0]
     num = np.bincount(labels, weights=conf * agree, minlength=K)
     den = np.bincount(labels, weights=conf, minlength=K)
     overall = num.sum() / den.sum() if den.sum() > 0 else 1.0 / K
