@@ -37,6 +37,7 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 import argparse  # noqa: E402
 import math  # noqa: E402
 import statistics  # noqa: E402
+import subprocess  # noqa: E402
 import sys  # noqa: E402
 import time  # noqa: E402
 from pathlib import Path  # noqa: E402
@@ -393,7 +394,10 @@ def main(argv=None) -> None:
         print(f"\nold vs new, same run: alternating worker processes, median of {a.compare_rounds} "
               f"forward+backward each (load average {os.getloadavg()[0]:.2f})")
         for case in a.compare:
-            compare(case, a.baseline, a.compare_rounds)
+            try:
+                compare(case, a.baseline, a.compare_rounds)
+            except (OSError, RuntimeError, subprocess.CalledProcessError) as exc:
+                print(f"{case:>13}  no comparison with {a.baseline}: {exc}")
     print(f"load average after: {os.getloadavg()[0]:.2f}")
 
 
