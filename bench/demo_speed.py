@@ -12,6 +12,7 @@ mIoU). Printed: every run, the medians per side, and new / old ratios of the med
     python bench/demo_speed.py                       # 3 repeats of each side (~20 min idle)
     python bench/demo_speed.py --repeats 1 --only new
     python bench/demo_speed.py --new-set representation.iterations=600
+    python bench/demo_speed.py --profile 300 --repeats 1   # bench/dual_gs.py --profile in each, alternating
 """
 
 from __future__ import annotations
@@ -117,12 +118,25 @@ def main(argv=None) -> int:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--workdir", type=Path, default=Path(tempfile.gettempdir()) / "splatrefine_demo_speed")
     ap.add_argument("--json", type=Path, default=None, help="write every run here")
+    ap.add_argument("--profile", type=int, default=None, metavar="STEPS",
+                    help="instead: bench/dual_gs.py --profile STEPS (time per part of the fit step) in each side")
     args = ap.parse_args(argv)
 
     args.workdir.mkdir(parents=True, exist_ok=True)
     sides = [s for s in ("old", "new") if args.only in (None, s)]
     paths = {s: make_package(args.workdir / f"pkg_{s}", args.old if s == "old" else None) for s in sides}
     sets = {"old": args.old_set, "new": args.new_set}
+    if args.profile is not None:
+        for r in range(args.repeats):
+            for s in (sides if r % 2 == 0 else sides[::-1]):
+                env = dict(os.environ, PYTHONPATH=str(paths[s]), OMP_NUM_THREADS=str(args.threads))
+                cmd = [sys.executable, str(ROOT / "bench" / "dual_gs.py"), "--profile", str(args.profile),
+                       "--threads", str(args.threads)]
+                for item in sets[s]:
+                    cmd += ["--set", item.split(".", 1)[-1]]
+                out = subprocess.run(cmd, env=env, capture_output=True, text=True, check=True).stdout
+                print(f"## repeat {r} {s}\n{out}", flush=True)
+        return 0
     runs: dict[str, list[dict]] = {s: [] for s in sides}
     for r in range(args.repeats):
         order = sides if r % 2 == 0 else sides[::-1]

@@ -19,6 +19,7 @@ import math
 import os
 import sys
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
@@ -155,6 +156,27 @@ def table(summary, modes, schema) -> str:
     return "\n".join(rows)
 
 
+class WallAndCPU:
+    """The trainer's step-section timer (fit.StepSections' interface), recording wall and process
+    CPU seconds (all threads; steadier than wall on a shared machine). Set as `trainer.sections`, so
+    it times the fit loop of any revision (bench/demo_speed.py --profile)."""
+
+    enabled = True
+
+    def __init__(self):
+        self.seconds: dict[str, float] = {}
+        self.cpu: dict[str, float] = {}
+
+    @contextmanager
+    def __call__(self, name: str):
+        t0, c0 = time.perf_counter(), time.process_time()
+        try:
+            yield
+        finally:
+            self.seconds[name] = self.seconds.get(name, 0.0) + time.perf_counter() - t0
+            self.cpu[name] = self.cpu.get(name, 0.0) + time.process_time() - c0
+
+
 def profile(resolution: int, overrides: dict, seed: int, iterations: int) -> str:
     """Where a fit step's time goes, for the demo's case (identity 0, 61 views, the demo config's
     dual-gs settings), against the rasterizer's own forward + backward at the final Gaussian count
@@ -182,37 +204,45 @@ def profile(resolution: int, overrides: dict, seed: int, iterations: int) -> str
     w = losses.target_weights(tp, config.confidence_weighting, config.confidence_power)
     weights = (w * losses.class_balance_weights(tp, w, config.class_balance)).numpy()
     trainer = fit_mod.Trainer(config, rep.init_model(cap, probs, weights), rep._fit_data(cap, probs, weights), seed, None)
-    trainer.sections.enabled = True
-    t0 = time.perf_counter()
+    trainer.sections = WallAndCPU()
+    t0, c0 = time.perf_counter(), time.process_time()
     model = trainer.run()
-    total = time.perf_counter() - t0
+    total, total_cpu = time.perf_counter() - t0, time.process_time() - c0
     # the rasterizer alone, as bench/raster.py measures it, at the fitted model's size
     p = {k: v.detach().clone().requires_grad_(True) for k, v in model.params.items()}
     cams = cap.cameras()
     vm = torch.from_numpy(cams.viewmats[:1]).float()
     Ks = torch.from_numpy(cams.Ks[:1]).float()
     colors = torch.rand((p["means"].shape[0], 3 + cap.schema.num_classes), requires_grad=True)
-    times = []
+    times, cpus = [], []
     for _ in range(6):
-        t = time.perf_counter()
+        t, c = time.perf_counter(), time.process_time()
         out, alpha, _ = rasterize(p["means"], p["quats"], torch.exp(p["scales"]), torch.sigmoid(p["opacities"]),
                                   colors, vm, Ks, cams.width, cams.height)
         (out.sum() + alpha.sum()).backward()
         times.append(time.perf_counter() - t)
+        cpus.append(time.process_time() - c)
     raster_ms = 1000 * float(np.median(times[1:]))
+    raster_cpu = 1000 * float(np.median(cpus[1:]))
     n = config.iterations
-    rows = [f"fit of {n} steps: {total:.1f} s, {1000 * total / n:.1f} ms per step, {model.num_gaussians} Gaussians "
-            f"at the end; rasterizer forward + backward alone ({model.num_gaussians} Gaussians, "
-            f"{cams.width}x{cams.height}, {3 + cap.schema.num_classes} channels): {raster_ms:.1f} ms",
-            "", "| part of the step | ms per step | share | x raster fwd+bwd |", "|---|---|---|---|"]
-    accounted = 0.0
-    for name, sec in sorted(trainer.sections.seconds.items(), key=lambda kv: -kv[1]):
-        accounted += sec
-        rows.append(f"| {name} | {1000 * sec / n:.1f} | {sec / total:.0%} | {1000 * sec / n / raster_ms:.2f} |")
-    rest = total - accounted
-    rows.append(f"| everything else (views, schedule, progress) | {1000 * rest / n:.1f} | {rest / total:.0%} | "
-                f"{1000 * rest / n / raster_ms:.2f} |")
-    rows.append(f"| **whole step** | **{1000 * total / n:.1f}** | 100% | **{1000 * total / n / raster_ms:.2f}** |")
+    sec_wall, sec_cpu = trainer.sections.seconds, trainer.sections.cpu
+    rows = [f"fit of {n} steps: {total:.1f} s ({total_cpu:.1f} s CPU), {1000 * total / n:.1f} ms per step "
+            f"({1000 * total_cpu / n:.1f} ms CPU), {model.num_gaussians} Gaussians at the end; rasterizer forward + "
+            f"backward alone ({model.num_gaussians} Gaussians, {cams.width}x{cams.height}, "
+            f"{3 + cap.schema.num_classes} channels): {raster_ms:.1f} ms ({raster_cpu:.1f} ms CPU)",
+            "", "| part of the step | ms per step | CPU ms per step | CPU share | CPU x raster fwd+bwd |",
+            "|---|---|---|---|---|"]
+    acc_wall = acc_cpu = 0.0
+    for name in sorted(sec_cpu, key=lambda k: -sec_cpu[k]):
+        acc_wall += sec_wall[name]
+        acc_cpu += sec_cpu[name]
+        rows.append(f"| {name} | {1000 * sec_wall[name] / n:.1f} | {1000 * sec_cpu[name] / n:.1f} | "
+                    f"{sec_cpu[name] / total_cpu:.0%} | {1000 * sec_cpu[name] / n / raster_cpu:.2f} |")
+    rest, rest_cpu = total - acc_wall, total_cpu - acc_cpu
+    rows.append(f"| everything else (views, schedule, progress) | {1000 * rest / n:.1f} | {1000 * rest_cpu / n:.1f} | "
+                f"{rest_cpu / total_cpu:.0%} | {1000 * rest_cpu / n / raster_cpu:.2f} |")
+    rows.append(f"| **whole step** | **{1000 * total / n:.1f}** | **{1000 * total_cpu / n:.1f}** | 100% | "
+                f"**{1000 * total_cpu / n / raster_cpu:.2f}** |")
     return "\n".join(rows)
 
 
