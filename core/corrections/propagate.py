@@ -39,10 +39,6 @@ log = logging.getLogger(__name__)
 OTHERS = ("refined", "initial", "none")
 RENDER_CHUNK = 8
 BACKUP = "model.before-corrections.pt"
-# TRANSITIONAL, to be deleted: the builtin dual-gs does not declare RelabelerProvider yet (its
-# package belongs to another change). Once DualGS has `relabeler(method, prior, seed)`, this entry
-# goes and the core names no representation here.
-ADAPTERS = {"dual-gs": "splatrefine.plugins.dual_gs.relabel:DualGSRelabeler"}
 
 
 @dataclass
@@ -66,8 +62,6 @@ class Outcome:
 def _components(run: RefinedRun, registry: Any, options: CorrectOptions) -> tuple[Any, Any, Any, str]:
     """(representation, relabeler, a function making a fresh aggregator, representation name) as the
     run's config.yaml chose them."""
-    import importlib
-
     import yaml
 
     from ..config import resolve
@@ -93,11 +87,6 @@ def _components(run: RefinedRun, registry: Any, options: CorrectOptions) -> tupl
         relabeler = rep
     elif isinstance(rep, RelabelerProvider):
         relabeler = rep.relabeler(method=options.method, prior=options.prior, seed=config.seed)
-    elif rname in ADAPTERS:
-        mod, cls = ADAPTERS[rname].split(":")
-        from_mod = importlib.import_module(mod)
-        settings_cls = getattr(from_mod, "RelabelSettings")
-        relabeler = getattr(from_mod, cls)(rep, settings_cls(method=options.method, prior=options.prior, seed=config.seed))
     else:
         raise SplatrefineError(f"{cfg_path}: representation '{rname}' cannot update its class head (no relabel)",
                                "Corrections propagate only through representations that implement "

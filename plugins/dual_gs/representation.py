@@ -195,6 +195,13 @@ class DualGS:
                     "meta": json.dumps(_model_meta(model))}, buf)
         write_bytes(path, buf.getvalue())
 
+    def relabeler(self, method: str = "vote", prior: float = 1.0, seed: int = 0):
+        """The RelabelerProvider capability (splatrefine.roles): `splatrefine correct` updates the
+        class head through a DualGSRelabeler configured with its options."""
+        from .relabel import DualGSRelabeler, RelabelSettings
+
+        return DualGSRelabeler(self, RelabelSettings(method=method, prior=prior, seed=seed))
+
     def load(self, path: Path) -> DualGSModel:
         """From a folder written by `save`, a model.pt file, or a splats.ply."""
         path = Path(path)
