@@ -23,8 +23,10 @@ from splatrefine.plugins.dual_gs.plugin import DualGSConfig
 from splatrefine.plugins.dual_gs.representation import DualGS
 
 K = CELEBAMASK_HQ.num_classes
+# 40 steps from deliberately large Gaussians: too short for the depth-variance term to pay off (it is
+# tested on its own in test_depth_variance.py)
 SMALL = dict(iterations=40, init_points=300, init_scale=1.0, refine_start=10, refine_every=10, checkpoint_every=10,
-             sh_degree=1, sh_degree_every=20)
+             sh_degree=1, sh_degree_every=20, depth_variance_weight=0.0)
 
 
 @pytest.fixture(autouse=True)
@@ -289,3 +291,37 @@ def test_view_reliability_finds_the_views_that_disagree_and_survives_resume(scen
     ck = torch.load(tmp_path / fit_mod.CHECKPOINT, weights_only=True)
     assert ck["agreement"] is not None and ck["agreement"].shape == (len(said), K)
     np.testing.assert_allclose(ck["agreement"].numpy(), agree, atol=1e-3)
+
+
+def test_depth_variance_term_thins_the_layer_each_ray_meets(scene, tmp_path):
+    cap, _, probs = scene
+    set_progress_enabled(False)
+    spread = {}
+    for weight in (0.0, 200.0):
+        wd = tmp_path / f"w{weight}"
+        model = rep(iterations=80, depth_variance_weight=weight).fit(cap, probs, workdir=wd)
+        hist = json.loads((wd / "history.json").read_text())
+        assert ("depth_variance" in hist) == (weight > 0)
+        vm, Ks = cap.cameras().viewmats, cap.cameras().Ks
+        import torch
+
+        from splatrefine.plugins.dual_gs.model import render_model
+
+        with torch.no_grad():
+            _, _, alpha, _, meta = render_model(model, torch.as_tensor(vm, dtype=torch.float32),
+                                                torch.as_tensor(Ks, dtype=torch.float32), 32, 32,
+                                                depth_variance=True)
+        w = alpha[..., 0]
+        spread[weight] = float((meta["depth_variance"] * w).sum() / w.sum())
+    assert spread[200.0] < 0.5 * spread[0.0], spread
+
+
+def test_float16_probabilities_fit_as_their_float32_values(scene):
+    # the engine keeps initial/probs.npy as float16: a memory-mapped float16 array is read a few
+    # views at a time and gives the same fit as its values in float32
+    cap, _, probs = scene
+    half = probs.astype(np.float16)
+    a = rep(iterations=12).fit(cap, half)
+    b = rep(iterations=12).fit(cap, half.astype(np.float32))
+    for k in a.params:
+        assert torch.equal(a.params[k], b.params[k]), k

@@ -81,7 +81,7 @@ class DualGS:
             levels = {f: (lab.to(dev), top.to(dev)) for f, (lab, top) in label_targets(probs_vhwk).items()}
             labels, label_max = levels.pop(1)
         elif self.config.mode == "logits":
-            targets = torch.from_numpy(np.ascontiguousarray(probs_vhwk)).to(dev)
+            targets = torch.from_numpy(np.ascontiguousarray(probs_vhwk, dtype=np.float32)).to(dev)
         else:
             pal = torch.from_numpy(capture.schema.palette_array().astype(np.float32) / 255.0).to(dev)
             targets = pal[torch.from_numpy(probs_vhwk.argmax(-1)).to(dev)]
@@ -132,14 +132,19 @@ class DualGS:
         return model
 
     def fit(self, capture: Capture, initial_probs: np.ndarray, workdir: Path | None = None) -> DualGSModel:
-        """Fit to the capture's images and the initial probabilities float32 [V,K,H,W].
+        """Fit to the capture's images and the initial probabilities float32 [V,K,H,W] (float16, even
+        memory-mapped, is read a few views at a time without a float32 copy of the whole).
 
         `workdir` receives checkpoint.pt (every `checkpoint_every` steps; an interrupted fit
         resumes from it), history.json and loss.png.
         """
         self._check(capture, initial_probs)
         # [V,H,W,K] as a view of the [V,K,H,W] array: read a few views at a time, never copied whole
-        probs = np.moveaxis(np.asarray(initial_probs, dtype=np.float32), 1, -1)
+        # (float16, e.g. a memory-mapped initial/probs.npy, too: each chunk becomes float32 exactly)
+        probs = np.asarray(initial_probs)
+        if probs.dtype not in (np.float16, np.float32):
+            probs = probs.astype(np.float32)
+        probs = np.moveaxis(probs, 1, -1)
         weights = losses.pixel_weights(probs, self.config.confidence_weighting, self.config.confidence_power,
                                        self.config.class_balance)
         if not all(np.isfinite(probs[v]).all() for v in range(len(probs))):  # per view: no [V,H,W,K] mask
