@@ -67,7 +67,7 @@ class DualGSConfig:
                 "statistics (split where labels need detail)"})
     mask_weight: float = field(default=0.1, metadata={
         "help": "weight of the alpha-vs-foreground-mask loss (used when the capture has masks)", "min": 0.0})
-    depth_variance_weight: float = field(default=0.0, metadata={
+    depth_variance_weight: float = field(default=1000.0, metadata={
         "help": "weight of the variance of depth along each pixel's ray (in scene-scale units squared): "
                 "pulls the Gaussians a ray meets into one thin layer, so rendered depth lies on the surface "
                 "instead of inside a semi-transparent shell (labels carried through depth need it; "
@@ -99,7 +99,7 @@ class DualGSConfig:
     prune_opacity: float = field(default=0.005, metadata={"help": "prune Gaussians below this opacity", "min": 0.0})
     prune_scale3d: float = field(default=0.1, metadata={"help": "prune Gaussians larger than this (scene fraction)",
                                                         "min": 0.0})
-    max_gaussians: int = field(default=20000, metadata={"help": "cap on the Gaussian count (MCMC: the budget)",
+    max_gaussians: int = field(default=60000, metadata={"help": "cap on the Gaussian count (MCMC: the budget)",
                                                         "min": 1})
     # persistence
     checkpoint_every: int = field(default=500, metadata={"help": "write a checkpoint to the workdir every N steps",
