@@ -174,7 +174,9 @@ class Renders:
     palette-mode model); seg_rgb [C,H,W,3] colour-coded segmentation (palette mode only);
     alpha [C,H,W]; depth [C,H,W] expected depth. observed [C,H,W,K]: the initial parser's
     probabilities at these cameras when they are the capture's input views (set by the engine, so an
-    aggregator can weigh a view's own labels against the 3D consensus), else None.
+    aggregator can weigh a view's own labels against the 3D consensus), else None. trusted [C] bool:
+    which of those observed labels a person drew or checked (`splatrefine correct`): ground truth
+    an aggregator should not weigh against the consensus; None = none.
     """
 
     cameras: Cameras
@@ -184,3 +186,4 @@ class Renders:
     probs: np.ndarray | None = None
     seg_rgb: np.ndarray | None = None
     observed: np.ndarray | None = None
+    trusted: np.ndarray | None = None

@@ -373,3 +373,26 @@ def test_transfer_prefers_the_view_that_faces_the_surface():
     flat.observe(head_on)
     flat.observe(grazing)
     assert flat.sources[1].facing[8, 8] == 1.0 and agg.sources[1].facing[8, 8] < 0.3
+
+
+def test_transfer_counts_a_trusted_view_as_agreeing_and_weighs_it():
+    # the consensus says skin; one parser view agrees, one corrected view (Renders.trusted) says nose.
+    # Untrusted, reliability would silence the nose view; trusted it keeps full agreement, and
+    # trusted_weight makes it outvote the parser view
+    consensus = _onehot(np.ones((1, 16, 16), np.int64), 3, p=0.8)
+    parser_view, corrected = _plane_view(0.0, "a", probs=consensus), _plane_view(0.0, "b", probs=consensus)
+    parser_view.observed = _onehot(np.ones((1, 16, 16), np.int64), 3, p=0.95)
+    corrected.observed = _onehot(np.full((1, 16, 16), 2, np.int64), 3, p=1.0)
+
+    def labels(trusted, weight):
+        agg = _transfer(reliability=4.0, self_weight=1.0, consensus_weight=0.0, trusted_weight=weight)
+        agg.observe(parser_view)
+        corrected.trusted = np.array([trusted])
+        agg.observe(corrected)
+        return agg, agg.aggregate(_plane_view(0.0, "c", probs=consensus), TINY)[0]
+
+    agg, out = labels(False, 5.0)
+    assert (out == 1).all() and agg._relative_agreement()[1, 2] < 0.5
+    agg, out = labels(True, 1.0)
+    assert agg._relative_agreement()[1, 2] == 1.0
+    assert (labels(True, 5.0)[1] == 2).all()

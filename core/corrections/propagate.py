@@ -163,6 +163,7 @@ def _render_all(run: RefinedRun, rep: Any, make_agg: Any, model: Any, names: lis
         for chunk in _chunks([n for n in run.names if n in observed]):
             renders = rep.render(model, run.cameras(chunk))
             renders.observed = observations.get(chunk)
+            renders.trusted = np.array([n in observations.truth for n in chunk])
             agg.observe(renders)
     labels, conf = {}, {}
     for group in ([n for n in names if n in observed], [n for n in names if n not in observed]):

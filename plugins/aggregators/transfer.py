@@ -59,6 +59,9 @@ class TransferConfig:
     incidence: float = field(default=1.0, metadata={
         "help": "power on the cosine between an input view's ray and the surface normal where it sees the "
                 "point (0: every viewing angle alike)", "min": 0.0, "max": 16.0})
+    trusted_weight: float = field(default=5.0, metadata={
+        "help": "weight of the views whose labels a person drew or checked (splatrefine correct), which also "
+                "count as fully agreeing with the consensus", "min": 0.0})
     min_alpha: float = field(default=0.5, metadata={
         "help": "pixels rendered less opaque than this are not lifted to 3D (they keep the rendered "
                 "probabilities)", "min": 0.0, "max": 1.0})
@@ -77,6 +80,7 @@ class _Source:
     agreement: np.ndarray  # [K]
     facing: np.ndarray  # [H,W] float32, cos(ray, surface normal) ** incidence; 0 where no normal
     speaks: bool  # the parser labelled some of the view (a view it failed on entirely abstains from nothing)
+    trusted: bool = False  # labels a person drew (Renders.trusted): full agreement, `trusted_weight`
 
 
 def lift(depth: np.ndarray, viewmat: np.ndarray, K: np.ndarray) -> np.ndarray:
@@ -132,6 +136,7 @@ class TransferAggregator:
             return
         cams = renders.cameras
         K = renders.probs.shape[-1]
+        trusted = np.zeros(len(cams.names), bool) if renders.trusted is None else np.asarray(renders.trusted, bool)
         for i, name in enumerate(cams.names):
             observed = np.asarray(renders.observed[i], np.float32)
             labels, conf = parser_confidence(observed)
@@ -141,13 +146,14 @@ class TransferAggregator:
             viewmat, Kmat = np.asarray(cams.viewmats[i], np.float64), np.asarray(cams.Ks[i], np.float64)
             self.sources.append(_Source(
                 name, viewmat, Kmat, depth, labels.astype(np.int64), conf.astype(np.float32), agreement,
-                facing(depth, viewmat, Kmat) ** self.config.incidence, bool((conf > 0.5).any())))
+                facing(depth, viewmat, Kmat) ** self.config.incidence, bool((conf > 0.5).any()), bool(trusted[i])))
         self._relative = None
 
     def _relative_agreement(self) -> np.ndarray:
         if self._relative is None:
             a = np.stack([s.agreement for s in self.sources])
             relative = np.clip(a / np.maximum(a.max(0, keepdims=True), 1e-12), 0.0, 1.0)
+            relative[[s.trusted for s in self.sources]] = 1.0
             self._relative = relative ** self.config.reliability
         return self._relative
 
@@ -180,7 +186,7 @@ class TransferAggregator:
             idx, iu, iv = idx[seen], iu[seen], iv[seen]
             lab = s.labels[iv, iu]
             conf = s.confidence[iv, iu]
-            weight = s.facing[iv, iu] * (c.self_weight if s.name == name else 1.0)
+            weight = s.facing[iv, iu] * (c.self_weight if s.name == name else 1.0) * (c.trusted_weight if s.trusted else 1.0)
             votes += np.bincount(idx * num_classes + lab, weights=conf * relative[j, lab] * weight, minlength=len(votes))
             if s.speaks:
                 abstain += np.bincount(idx, weights=(1.0 - conf) * weight, minlength=len(abstain))
