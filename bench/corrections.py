@@ -33,7 +33,10 @@ BUCKETS = ("frontal", "mid", "extreme")
 
 def refine_config(iterations: int, seed: int, aggregator: str = "argmax") -> dict:
     return {"seed": seed, "device": "cpu", "initial_parser": {"plugin": "simulated"},
-            "representation": {"plugin": "dual-gs", "params": {"iterations": iterations, "init_points": 3000}},
+            # flat-coloured procedural heads: the demo's settings (examples/configs/demo.yaml, docs/dual_gs.md)
+            "representation": {"plugin": "dual-gs", "params": {
+                "iterations": iterations, "init_points": 3000, "class_moves_geometry": True,
+                "max_gaussians": 20000, "depth_variance_weight": 0.0}},
             "view_sampler": {"plugin": "orbit", "params": {"yaw_count": 8, "pitch_count": 1}},
             "label_aggregator": {"plugin": aggregator}, "target_parser": {"plugin": "bisenet"}}
 

@@ -59,7 +59,7 @@ class TransferConfig:
     incidence: float = field(default=1.0, metadata={
         "help": "power on the cosine between an input view's ray and the surface normal where it sees the "
                 "point (0: every viewing angle alike)", "min": 0.0, "max": 16.0})
-    trusted_weight: float = field(default=5.0, metadata={
+    trusted_weight: float = field(default=1.0, metadata={
         "help": "weight of the views whose labels a person drew or checked (splatrefine correct), which also "
                 "count as fully agreeing with the consensus", "min": 0.0})
     min_alpha: float = field(default=0.5, metadata={
