@@ -121,6 +121,13 @@ def facing(depth: np.ndarray, viewmat: np.ndarray, K: np.ndarray) -> np.ndarray:
     return np.where(valid & (norm > 0), cos, 0.0).astype(np.float32)
 
 
+def _summed(bins: list[np.ndarray], weights: list[np.ndarray], n: int) -> np.ndarray:
+    """Sum of the weights per bin over every (bins, weights) pair of arrays [n]."""
+    if not bins:
+        return np.zeros(n)
+    return np.bincount(np.concatenate(bins), weights=np.concatenate(weights), minlength=n)
+
+
 class TransferAggregator:
     name = "transfer"
     needs = "probs"
@@ -168,8 +175,9 @@ class TransferAggregator:
         points = lift(depth, viewmat, K).reshape(-1, 3)
         fg = np.nonzero(alpha.reshape(-1) >= c.min_alpha)[0]
         pts = points[fg]
-        votes = np.zeros(len(fg) * num_classes)
-        abstain = np.zeros(len(fg))
+        # (bin, weight) pairs of every source, summed by one bincount at the end: a bincount per
+        # source would add an [N*K] array 61 times per camera
+        vote_bins, vote_w, abstain_bins, abstain_w = [], [], [], []
         relative = self._relative_agreement()
         for j, s in enumerate(self.sources):
             cam = pts @ s.viewmat[:3, :3].T + s.viewmat[:3, 3]
@@ -187,9 +195,13 @@ class TransferAggregator:
             lab = s.labels[iv, iu]
             conf = s.confidence[iv, iu]
             weight = s.facing[iv, iu] * (c.self_weight if s.name == name else 1.0) * (c.trusted_weight if s.trusted else 1.0)
-            votes += np.bincount(idx * num_classes + lab, weights=conf * relative[j, lab] * weight, minlength=len(votes))
+            vote_bins.append(idx * num_classes + lab)
+            vote_w.append(conf * relative[j, lab] * weight)
             if s.speaks:
-                abstain += np.bincount(idx, weights=(1.0 - conf) * weight, minlength=len(abstain))
+                abstain_bins.append(idx)
+                abstain_w.append((1.0 - conf) * weight)
+        votes = _summed(vote_bins, vote_w, len(fg) * num_classes)
+        abstain = _summed(abstain_bins, abstain_w, len(fg))
         out = np.zeros((H * W, num_classes))
         out[fg] = votes.reshape(len(fg), num_classes)
         labelled = np.zeros(H * W, bool)
