@@ -143,13 +143,15 @@ def test_without_the_experiment_plugin_the_rest_works(runner, fresh_commands, mo
     assert listed.exit_code == 0 and "  simulated " in listed.output and "failed" not in listed.output
 
 
-def test_the_core_does_not_import_the_experiment():
-    """The experiment lives in its plugin: no module of core/ or registry/ imports it (or the
-    former splatrefine.experiment), lazily or not."""
-    root = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def core_imports_where(matches) -> list[str]:
+    """'path:line' of every import in core/ and registry/ (lazy ones too) that names a module
+    `matches` accepts (absolute or relative module names, and module.name for `from` imports)."""
     found = []
     for folder in ("core", "registry"):
-        for path in (root / folder).rglob("*.py"):
+        for path in (ROOT / folder).rglob("*.py"):
             for node in ast.walk(ast.parse(path.read_text(), str(path))):
                 if isinstance(node, ast.Import):
                     names = [a.name for a in node.names]
@@ -157,10 +159,17 @@ def test_the_core_does_not_import_the_experiment():
                     names = [node.module or ""] + [f"{node.module or ''}.{a.name}" for a in node.names]
                 else:
                     continue
-                if any("extreme_pose" in n or n.split(".")[-1] == "experiment" for n in names):
-                    found.append(f"{path.relative_to(root)}:{node.lineno}")
+                if any(matches(n) for n in names):
+                    found.append(f"{path.relative_to(ROOT)}:{node.lineno}")
+    return found
+
+
+def test_the_core_does_not_import_the_experiment():
+    """The experiment lives in its plugin: no module of core/ or registry/ imports it (or the
+    former splatrefine.experiment), lazily or not."""
+    found = core_imports_where(lambda n: "extreme_pose" in n or n.split(".")[-1] == "experiment")
     assert found == []
-    assert not (root / "core" / "experiment.py").exists()
+    assert not (ROOT / "core" / "experiment.py").exists()
 
 
 
@@ -194,17 +203,4 @@ def test_without_the_scan_plugin_the_rest_works(runner, fresh_commands, monkeypa
 def test_the_core_imports_no_plugin():
     """core/ and registry/ import no module of splatrefine.plugins, lazily or not (the registry
     names the builtins only as strings in BUILTIN_PLUGINS)."""
-    root = Path(__file__).resolve().parents[1]
-    found = []
-    for folder in ("core", "registry"):
-        for path in (root / folder).rglob("*.py"):
-            for node in ast.walk(ast.parse(path.read_text(), str(path))):
-                if isinstance(node, ast.Import):
-                    names = [a.name for a in node.names]
-                elif isinstance(node, ast.ImportFrom):
-                    names = [node.module or ""] + [f"{node.module or ''}.{a.name}" for a in node.names]
-                else:
-                    continue
-                if any(n == "plugins" or n.startswith(("plugins.", "splatrefine.plugins")) for n in names):
-                    found.append(f"{path.relative_to(root)}:{node.lineno}")
-    assert found == []
+    assert core_imports_where(lambda n: n == "plugins" or n.startswith(("plugins.", "splatrefine.plugins"))) == []
