@@ -251,14 +251,13 @@ class Engine:
         for view, lab in zip(self.capture.views, labels):
             write_labels(layout.initial_label(view.name), lab, self.schema)
 
-    def _initial_probs(self) -> np.ndarray:
-        return np.load(self.layout.initial_probs).astype(np.float32)
-
     def stage_fit(self) -> None:
         rep = self.component(Role.REPRESENTATION)
         layout = self.layout
         layout.model.mkdir(parents=True, exist_ok=True)
-        model = rep.fit(self.capture, self._initial_probs(), workdir=layout.model)
+        # float16 and memory-mapped (the Representation contract allows it): a float32 copy of
+        # every view's probabilities would be the largest array of the fit (304 MB for the demo)
+        model = rep.fit(self.capture, np.load(layout.initial_probs, mmap_mode="r"), workdir=layout.model)
         rep.save(model, layout.model_file)
         if isinstance(rep, PlyExporter):
             rep.export_ply(model, layout.splats)

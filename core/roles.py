@@ -175,8 +175,9 @@ class Representation(Protocol):
     """A 3D model fitted to the images and the initial labels, renderable at any camera."""
 
     def fit(self, capture: Capture, initial_probs: np.ndarray, workdir: Path | None = None) -> Any:
-        """initial_probs float32 [V,K,H,W]; `workdir` holds checkpoints so a fit can resume.
-        Returns the fitted model."""
+        """initial_probs [V,K,H,W] float32, or float16 read-only and memory-mapped as the engine
+        passes initial/probs.npy (read it a few views at a time, or np.asarray(..., np.float32));
+        `workdir` holds checkpoints so a fit can resume. Returns the fitted model."""
 
     def render(self, model: Any, cameras: Cameras) -> Renders: ...
 
