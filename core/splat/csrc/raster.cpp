@@ -3,6 +3,18 @@
 
 namespace {
 
+// exp(-sigma) of a Gaussian's conic at the pixel offsets (dx, dy), sigma clamped to [0, smax]
+// (the forward and the backward evaluate it alike); the unclamped sigma goes to `sigma`
+template <typename R>
+static inline typename VT<R>::V falloff(typename VT<R>::V dx, R dy, R ca, R cb, R cc, typename VT<R>::V zv,
+                                        typename VT<R>::V smv, typename VT<R>::V& sigma) {
+    using V = typename VT<R>::V;
+    sigma = R(0.5) * (ca * dx * dx + cc * dy * dy) + cb * dx * dy;
+    V sc = sigma < zv ? zv : sigma;
+    sc = sc > smv ? smv : sc;
+    return vexp_neg<R>(sc);
+}
+
 constexpr int PREFETCH = 4;  // intersections ahead
 
 template <typename R, int DPC>
@@ -73,10 +85,8 @@ void forward_impl(const R* __restrict geom, const int32_t* __restrict rect,
                     for (int gi = gb0; gi <= gb1; ++gi) {
                         const int j0 = gi * L, p0 = row + j0;
                         const V dx = mx - vload<V>(pxc + j0);
-                        const V sigma = R(0.5) * (ca * dx * dx + cc * dy * dy) + cb * dx * dy;
-                        V sc = sigma < zv ? zv : sigma;
-                        sc = sc > smv ? smv : sc;
-                        V a = o * vexp_neg<R>(sc);
+                        V sigma;
+                        V a = o * falloff<R>(dx, dy, ca, cb, cc, zv, smv, sigma);
                         a = a > amaxv ? amaxv : a;
                         const V Tp = vload<V>(T + p0);
                         const V al = vload<V>(alive + p0);
@@ -253,10 +263,8 @@ void backward_impl(const R* __restrict geom, const int32_t* __restrict rect,
                     for (int gi = gb0; gi <= gb1; ++gi) {
                         const int j0 = gi * L, p0 = row + j0;
                         const V dx = mx - vload<V>(pxc + j0);
-                        const V sigma = R(0.5) * (ca * dx * dx + cc * dy * dy) + cb * dx * dy;
-                        V sc = sigma < zv ? zv : sigma;
-                        sc = sc > smv ? smv : sc;
-                        const V vis = vexp_neg<R>(sc);
+                        V sigma;
+                        const V vis = falloff<R>(dx, dy, ca, cb, cc, zv, smv, sigma);
                         const V raw = o * vis;
                         const V alpha = raw > amaxv ? amaxv : raw;
                         const I lastv = vload<I>(last + p0);
