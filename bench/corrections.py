@@ -5,11 +5,16 @@ about 3 minutes on 2 cores). For each k: copy the run, replace the k least confi
 (`export`'s order) by their GT in an edited Segmentation mask 1.1 zip, run `correct`, and score
 the views that were NOT corrected against GT per pose bucket, before and after. `batch` corrects
 the k views in one round; `sequential` runs k rounds of one view each, re-ranking after each
-round as a person would with `export --worst 1`. Goal (issue 22): k = 2 lifts the uncorrected
-extreme-pose views by >= 5 mIoU points and lowers no bucket.
+round as a person would with `export --worst 1`; `ceiling` corrects every input view except every
+4th (k is ignored) and scores those held out and the novel views: how far corrections can carry at
+all through this run's geometry. Each row also sorts the wrong pixels of the uncorrected views per
+bucket into silhouette (foreground against background), boundary (the pixel touches a change of
+GT label) and interior. Goal (issue 22): k = 2 lifts the uncorrected extreme-pose views by >= 5
+mIoU points and lowers no bucket.
 
     python bench/corrections.py --out bench/results/corrections.json
     python bench/corrections.py --run RUN --ks 2 --methods vote fit --weights 5 20 50 --protocols batch
+    python bench/corrections.py --aggregator transfer --ks 2 --protocols batch ceiling
 """
 
 from __future__ import annotations
@@ -75,6 +80,24 @@ def bucket_scores(run, names: list[str], labels: dict, gt: dict) -> dict:
     return out
 
 
+def error_anatomy(run, names: list[str], labels: dict, gt: dict) -> dict:
+    """Per bucket, the share of wrong pixels (GT not 255) on the silhouette (one of prediction and GT
+    is background, the other not), on a GT label boundary, and in the interior of a GT region."""
+    from splatrefine.corrections.runs import near_boundary
+    from splatrefine.types import pose_bucket
+
+    counts: dict[str, np.ndarray] = {}
+    for n in names:
+        pred, true = labels[n], gt[n]
+        wrong = (pred != true) & (true != 255)
+        silhouette = wrong & ((pred == 0) != (true == 0))
+        boundary = wrong & ~silhouette & near_boundary(true, 1)
+        c = counts.setdefault(pose_bucket(run.sample(n)["yaw"]), np.zeros(3))
+        c += [silhouette.sum(), boundary.sum(), (wrong & ~silhouette & ~boundary).sum()]
+    return {b: dict(zip(("silhouette", "boundary", "interior"), (c / max(c.sum(), 1)).round(4).tolist()))
+            for b, c in counts.items()}
+
+
 def one_case(base: Path, work: Path, k: int, method: str, weight: float, others: str, source: str,
              prior: float = 1.0, protocol: str = "batch") -> dict:
     """batch: one edited zip with the k least confident views; sequential: k rounds of 'export the
@@ -93,7 +116,13 @@ def one_case(base: Path, work: Path, k: int, method: str, weight: float, others:
     gt = gt_labels(run)
     before = {n: run.labels(n) for n in run.names}
     options = CorrectOptions(weight=weight, others=others, method=method, prior=prior, device="cpu")
-    rounds = [select_views(run, source=source, worst=k).names] if protocol == "batch" else [None] * k
+    if protocol == "ceiling":
+        inputs = [n for n in run.names if run.sample(n).get("source", "input") == "input"]
+        rounds = [[n for i, n in enumerate(inputs) if i % 4]]
+    elif protocol == "batch":
+        rounds = [select_views(run, source=source, worst=k).names]
+    else:
+        rounds = [None] * k
     chosen: list[str] = []
     timing = {"relabel": 0.0, "render": 0.0}
     t0 = time.perf_counter()
@@ -115,6 +144,7 @@ def one_case(base: Path, work: Path, k: int, method: str, weight: float, others:
            "corrected": chosen, "corrected_yaw": [run.sample(n)["yaw"] for n in chosen],
            "before": bucket_scores(run, others_names, before, gt),
            "after": bucket_scores(run, others_names, after, gt),
+           "errors_after": error_anatomy(run, others_names, after, gt),
            "seconds": round(seconds, 2), "timing": timing,
            "status": {s: sum(v == s for v in out.status.values()) for s in ("corrected", "propagated", "unchanged")}}
     row["delta"] = {b: (None if row["before"][b] is None else 100 * (row["after"][b] - row["before"][b]))
@@ -125,9 +155,13 @@ def one_case(base: Path, work: Path, k: int, method: str, weight: float, others:
 
 def table(rows: list[dict]) -> str:
     lines = ["| k | protocol | method | weight | prior | corrected (yaw) | " + " | ".join(f"{b} before -> after" for b in BUCKETS)
-             + " | all | time (s) |", "|---" * (len(BUCKETS) + 8) + "|"]
+             + " | all | time (s) | extreme wrong px: silhouette / boundary / interior |", "|---" * (len(BUCKETS) + 9) + "|"]
     for r in rows:
         yaws = ", ".join(f"{y:+.0f}" for y in r["corrected_yaw"])
+        if len(r["corrected_yaw"]) > 6:
+            yaws = f"{len(r['corrected_yaw'])} views"
+        e = r.get("errors_after", {}).get("extreme")
+        anatomy = "n/a" if e is None else " / ".join(f"{100 * e[key]:.0f}%" for key in ("silhouette", "boundary", "interior"))
         cells = []
         for b in list(BUCKETS) + ["all"]:
             if r["before"][b] is None:
@@ -135,7 +169,7 @@ def table(rows: list[dict]) -> str:
             else:
                 cells.append(f"{100 * r['before'][b]:.1f} -> {100 * r['after'][b]:.1f} ({r['delta'][b]:+.1f})")
         lines.append(f"| {r['k']} | {r['protocol']} | {r['method']} | {r['weight']:g} | {r['prior']:g} | {yaws} | " + " | ".join(cells)
-                     + f" | {r['timing']['relabel'] + r['timing']['render']:.1f} |")
+                     + f" | {r['timing']['relabel'] + r['timing']['render']:.1f} | {anatomy} |")
     return "\n".join(lines)
 
 
@@ -145,8 +179,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--methods", nargs="+", default=["vote"], choices=["vote", "fit"])
     ap.add_argument("--weights", type=float, nargs="+", default=[100.0])
     ap.add_argument("--priors", type=float, nargs="+", default=[1.0])
-    ap.add_argument("--protocols", nargs="+", default=["batch", "sequential"], choices=["batch", "sequential"],
-                    help="batch: one zip of the k least confident views; sequential: k rounds of one view each")
+    ap.add_argument("--protocols", nargs="+", default=["batch", "sequential"], choices=["batch", "sequential", "ceiling"],
+                    help="batch: one zip of the k least confident views; sequential: k rounds of one view each; "
+                         "ceiling: every input view but every 4th corrected")
     ap.add_argument("--others", default="refined", choices=["refined", "initial", "none"])
     ap.add_argument("--source", default="input", choices=["all", "input", "novel"],
                     help="views a person is shown (and may correct)")
