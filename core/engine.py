@@ -368,7 +368,7 @@ class Engine:
             gt_novel = []
             for start in range(0, len(cams), RENDER_CHUNK):
                 chunk = cams.subset(range(start, min(start + RENDER_CHUNK, len(cams))))
-                gt_novel.append(self._gt(self.capture.render_gt(chunk).labels))
+                gt_novel.append(self._gt(self.capture.render_gt(chunk, rgb=False).labels))
             gt_novel = np.concatenate(gt_novel)
             pred = np.stack([read_labels(layout.refined / s["labels"], self.schema) for s in novel])
             metrics["refined_novel"] = evaluate_labels(pred, gt_novel, cams.yaw, self.schema)

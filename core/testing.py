@@ -74,9 +74,9 @@ def tiny_capture(views: int = 6, size: int = 32, yaw_range: tuple[float, float] 
     rgb, labels = render_sphere(cams)
     vs = [View(n, cams[i], rgb[i], labels[i], labels[i] > 0) for i, n in enumerate(cams.names)]
 
-    def render_gt(cameras: Cameras) -> GroundTruth:
+    def render_gt(cameras: Cameras, rgb: bool = True) -> GroundTruth:
         rgb_, lab_ = render_sphere(cameras)
-        return GroundTruth(labels=lab_, rgb=rgb_)
+        return GroundTruth(labels=lab_, rgb=rgb_ if rgb else None)
 
     return Capture(vs, CELEBAMASK_HQ, SUBJECT, source="tiny-sphere", render_gt=render_gt)
 

@@ -127,7 +127,8 @@ class GroundTruth:
 @dataclass
 class Capture:
     """A multiview capture: views, the label schema of any GT labels, and what is known of the
-    subject. `render_gt`, when set, renders exact GT at any cameras (synthetic captures)."""
+    subject. `render_gt(cameras, rgb=True)`, when set, renders exact GT at any cameras (synthetic
+    captures); with rgb=False only the labels (GroundTruth.rgb None)."""
 
     views: list[View]
     schema: LabelSchema = CELEBAMASK_HQ
@@ -135,7 +136,7 @@ class Capture:
     points: np.ndarray | None = None  # [N,3] world points (e.g. COLMAP points3D)
     point_colors: np.ndarray | None = None  # uint8 [N,3]
     source: str = ""
-    render_gt: Callable[[Cameras], GroundTruth] | None = field(default=None, repr=False)
+    render_gt: Callable[..., GroundTruth] | None = field(default=None, repr=False)
 
     def __len__(self) -> int:
         return len(self.views)

@@ -143,6 +143,8 @@ def test_capture_has_subject_gt_and_renders_gt_anywhere():
     gt = cap.render_gt(cams.subset([0, 5]))
     assert np.array_equal(gt.labels[1], cap.views[5].labels)
     assert np.array_equal(gt.rgb[0], cap.views[0].image)
+    assert cap.render_gt(cams.subset([0, 5]), rgb=False).rgb is None
+    assert np.array_equal(cap.render_gt(cams.subset([0, 5]), rgb=False).labels, gt.labels)
     novel = cap.render_gt(pose_cameras([(120, 0)], 40))
     assert novel.labels.shape == (1, 40, 40) and (novel.labels == C["hair"]).any()
 

@@ -93,9 +93,10 @@ def rig_cameras(rig: str, resolution: int = 256) -> Cameras:
     return pose_cameras(rig_poses(rig), resolution)
 
 
-def render_gt(identity_seed: int, cameras: Cameras) -> GroundTruth:
-    """Exact labels (uint8 [C,H,W]) and RGB (uint8 [C,H,W,3]) of identity `identity_seed` at any cameras."""
-    out = render_head(sample_head(identity_seed), cameras)
+def render_gt(identity_seed: int, cameras: Cameras, rgb: bool = True) -> GroundTruth:
+    """Exact labels (uint8 [C,H,W]) and, with `rgb`, RGB (uint8 [C,H,W,3]) of identity
+    `identity_seed` at any cameras (labels alone skip the supersampled shading)."""
+    out = render_head(sample_head(identity_seed), cameras, rgb=rgb)
     return GroundTruth(labels=out.labels, rgb=out.rgb)
 
 
