@@ -36,6 +36,7 @@ from splatrefine.schema import IGNORE, LabelSchema
 from splatrefine.types import Renders
 
 from .argmax import apply_ignore, check_renders
+from .transfer_kernel import accumulate_votes
 
 
 @dataclass(frozen=True)
@@ -121,11 +122,45 @@ def facing(depth: np.ndarray, viewmat: np.ndarray, K: np.ndarray) -> np.ndarray:
     return np.where(valid & (norm > 0), cos, 0.0).astype(np.float32)
 
 
-def _summed(bins: list[np.ndarray], weights: list[np.ndarray], n: int) -> np.ndarray:
-    """Sum of the weights per bin over every (bins, weights) pair of arrays [n]."""
-    if not bins:
-        return np.zeros(n)
-    return np.bincount(np.concatenate(bins), weights=np.concatenate(weights), minlength=n)
+@dataclass
+class _Stack:
+    """The sources' per-view arrays stacked for the kernel (padded to the largest image; see
+    transfer_kernel for the layouts)."""
+    count: int
+    names: np.ndarray  # [S] object
+    depth: np.ndarray
+    labels: np.ndarray
+    confidence: np.ndarray
+    facing: np.ndarray
+    sizes: np.ndarray
+    viewmats: np.ndarray
+    Ks: np.ndarray
+    trusted: np.ndarray
+    speaks: np.ndarray
+    classes: int  # 1 + the largest label of any source (the kernel does not check bounds)
+
+
+def _stack(sources: list[_Source]) -> _Stack:
+    S = len(sources)
+    sizes = np.array([s.depth.shape for s in sources], np.int64).reshape(S, 2)
+    Hm, Wm = sizes.max(0)
+    depth = np.zeros((S, Hm, Wm), np.float32)
+    labels = np.zeros((S, Hm, Wm), np.int32)
+    confidence = np.zeros((S, Hm, Wm), np.float32)
+    face = np.zeros((S, Hm, Wm), np.float32)
+    for j, s in enumerate(sources):
+        h, w = s.depth.shape
+        depth[j, :h, :w] = s.depth
+        labels[j, :h, :w] = s.labels
+        confidence[j, :h, :w] = s.confidence
+        face[j, :h, :w] = s.facing
+    names = np.empty(S, object)
+    names[:] = [s.name for s in sources]
+    return _Stack(S, names, depth, labels, confidence, face, sizes,
+                  np.stack([np.asarray(s.viewmat, np.float64) for s in sources]),
+                  np.stack([np.asarray(s.K, np.float64) for s in sources]),
+                  np.array([s.trusted for s in sources], bool), np.array([s.speaks for s in sources], bool),
+                  int(labels.max()) + 1)
 
 
 class TransferAggregator:
@@ -136,6 +171,7 @@ class TransferAggregator:
         self.config = config
         self.sources: list[_Source] = []
         self._relative: np.ndarray | None = None
+        self._stacked_sources: _Stack | None = None
 
     def observe(self, renders: Renders) -> None:
         """Keep what the transfer needs of each input view: depth, labels, confidence, agreement."""
@@ -155,6 +191,7 @@ class TransferAggregator:
                 name, viewmat, Kmat, depth, labels.astype(np.int64), conf.astype(np.float32), agreement,
                 facing(depth, viewmat, Kmat) ** self.config.incidence, bool((conf > 0.5).any()), bool(trusted[i])))
         self._relative = None
+        self._stacked_sources = None
 
     def _relative_agreement(self) -> np.ndarray:
         if self._relative is None:
@@ -163,6 +200,13 @@ class TransferAggregator:
             relative[[s.trusted for s in self.sources]] = 1.0
             self._relative = relative ** self.config.reliability
         return self._relative
+
+    def _stacked(self) -> _Stack | None:
+        if not self.sources:
+            return None
+        if self._stacked_sources is None or self._stacked_sources.count != len(self.sources):
+            self._stacked_sources = _stack(self.sources)
+        return self._stacked_sources
 
     def transfer(self, depth: np.ndarray, alpha: np.ndarray, viewmat: np.ndarray, K: np.ndarray, name: str,
                  num_classes: int) -> tuple[np.ndarray, np.ndarray]:
@@ -175,37 +219,21 @@ class TransferAggregator:
         points = lift(depth, viewmat, K).reshape(-1, 3)
         fg = np.nonzero(alpha.reshape(-1) >= c.min_alpha)[0]
         pts = points[fg]
-        # (bin, weight) pairs of every source, summed by one bincount at the end: a bincount per
-        # source would add an [N*K] array 61 times per camera
-        vote_bins, vote_w, abstain_bins, abstain_w = [], [], [], []
-        relative = self._relative_agreement()
-        for j, s in enumerate(self.sources):
-            cam = pts @ s.viewmat[:3, :3].T + s.viewmat[:3, 3]
-            z = cam[:, 2]
-            with np.errstate(divide="ignore", invalid="ignore"):
-                u = np.floor(s.K[0, 0] * cam[:, 0] / z + s.K[0, 2])
-                v = np.floor(s.K[1, 1] * cam[:, 1] / z + s.K[1, 2])
-            Hs, Ws = s.depth.shape
-            ok = (z > 0) & (u >= 0) & (u < Ws) & (v >= 0) & (v < Hs)
-            idx = np.nonzero(ok)[0]
-            iu, iv = u[idx].astype(np.int64), v[idx].astype(np.int64)
-            ds = s.depth[iv, iu]
-            seen = (ds > 0) & (np.abs(ds - z[idx]) <= c.depth_tolerance * z[idx])
-            idx, iu, iv = idx[seen], iu[seen], iv[seen]
-            lab = s.labels[iv, iu]
-            conf = s.confidence[iv, iu]
-            weight = s.facing[iv, iu] * (c.self_weight if s.name == name else 1.0) * (c.trusted_weight if s.trusted else 1.0)
-            vote_bins.append(idx * num_classes + lab)
-            vote_w.append(conf * relative[j, lab] * weight)
-            if s.speaks:
-                abstain_bins.append(idx)
-                abstain_w.append((1.0 - conf) * weight)
-        votes = _summed(vote_bins, vote_w, len(fg) * num_classes)
-        abstain = _summed(abstain_bins, abstain_w, len(fg))
+        stack = self._stacked()
+        votes = np.zeros((len(fg), num_classes))
+        abstain = np.zeros(len(fg))
+        if len(fg) and stack is not None:
+            if stack.classes > num_classes:
+                raise ValueError(f"transfer: an input view has label {stack.classes - 1}, only {num_classes} classes")
+            accumulate_votes(
+                np.ascontiguousarray(pts), stack.depth, stack.labels, stack.confidence, stack.facing, stack.sizes,
+                stack.viewmats, stack.Ks, self._relative_agreement(), stack.names == name, stack.trusted,
+                stack.speaks, float(c.depth_tolerance), np.float32(c.self_weight), np.float32(c.trusted_weight),
+                votes, abstain)
         out = np.zeros((H * W, num_classes))
-        out[fg] = votes.reshape(len(fg), num_classes)
+        out[fg] = votes
         labelled = np.zeros(H * W, bool)
-        labelled[fg] = out[fg].sum(-1) > abstain
+        labelled[fg] = votes.sum(-1) > abstain
         return out, labelled
 
     def aggregate(self, renders: Renders, schema: LabelSchema) -> tuple[np.ndarray, np.ndarray]:

@@ -1,0 +1,80 @@
+"""numba kernel of the `transfer` aggregator: the votes and abstentions of every input view for the
+foreground points of one target camera.
+
+The arithmetic follows the numpy code it replaces step by step, in the same dtypes: the projection
+and depth test in float64, the weight (facing x self_weight x trusted_weight) and the abstention
+(1 - confidence) x weight in float32, the vote confidence x relative agreement x weight in float64,
+and each pixel's sums taken over the sources in their order (as one bincount over the sources'
+concatenated bins would). The one difference: the camera transform is a plain sum of products here
+where numpy's matmul goes through BLAS, which may round the last bit differently.
+
+Layouts (S sources, padded to the largest source image Hm x Wm; sizes[j] = (H, W) of source j):
+    depth      [S,Hm,Wm] float32  rendered depth, 0 where empty (and in the padding)
+    labels     [S,Hm,Wm] int32    the parser's labels
+    confidence [S,Hm,Wm] float32  the parser's confidence, 0 = no opinion
+    facing     [S,Hm,Wm] float32  cos(ray, normal) ** incidence
+    viewmats   [S,4,4] float64, Ks [S,3,3] float64
+    relative   [S,K] float64      relative agreement ** reliability
+    is_self, trusted, speaks [S] bool
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit, prange
+
+BLOCK = 512  # pixels per parallel work item: each block walks the sources in order, one at a time
+
+
+@njit(cache=True, parallel=True)
+def accumulate_votes(points, depth, labels, confidence, facing, sizes, viewmats, Ks, relative,
+                     is_self, trusted, speaks, depth_tolerance, self_weight, trusted_weight,
+                     votes, abstain):  # pragma: no cover
+    """Add every source's votes to votes [N,K] and abstentions to abstain [N] (both float64, zeroed by
+    the caller) for the world points [N,3] float64; self_weight and trusted_weight are float32."""
+    n = points.shape[0]
+    S = depth.shape[0]
+    one = np.float32(1.0)
+    nblocks = (n + BLOCK - 1) // BLOCK
+    for b in prange(nblocks):
+        start = b * BLOCK
+        m = min(start + BLOCK, n) - start
+        zs = np.empty(m)
+        us = np.empty(m)
+        vs = np.empty(m)
+        for j in range(S):
+            r00, r01, r02, t0 = viewmats[j, 0, 0], viewmats[j, 0, 1], viewmats[j, 0, 2], viewmats[j, 0, 3]
+            r10, r11, r12, t1 = viewmats[j, 1, 0], viewmats[j, 1, 1], viewmats[j, 1, 2], viewmats[j, 1, 3]
+            r20, r21, r22, t2 = viewmats[j, 2, 0], viewmats[j, 2, 1], viewmats[j, 2, 2], viewmats[j, 2, 3]
+            fx, cx, fy, cy = Ks[j, 0, 0], Ks[j, 0, 2], Ks[j, 1, 1], Ks[j, 1, 2]
+            Hs, Ws = sizes[j, 0], sizes[j, 1]
+            own, trust, speak = is_self[j], trusted[j], speaks[j]
+            # pass 1, branch-free (vectorises): the block's points in the source's camera and pixels
+            for q in range(m):
+                x, y, zw = points[start + q, 0], points[start + q, 1], points[start + q, 2]
+                cam_x = x * r00 + y * r01 + zw * r02 + t0
+                cam_y = x * r10 + y * r11 + zw * r12 + t1
+                z = x * r20 + y * r21 + zw * r22 + t2
+                zs[q] = z
+                us[q] = np.floor(fx * cam_x / z + cx)
+                vs[q] = np.floor(fy * cam_y / z + cy)
+            # pass 2: the points the source sees (in front, inside, on its rendered surface) vote
+            for q in range(m):
+                z, u, v = zs[q], us[q], vs[q]
+                if not (z > 0 and u >= 0 and u < Ws and v >= 0 and v < Hs):
+                    continue
+                iu, iv = np.int64(u), np.int64(v)
+                ds = depth[j, iv, iu]
+                if not (ds > 0 and abs(ds - z) <= depth_tolerance * z):
+                    continue
+                lab = labels[j, iv, iu]
+                conf = confidence[j, iv, iu]
+                w = facing[j, iv, iu]
+                if own:
+                    w = w * self_weight
+                if trust:
+                    w = w * trusted_weight
+                p = start + q
+                votes[p, lab] += conf * relative[j, lab] * w
+                if speak:
+                    abstain[p] += (one - conf) * w
