@@ -325,3 +325,23 @@ def test_float16_probabilities_fit_as_their_float32_values(scene):
     b = rep(iterations=12).fit(cap, half.astype(np.float32))
     for k in a.params:
         assert torch.equal(a.params[k], b.params[k]), k
+
+
+def test_grads_finite_sees_any_nan_or_inf():
+    class Holder:
+        def __init__(self, grads):
+            self.tensors = []
+            for g in grads:
+                t = torch.zeros(2, requires_grad=True)
+                t.grad = None if g is None else torch.tensor(g)
+                self.tensors.append(t)
+
+        def _all_params(self):
+            return self.tensors
+
+    check = fit_mod.Trainer._grads_finite
+    assert check(Holder([[1.0, -2.0], None, [3e30, 3e30]]))
+    assert not check(Holder([[1.0, 2.0], [0.0, float("nan")]]))
+    assert not check(Holder([[float("inf"), 1.0], [0.0, 0.0]]))
+    assert not check(Holder([[float("inf"), float("-inf")]]))
+    assert check(Holder([None]))

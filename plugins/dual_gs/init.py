@@ -33,7 +33,7 @@ def _project(cams: Cameras, pts: np.ndarray) -> tuple[np.ndarray, np.ndarray, np
     """pts [N,3] -> pixel coords [V,N,2], depth [V,N], in-frame mask [V,N]."""
     R = cams.viewmats[:, :3, :3]
     t = cams.viewmats[:, :3, 3]
-    pc = np.einsum("vij,nj->vni", R, pts) + t[:, None, :]
+    pc = pts @ R.transpose(0, 2, 1) + t[:, None, :]  # [V,N,3]; a BLAS matmul, ~8x numpy's einsum
     z = pc[..., 2]
     zs = np.where(z > 1e-6, z, 1e-6)
     u = cams.Ks[:, None, 0, 0] * pc[..., 0] / zs + cams.Ks[:, None, 0, 2]
