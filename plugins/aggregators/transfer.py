@@ -76,7 +76,7 @@ class _Source:
     viewmat: np.ndarray
     K: np.ndarray
     depth: np.ndarray  # [H,W], 0 where the view renders empty
-    labels: np.ndarray  # [H,W] int
+    labels: np.ndarray  # [H,W] int16 (a class index; int16 keeps 60 views at 256 px to 8 MB)
     confidence: np.ndarray  # [H,W] float32, 0 = no opinion
     agreement: np.ndarray  # [K]
     facing: np.ndarray  # [H,W] float32, cos(ray, surface normal) ** incidence; 0 where no normal
@@ -145,7 +145,7 @@ def _stack(sources: list[_Source]) -> _Stack:
     sizes = np.array([s.depth.shape for s in sources], np.int64).reshape(S, 2)
     Hm, Wm = sizes.max(0)
     depth = np.zeros((S, Hm, Wm), np.float32)
-    labels = np.zeros((S, Hm, Wm), np.int32)
+    labels = np.zeros((S, Hm, Wm), np.int16)
     confidence = np.zeros((S, Hm, Wm), np.float32)
     face = np.zeros((S, Hm, Wm), np.float32)
     for j, s in enumerate(sources):
@@ -188,7 +188,7 @@ class TransferAggregator:
                                         observed.reshape(-1, K).astype(np.float64), prior_pixels=50.0)
             viewmat, Kmat = np.asarray(cams.viewmats[i], np.float64), np.asarray(cams.Ks[i], np.float64)
             self.sources.append(_Source(
-                name, viewmat, Kmat, depth, labels.astype(np.int64), conf.astype(np.float32), agreement,
+                name, viewmat, Kmat, depth, labels.astype(np.int16), conf.astype(np.float32), agreement,
                 facing(depth, viewmat, Kmat) ** self.config.incidence, bool((conf > 0.5).any()), bool(trusted[i])))
         self._relative = None
         self._stacked_sources = None

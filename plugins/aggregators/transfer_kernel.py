@@ -10,7 +10,7 @@ where numpy's matmul goes through BLAS, which may round the last bit differently
 
 Layouts (S sources, padded to the largest source image Hm x Wm; sizes[j] = (H, W) of source j):
     depth      [S,Hm,Wm] float32  rendered depth, 0 where empty (and in the padding)
-    labels     [S,Hm,Wm] int32    the parser's labels
+    labels     [S,Hm,Wm] int16    the parser's labels
     confidence [S,Hm,Wm] float32  the parser's confidence, 0 = no opinion
     facing     [S,Hm,Wm] float32  cos(ray, normal) ** incidence
     viewmats   [S,4,4] float64, Ks [S,3,3] float64
