@@ -37,6 +37,9 @@ def _save(path: str | os.PathLike, img: Image.Image, **params) -> None:
     fmt = _FORMATS.get(path.suffix.lower())
     if fmt is None:
         raise ValueError(f"{path}: unsupported image extension '{path.suffix}' (use one of {', '.join(_FORMATS)})")
+    if fmt == "PNG":
+        # zlib level 3 instead of PIL's 6: a 256 px render saves in 3 ms instead of 7, 12% larger
+        params.setdefault("compress_level", 3)
     with atomic_path(path) as tmp:
         img.save(tmp, format=fmt, **params)
 

@@ -127,6 +127,10 @@ def background_rgb(model: DualGSModel, viewmats: torch.Tensor, Ks: torch.Tensor,
     if bsh is None:
         bg = torch.tensor(model.background, dtype=torch.float32, device=viewmats.device)
         return bg.expand(viewmats.shape[0], height, width, 3)
+    if bsh.device.type == "cpu" and bsh.shape[0] in (1, 4, 9):
+        from .background_kernel import BackgroundSH
+
+        return BackgroundSH.apply(bsh, viewmats, Ks, width, height)
     degree = int(round(math.sqrt(bsh.shape[0]))) - 1
     basis = sh_basis(ray_directions(viewmats, Ks, width, height), degree)  # [C,H,W,B]
     return torch.einsum("chwb,bk->chwk", basis, bsh) + 0.5
