@@ -35,6 +35,7 @@ from view to view but a run is reproducible.
 from __future__ import annotations
 
 import zlib
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
@@ -273,8 +274,10 @@ def simulate(capture, settings: NoiseSettings, seed: int = 0, run_seed: int = 0)
     present = present[present != IGNORE].astype(np.uint8)
     H, W = next(iter(shapes))
     out = np.empty((len(capture.views), K, H, W), dtype=np.float32)
-    for i, view in enumerate(capture.views):
-        rng = view_rng(seed, run_seed, i, view.name)
+
+    def one(i: int) -> None:
+        view = capture.views[i]
+        rng = view_rng(seed, run_seed, i, view.name)  # per view: the threads' order does not matter
         gt = view.labels
         if settings.protocol == "pose":
             noisy = corrupt_pose(gt, float(yaw[i]), rng, settings, schema)
@@ -282,4 +285,8 @@ def simulate(capture, settings: NoiseSettings, seed: int = 0, run_seed: int = 0)
         else:
             noisy = corrupt_flip(gt, rng, settings, present)
             out[i] = soften(noisy, K, 0.0, H / 256.0, blur=settings.protocol == "region-flip")
+
+    # numpy and scipy.ndimage release the GIL: two views at a time on two cores
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        list(pool.map(one, range(len(capture.views))))
     return out
