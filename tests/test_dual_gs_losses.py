@@ -177,3 +177,22 @@ def test_label_agreement_equals_class_agreement():
     agree = np.take_along_axis(consensus, lab[:, None], -1)[:, 0]
     got = label_agreement(agree, lab, observed.max(-1), 50.0, 7)
     np.testing.assert_array_equal(got, ref)
+
+
+def test_rgb_loss_ssim_schedule_scales_only_the_ssim_part():
+    from splatrefine.plugins.dual_gs.losses import rgb_loss, ssim
+
+    g = torch.Generator().manual_seed(0)
+    pred = torch.rand(1, 24, 24, 3, generator=g)
+    target = torch.rand(1, 24, 24, 3, generator=g)
+    l1 = (pred - target).abs().mean()
+    d_ssim = 1.0 - ssim(pred, target)
+    full, _ = rgb_loss(pred, target, 0.2)
+    skipped, l1_out = rgb_loss(pred, target, 0.2, 0)
+    doubled, _ = rgb_loss(pred, target, 0.2, 2)
+    torch.testing.assert_close(full, 0.8 * l1 + 0.2 * d_ssim)
+    torch.testing.assert_close(skipped, 0.8 * l1)
+    torch.testing.assert_close(doubled, 0.8 * l1 + 0.4 * d_ssim)
+    torch.testing.assert_close(l1_out, l1)
+    # every other step at twice the weight: the same loss on average
+    torch.testing.assert_close((skipped + doubled) / 2, full)

@@ -36,6 +36,9 @@ class DualGSConfig:
     # losses
     ssim_lambda: float = field(default=0.2, metadata={"help": "weight of D-SSIM in the RGB loss (1 - lambda on L1)",
                                                       "min": 0.0, "max": 1.0})
+    ssim_every: int = field(default=1, metadata={
+        "help": "compute D-SSIM every this many steps, weighted by the same factor so its mean weight stays "
+                "`ssim_lambda` (SSIM is a fifth of a CPU step at 256 px)", "min": 1})
     class_loss: str = field(default="gce", metadata={
         "help": "class loss against the initial probabilities: 'ce' (hard argmax labels), 'gce' (generalized "
                 "cross-entropy: labels the fused model contradicts pull less) or 'kl' (soft)",

@@ -343,7 +343,9 @@ class Trainer:
             meta["means2d"].retain_grad()
         terms: dict[str, torch.Tensor] = {}
         with self.sections("rgb loss (L1 + SSIM) forward"):
-            terms["rgb"], terms["l1"] = losses.rgb_loss(rgb, d.images[ti], c.ssim_lambda)
+            ssim_step = self.step % c.ssim_every == 0
+            terms["rgb"], terms["l1"] = losses.rgb_loss(rgb, d.images[ti], c.ssim_lambda,
+                                                        c.ssim_every if ssim_step else 0)
         with self.sections("class loss forward"):
             if self.model.mode == "logits":
                 terms["class"] = losses.class_loss(cls, d.class_targets()[ti], d.weights[ti], c.class_loss, c.gce_q)

@@ -87,12 +87,15 @@ def ssim(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return _SSIM.apply(x, y)
 
 
-def rgb_loss(pred: torch.Tensor, target: torch.Tensor, ssim_lambda: float) -> tuple[torch.Tensor, torch.Tensor]:
-    """(1 - lambda) L1 + lambda (1 - SSIM); returns (loss, l1)."""
+def rgb_loss(pred: torch.Tensor, target: torch.Tensor, ssim_lambda: float,
+             ssim_scale: float = 1.0) -> tuple[torch.Tensor, torch.Tensor]:
+    """(1 - lambda) L1 + scale lambda (1 - SSIM) (scale 0: no SSIM this step); returns (loss, l1)."""
     l1 = (pred - target).abs().mean()
     if ssim_lambda <= 0:
         return l1, l1
-    return (1.0 - ssim_lambda) * l1 + ssim_lambda * (1.0 - ssim(pred, target)), l1
+    if ssim_scale == 0:
+        return (1.0 - ssim_lambda) * l1, l1
+    return (1.0 - ssim_lambda) * l1 + ssim_scale * ssim_lambda * (1.0 - ssim(pred, target)), l1
 
 
 def class_loss(pred_probs: torch.Tensor, target: torch.Tensor, weight: torch.Tensor, kind: str,
