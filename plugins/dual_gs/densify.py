@@ -1,7 +1,8 @@
 """Densification and pruning of the shared geometry.
 
 Two strategies over a dict of per-Gaussian parameters (every tensor, class logits included, is
-indexed the same way) and one Adam optimizer per parameter, whose moments follow each edit:
+indexed the same way) and each parameter's Adam group (fit.ParamGroupOptimizer), whose moments
+follow each edit:
 
 * DefaultDensifier: the 3DGS schedule (as gsplat's DefaultStrategy): accumulate the view-space
   gradient norm of each Gaussian's 2D mean; every `refine_every` steps clone small high-gradient
@@ -16,13 +17,14 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from typing import Any
 
 import torch
 
 from .model import quat_to_rotmat
 
 Params = dict[str, torch.Tensor]
-Optims = dict[str, torch.optim.Optimizer]
+Optims = dict[str, Any]  # name -> its Adam view: .state (moments keyed by the parameter), .param_groups[0]
 
 
 @torch.no_grad()

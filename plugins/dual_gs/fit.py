@@ -145,6 +145,23 @@ def _lr_means(config, step: int, total: int, scene_scale: float) -> float:
     return math.exp((1 - f) * math.log(max(a, 1e-12)) + f * math.log(b))
 
 
+class ParamGroupOptimizer:
+    """One parameter's view of the shared Adam: its moments (`state`, keyed by the parameter) and its
+    group (`param_groups[0]`), the interface the densifier edits (splatrefine.plugins.dual_gs.densify)."""
+
+    def __init__(self, optimizer: torch.optim.Optimizer, group: int):
+        self.optimizer = optimizer
+        self.group = group
+
+    @property
+    def state(self):
+        return self.optimizer.state
+
+    @property
+    def param_groups(self) -> list[dict]:
+        return [self.optimizer.param_groups[self.group]]
+
+
 class Trainer:
     """Fits `model` to `data` for `config.iterations` steps (resuming from `workdir` when it holds a
     checkpoint of the same fit)."""
@@ -201,11 +218,14 @@ class Trainer:
                 "quats": c.lr_quats, "opacities": c.lr_opacities, "sh0": c.lr_sh, "shN": c.lr_sh / 20.0,
                 "classes": c.lr_classes}
 
-    def _make_optimizers(self) -> dict[str, torch.optim.Optimizer]:
+    def _make_optimizers(self) -> dict[str, ParamGroupOptimizer]:
         lrs = self._lrs()
-        # fused: one kernel per parameter instead of a dozen elementwise ops (3.4x faster on 2 cores)
+        # fused: one kernel per parameter instead of a dozen elementwise ops (3.4x faster on 2 cores);
+        # one optimizer, a group per parameter: one step() call instead of eight (~0.35 ms each)
+        self.optimizer = torch.optim.Adam([{"params": [p], "lr": lrs[k]} for k, p in self.params.items()],
+                                          eps=1e-15, fused=True)
         self.bg_optim = None if self.bg is None else torch.optim.Adam([self.bg], lr=BG_LR, eps=1e-15, fused=True)
-        return {k: torch.optim.Adam([p], lr=lrs[k], eps=1e-15, fused=True) for k, p in self.params.items()}
+        return {k: ParamGroupOptimizer(self.optimizer, i) for i, k in enumerate(self.params)}
 
     def _state(self) -> dict:
         opt = {}
@@ -402,7 +422,7 @@ class Trainer:
         return (geo + cls_loss).detach()
 
     def _optimizers(self) -> list[torch.optim.Optimizer]:
-        return list(self.optims.values()) + ([self.bg_optim] if self.bg_optim is not None else [])
+        return [self.optimizer] + ([self.bg_optim] if self.bg_optim is not None else [])
 
     def _all_params(self) -> list[torch.Tensor]:
         return list(self.params.values()) + ([self.bg] if self.bg is not None else [])
