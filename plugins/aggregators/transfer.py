@@ -36,7 +36,6 @@ from splatrefine.schema import IGNORE, LabelSchema
 from splatrefine.types import Renders
 
 from .argmax import apply_ignore, check_renders
-from .transfer_kernel import accumulate_votes
 
 
 @dataclass(frozen=True)
@@ -225,6 +224,8 @@ class TransferAggregator:
         if len(fg) and stack is not None:
             if stack.classes > num_classes:
                 raise ValueError(f"transfer: an input view has label {stack.classes - 1}, only {num_classes} classes")
+            from .transfer_kernel import accumulate_votes  # numba: loaded when a transfer runs, not on import
+
             accumulate_votes(
                 np.ascontiguousarray(pts), stack.depth, stack.labels, stack.confidence, stack.facing, stack.sizes,
                 stack.viewmats, stack.Ks, self._relative_agreement(), stack.names == name, stack.trusted,

@@ -13,7 +13,7 @@ import numpy as np
 import torch
 from numba import njit, prange
 
-from .model import _C0, _C1, _C2
+from .sh import SH_C0, SH_C1, SH_C2
 
 
 @njit(cache=True, inline="always")
@@ -27,17 +27,17 @@ def _basis(viewmat, K, row, col, out):  # pragma: no cover - compiled
     z = xc * viewmat[0, 2] + yc * viewmat[1, 2] + viewmat[2, 2]
     n = np.sqrt(x * x + y * y + z * z)
     x, y, z = x / n, y / n, z / n
-    out[0] = _C0
+    out[0] = SH_C0
     if out.shape[0] >= 4:
-        out[1] = -_C1 * y
-        out[2] = _C1 * z
-        out[3] = -_C1 * x
+        out[1] = -SH_C1 * y
+        out[2] = SH_C1 * z
+        out[3] = -SH_C1 * x
     if out.shape[0] >= 9:
-        out[4] = _C2[0] * x * y
-        out[5] = _C2[1] * y * z
-        out[6] = _C2[2] * (2 * z * z - x * x - y * y)
-        out[7] = _C2[3] * x * z
-        out[8] = _C2[4] * (x * x - y * y)
+        out[4] = SH_C2[0] * x * y
+        out[5] = SH_C2[1] * y * z
+        out[6] = SH_C2[2] * (2 * z * z - x * x - y * y)
+        out[7] = SH_C2[3] * x * z
+        out[8] = SH_C2[4] * (x * x - y * y)
 
 
 @njit(cache=True, parallel=True)

@@ -14,44 +14,21 @@ from dataclasses import dataclass, field
 
 import torch
 
-PARAM_NAMES = ("means", "scales", "quats", "opacities", "sh0", "shN", "classes")
+from .sh import SH_C0, sh_basis
 
-# Real spherical-harmonics basis constants (degrees 0..3).
-_C0 = 0.28209479177387814
-_C1 = 0.4886025119029199
-_C2 = (1.0925484305920792, -1.0925484305920792, 0.31539156525252005, -1.0925484305920792, 0.5462742152960396)
-_C3 = (-0.5900435899266435, 2.890611442640554, -0.4570457994644658, 0.3731763325901154,
-       -0.4570457994644658, 1.445305721320277, -0.5900435899266435)
+PARAM_NAMES = ("means", "scales", "quats", "opacities", "sh0", "shN", "classes")
 
 
 def rgb_to_sh0(rgb: torch.Tensor) -> torch.Tensor:
     """RGB 0..1 [...,3] -> SH DC coefficient [...,3] (inverse of the +0.5 offset convention)."""
-    return (rgb - 0.5) / _C0
-
-
-def sh_basis(dirs: torch.Tensor, degree: int) -> torch.Tensor:
-    """Unit directions [...,3] -> SH basis values [...,(degree+1)^2]."""
-    x, y, z = dirs.unbind(-1)
-    out = [torch.full_like(x, _C0)]
-    if degree >= 1:
-        out += [-_C1 * y, _C1 * z, -_C1 * x]
-    if degree >= 2:
-        xx, yy, zz, xy, yz, xz = x * x, y * y, z * z, x * y, y * z, x * z
-        out += [_C2[0] * xy, _C2[1] * yz, _C2[2] * (2 * zz - xx - yy), _C2[3] * xz, _C2[4] * (xx - yy)]
-    if degree >= 3:
-        out += [
-            _C3[0] * y * (3 * xx - yy), _C3[1] * xy * z, _C3[2] * y * (4 * zz - xx - yy),
-            _C3[3] * z * (2 * zz - 3 * xx - 3 * yy), _C3[4] * x * (4 * zz - xx - yy),
-            _C3[5] * z * (xx - yy), _C3[6] * x * (xx - 3 * yy),
-        ]
-    return torch.stack(out, -1)
+    return (rgb - 0.5) / SH_C0
 
 
 def eval_sh_rgb(sh: torch.Tensor, means: torch.Tensor, centers: torch.Tensor, degree: int) -> torch.Tensor:
     """SH coefficients [N,B,3] seen from camera centres [C,3] -> RGB [C,N,3] (clamped at 0)."""
     n_basis = (degree + 1) ** 2
     if degree == 0:
-        rgb = sh[None, :, 0, :] * _C0 + 0.5
+        rgb = sh[None, :, 0, :] * SH_C0 + 0.5
         return torch.clamp_min(rgb.expand(centers.shape[0], -1, -1), 0.0)
     dirs = means[None] - centers[:, None, :]
     dirs = dirs / dirs.norm(dim=-1, keepdim=True).clamp_min(1e-12)
