@@ -163,3 +163,28 @@ def test_atomic_writes_get_normal_permissions(tmp_path):
     os.umask(mask)
     assert (tmp_path / "a.txt").stat().st_mode & 0o777 == 0o666 & ~mask
     assert (tmp_path / "d").stat().st_mode & 0o777 == 0o777 & ~mask
+
+
+def test_release_free_memory_collects_cycles_only_when_asked():
+    import gc
+    import weakref
+
+    from splatrefine.engine import release_free_memory
+
+    class Node:
+        pass
+
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        node = Node()
+        node.self = node  # a reference cycle: refcounting alone never frees it
+        ref = weakref.ref(node)
+        del node
+        release_free_memory(collect=False)
+        assert ref() is not None
+        release_free_memory(collect=True)
+        assert ref() is None
+    finally:
+        if was_enabled:
+            gc.enable()
