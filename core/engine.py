@@ -391,9 +391,9 @@ class Engine:
 def release_free_memory(collect: bool) -> None:
     """Hand the heap a finished stage freed back to the OS: glibc keeps freed blocks for reuse, so
     the fit's buffers would otherwise stay in the next stage's resident memory (the demo's peak).
-    With `collect`, first a full garbage collection: a frame kept by a reference cycle (matplotlib's
-    caught parse exceptions while the fit saves loss.png, torch's first optimizer import) keeps
-    every frame below it alive, the fit's training data included (~130 MB in the demo). A full
+    With `collect`, first a full garbage collection: a frame kept by a reference cycle (e.g.
+    matplotlib's caught parse exceptions while the fit saves loss.png) keeps every frame below it
+    alive, the fit's training data included (~130 MB in the demo). A full
     collection costs ~70 ms, so the engine asks for it after stages that ran a second or more."""
     import ctypes
     import ctypes.util
