@@ -396,18 +396,13 @@ def release_free_memory(collect: bool) -> None:
     alive, the fit's training data included (~130 MB in the demo). A full
     collection costs ~70 ms, so the engine asks for it after stages that ran a second or more."""
     import ctypes
-    import ctypes.util
     import gc
 
     if collect:
         gc.collect()
-    name = ctypes.util.find_library("c")
-    try:
-        libc = ctypes.CDLL(name) if name else None
-    except OSError:
-        libc = None
-    if libc is not None and hasattr(libc, "malloc_trim"):
-        libc.malloc_trim(0)
+    malloc_trim = getattr(ctypes.CDLL(None), "malloc_trim", None)  # glibc; absent elsewhere
+    if malloc_trim is not None:
+        malloc_trim(0)
 
 
 def record_path(source: str) -> str:

@@ -190,7 +190,6 @@ class TransferAggregator:
                 name, viewmat, Kmat, depth, labels.astype(np.int16), conf.astype(np.float32), agreement,
                 facing(depth, viewmat, Kmat) ** self.config.incidence, bool((conf > 0.5).any()), bool(trusted[i])))
         self._relative = None
-        self._stacked_sources = None
 
     def _relative_agreement(self) -> np.ndarray:
         if self._relative is None:
@@ -201,6 +200,7 @@ class TransferAggregator:
         return self._relative
 
     def _stacked(self) -> _Stack | None:
+        """The stack of the sources, rebuilt when sources were added since."""
         if not self.sources:
             return None
         if self._stacked_sources is None or self._stacked_sources.count != len(self.sources):

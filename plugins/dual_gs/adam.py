@@ -22,13 +22,10 @@ class FusedAdam:
         self.betas = betas
         self.eps = eps
 
-    def zero_grad(self, set_to_none: bool = True) -> None:
+    def zero_grad(self) -> None:
         for group in self.param_groups:
             for p in group["params"]:
-                if set_to_none:
-                    p.grad = None
-                elif p.grad is not None:
-                    p.grad.zero_()
+                p.grad = None
 
     @torch.no_grad()
     def step(self) -> None:

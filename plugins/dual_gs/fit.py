@@ -465,7 +465,7 @@ class Trainer:
                 for g in self.optims["means"].param_groups:
                     g["lr"] = lr
                 for o in self._optimizers():
-                    o.zero_grad(set_to_none=True)
+                    o.zero_grad()
                 terms, meta = self._losses(self._views_for_step(step))
                 with self.sections("backward (rasterizer + losses)"):
                     loss = self._backward(terms, meta)
