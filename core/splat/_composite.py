@@ -175,7 +175,7 @@ class _Composite(torch.autograd.Function):
         v_conics = grads[..., 2:5]
         v_opac = grads[..., 5]
         v_feats = grads[..., 8:8 + D]
-        v_bg = torch.einsum("chwd,chw->cd", go, T) if has_bg else None
+        v_bg = torch.einsum("chwd,chw->cd", go, T) if has_bg and ctx.needs_input_grad[4] else None
         return v_means2d, v_conics, v_opac, v_feats, v_bg, None, None, None, None
 
 

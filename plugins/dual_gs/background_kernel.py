@@ -16,78 +16,74 @@ from numba import njit, prange
 from .sh import SH_C0, SH_C1, SH_C2
 
 
+C20, C21, C22, C23, C24 = SH_C2
+
+
 @njit(cache=True, inline="always")
-def _basis(viewmat, K, row, col, out):  # pragma: no cover - compiled
-    """SH basis (len(out) = 1, 4 or 9) of the unit world ray through pixel (row, col)."""
+def _basis(viewmat, K, row, col):  # pragma: no cover - compiled
+    """SH basis up to degree 2 (9 numbers, a tuple: no array per pixel) of the unit world ray
+    through pixel (row, col)."""
     yc = (row + 0.5 - K[1, 2]) / K[1, 1]
     xc = (col + 0.5 - K[0, 2] - K[0, 1] * yc) / K[0, 0]
     # world direction R^T (xc, yc, 1)
     x = xc * viewmat[0, 0] + yc * viewmat[1, 0] + viewmat[2, 0]
     y = xc * viewmat[0, 1] + yc * viewmat[1, 1] + viewmat[2, 1]
     z = xc * viewmat[0, 2] + yc * viewmat[1, 2] + viewmat[2, 2]
-    n = np.sqrt(x * x + y * y + z * z)
-    x, y, z = x / n, y / n, z / n
-    out[0] = SH_C0
-    if out.shape[0] >= 4:
-        out[1] = -SH_C1 * y
-        out[2] = SH_C1 * z
-        out[3] = -SH_C1 * x
-    if out.shape[0] >= 9:
-        out[4] = SH_C2[0] * x * y
-        out[5] = SH_C2[1] * y * z
-        out[6] = SH_C2[2] * (2 * z * z - x * x - y * y)
-        out[7] = SH_C2[3] * x * z
-        out[8] = SH_C2[4] * (x * x - y * y)
+    n = 1.0 / np.sqrt(x * x + y * y + z * z)
+    x, y, z = x * n, y * n, z * n
+    return (SH_C0, -SH_C1 * y, SH_C1 * z, -SH_C1 * x, C20 * x * y, C21 * y * z,
+            C22 * (2 * z * z - x * x - y * y), C23 * x * z, C24 * (x * x - y * y))
 
 
 @njit(cache=True, parallel=True)
 def background_forward(viewmats, Ks, height, width, coeffs, out):  # pragma: no cover - compiled
-    """out [C,H,W,3] float32 = basis . coeffs [B,3] + 0.5 at every pixel of every camera."""
-    B = coeffs.shape[0]
-    for c in range(viewmats.shape[0]):
-        for row in prange(height):
-            basis = np.empty(B)
-            for col in range(width):
-                _basis(viewmats[c], Ks[c], row, col, basis)
-                for k in range(3):
-                    acc = 0.5
-                    for b in range(B):
-                        acc += basis[b] * coeffs[b, k]
-                    out[c, row, col, k] = acc
+    """out [C,H,W,3] float32 = basis . coeffs [9,3] + 0.5 at every pixel of every camera."""
+    for cr in prange(viewmats.shape[0] * height):
+        c, row = cr // height, cr % height
+        for col in range(width):
+            basis = _basis(viewmats[c], Ks[c], row, col)
+            for k in range(3):
+                acc = 0.5
+                for b in range(9):
+                    acc += basis[b] * coeffs[b, k]
+                out[c, row, col, k] = acc
 
 
 @njit(cache=True, parallel=True)
-def background_backward(viewmats, Ks, height, width, B, grad_out):  # pragma: no cover - compiled
-    """d loss / d coeffs [B,3] from d loss / d background [C,H,W,3]."""
-    rows = np.zeros((height, B, 3))
-    for c in range(viewmats.shape[0]):
-        for row in prange(height):
-            basis = np.empty(B)
-            for col in range(width):
-                _basis(viewmats[c], Ks[c], row, col, basis)
-                for b in range(B):
-                    for k in range(3):
-                        rows[row, b, k] += basis[b] * grad_out[c, row, col, k]
+def background_backward(viewmats, Ks, height, width, grad_out):  # pragma: no cover - compiled
+    """d loss / d coeffs [9,3] from d loss / d background [C,H,W,3] (any strides)."""
+    rows = np.zeros((viewmats.shape[0] * height, 9, 3))
+    for cr in prange(viewmats.shape[0] * height):
+        c, row = cr // height, cr % height
+        acc = np.zeros((9, 3))
+        for col in range(width):
+            basis = _basis(viewmats[c], Ks[c], row, col)
+            for k in range(3):
+                g = grad_out[c, row, col, k]
+                for b in range(9):
+                    acc[b, k] += basis[b] * g
+        rows[cr] = acc
     return rows.sum(0)
 
 
 class BackgroundSH(torch.autograd.Function):
-    """background [C,H,W,3] float32 from SH coefficients [B,3] (CPU tensors)."""
+    """background [C,H,W,3] float32 from SH coefficients [B,3], B = 1, 4 or 9 (CPU tensors)."""
 
     @staticmethod
     def forward(ctx, coeffs: torch.Tensor, viewmats: torch.Tensor, Ks: torch.Tensor, width: int, height: int):
         vm = viewmats.detach().double().numpy()
         k = Ks.detach().double().numpy()
         out = np.empty((vm.shape[0], height, width, 3), np.float32)
-        background_forward(vm, k, height, width, coeffs.detach().double().numpy(), out)
-        ctx.save_for_backward(viewmats, Ks)
+        padded = np.zeros((9, 3))  # degrees below 2: the higher coefficients are 0
+        padded[:coeffs.shape[0]] = coeffs.detach().double().numpy()
+        background_forward(vm, k, height, width, padded, out)
+        ctx.cams = (vm, k)
         ctx.size = (width, height, coeffs.shape[0])
         return torch.from_numpy(out)
 
     @staticmethod
     def backward(ctx, grad_out: torch.Tensor):
-        viewmats, Ks = ctx.saved_tensors
+        vm, k = ctx.cams
         width, height, B = ctx.size
-        g = background_backward(viewmats.double().numpy(), Ks.double().numpy(), height, width, B,
-                                np.ascontiguousarray(grad_out.detach().numpy()))
-        return torch.from_numpy(g).float(), None, None, None, None
+        g = background_backward(vm, k, height, width, grad_out.detach().numpy())
+        return torch.from_numpy(g[:B]).float(), None, None, None, None

@@ -22,7 +22,7 @@ from splatrefine.progress import progress_task
 from . import losses
 from .adam import FusedAdam
 from .densify import DefaultDensifier, MCMCDensifier
-from .model import DualGSModel, render_model
+from .model import DualGSModel, background_rgb, rasterize_heads
 
 log = logging.getLogger(__name__)
 
@@ -292,8 +292,7 @@ class Trainer:
         from .reliability import consensus_agreement
 
         self.model.params = {k: v.detach() for k, v in self.params.items()}
-        agreement = consensus_agreement(self.model, self.model.params, self.bg, self.level(self.step),
-                                        prior_pixels=50.0)
+        agreement = consensus_agreement(self.model, self.model.params, self.level(self.step), prior_pixels=50.0)
         self._apply_agreement(agreement)
         log.info("dual-gs fit: view reliability updated at step %d (mean relative agreement %.3f)", self.step,
                  float((agreement / np.maximum(agreement.max(0, keepdims=True), 1e-12)).mean()))
@@ -356,24 +355,50 @@ class Trainer:
         d = self.level(self.step)
         ti = torch.as_tensor(idx, device=d.images.device)
         with self.sections("render forward"):
-            rgb, cls, alpha, _, meta = render_model(self.model, d.viewmats[ti], d.Ks[ti], d.width, d.height,
-                                                    self.params, background_sh=self.bg,
-                                                    depth_variance=c.depth_variance_weight > 0)
+            raw, alpha, meta = rasterize_heads(self.model, d.viewmats[ti], d.Ks[ti], d.width, d.height, self.params,
+                                               depth_variance=c.depth_variance_weight > 0)
+            bg = background_rgb(self.model, d.viewmats[ti], d.Ks[ti], d.width, d.height, self.bg)
         if self.densifier.needs_means2d_grad:
             meta["means2d"].retain_grad()
+        ssim_scale = c.ssim_every if self.step % c.ssim_every == 0 else 0
+        masks = d.masks[ti] if d.masks is not None and c.mask_weight > 0 else None
         terms: dict[str, torch.Tensor] = {}
+        if self._fused_pixel_losses(d):
+            from .pixel_loss_kernel import PixelLosses
+
+            with self.sections("pixel losses (L1, class, mask) forward"):
+                x, y, terms["l1"], terms["class"], mask = PixelLosses.apply(
+                    raw, alpha, bg, d.images[ti], d.labels[ti], d.weights[ti], masks,
+                    c.gce_q if c.class_loss == "gce" else 0.0)
+                if masks is not None:
+                    terms["mask"] = mask
+            with self.sections("SSIM forward"):
+                terms["rgb"] = losses.mix_rgb(terms["l1"], lambda: losses.ssim_planes(x, y), c.ssim_lambda,
+                                              ssim_scale)
+            return self._regularisers(terms, alpha, meta), meta
+        F = self.model.class_channels
+        rgb, cls = raw[..., :3] + (1.0 - alpha) * bg, raw[..., 3:3 + F]
         with self.sections("rgb loss (L1 + SSIM) forward"):
-            ssim_step = self.step % c.ssim_every == 0
-            terms["rgb"], terms["l1"] = losses.rgb_loss(rgb, d.images[ti], c.ssim_lambda,
-                                                        c.ssim_every if ssim_step else 0)
+            terms["rgb"], terms["l1"] = losses.rgb_loss(rgb, d.images[ti], c.ssim_lambda, ssim_scale)
         with self.sections("class loss forward"):
             if self.model.mode == "logits":
                 terms["class"] = losses.class_loss(cls, d.class_targets()[ti], d.weights[ti], c.class_loss, c.gce_q)
             else:
                 terms["class"] = losses.palette_loss(cls, d.targets[ti], d.weights[ti])
         with self.sections("mask loss forward"):
-            if d.masks is not None and c.mask_weight > 0:
-                terms["mask"] = losses.mask_loss(alpha[..., 0], d.masks[ti])
+            if masks is not None:
+                terms["mask"] = losses.mask_loss(alpha[..., 0], masks)
+        return self._regularisers(terms, alpha, meta), meta
+
+    def _fused_pixel_losses(self, d: FitData) -> bool:
+        """Whether this step's per-pixel losses run in the CPU kernel (pixel_loss_kernel.py): hard
+        class labels of the logits head, float32 on the CPU; else the torch formulas (GPU, "kl",
+        palette)."""
+        return (d.labels is not None and self.model.mode == "logits" and self.config.class_loss in ("ce", "gce")
+                and d.images.device.type == "cpu" and d.images.dtype == torch.float32)
+
+    def _regularisers(self, terms: dict[str, torch.Tensor], alpha: torch.Tensor, meta: dict) -> dict[str, torch.Tensor]:
+        c = self.config
         if c.depth_variance_weight > 0:
             # alpha-weighted mean: the variance of a ray that meets nothing does not count
             w = alpha[..., 0].detach()
@@ -382,7 +407,7 @@ class Trainer:
             terms["opacity_reg"] = torch.sigmoid(self.params["opacities"]).mean()
         if c.scale_reg > 0:
             terms["scale_reg"] = torch.exp(self.params["scales"]).mean() / self.model.scene_scale
-        return terms, meta
+        return terms
 
     def _total(self, terms: dict[str, torch.Tensor], with_class: bool = True) -> torch.Tensor:
         c = self.config

@@ -3,6 +3,8 @@ palette L1, and the alpha-vs-mask loss."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -84,22 +86,34 @@ def ssim(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     if b.requires_grad:
         mu_x, mu_y, a1, a2, b1, b2 = _ssim_terms(x, y)
         return (a1 * a2 / (b1 * b2)).mean()
-    if a.device.type == "cpu" and a.dtype == torch.float32:
+    return ssim_planes(x, y)
+
+
+def ssim_planes(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """`ssim` of images as planes [C,3,H,W], `y` constant."""
+    if x.device.type == "cpu" and x.dtype == torch.float32:
         from .ssim_kernel import SSIMKernel  # numba, fused passes (tests/test_ssim_kernel.py)
 
-        return SSIMKernel.apply(x.contiguous(), y.contiguous(), _gaussian_kernel(a.device))
+        return SSIMKernel.apply(x.contiguous(), y.contiguous(), _gaussian_kernel(x.device))
     return _SSIM.apply(x, y)
+
+
+def mix_rgb(l1: torch.Tensor, ssim_of: Callable[[], torch.Tensor], ssim_lambda: float,
+            ssim_scale: float = 1.0) -> torch.Tensor:
+    """(1 - lambda) L1 + scale lambda (1 - SSIM); `ssim_of()` is called only when it counts (scale 0:
+    no SSIM this step)."""
+    if ssim_lambda <= 0:
+        return l1
+    if ssim_scale == 0:
+        return (1.0 - ssim_lambda) * l1
+    return (1.0 - ssim_lambda) * l1 + ssim_scale * ssim_lambda * (1.0 - ssim_of())
 
 
 def rgb_loss(pred: torch.Tensor, target: torch.Tensor, ssim_lambda: float,
              ssim_scale: float = 1.0) -> tuple[torch.Tensor, torch.Tensor]:
-    """(1 - lambda) L1 + scale lambda (1 - SSIM) (scale 0: no SSIM this step); returns (loss, l1)."""
+    """`mix_rgb` of images [C,H,W,3]; returns (loss, l1)."""
     l1 = (pred - target).abs().mean()
-    if ssim_lambda <= 0:
-        return l1, l1
-    if ssim_scale == 0:
-        return (1.0 - ssim_lambda) * l1, l1
-    return (1.0 - ssim_lambda) * l1 + ssim_scale * ssim_lambda * (1.0 - ssim(pred, target)), l1
+    return mix_rgb(l1, lambda: ssim(pred, target), ssim_lambda, ssim_scale), l1
 
 
 def class_loss(pred_probs: torch.Tensor, target: torch.Tensor, weight: torch.Tensor, kind: str,

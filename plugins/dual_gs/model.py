@@ -74,6 +74,11 @@ class DualGSModel:
             return torch.softmax(p["classes"], dim=-1)
         return torch.sigmoid(p["classes"])
 
+    @property
+    def class_channels(self) -> int:
+        """F, the width of the class head's features: K probabilities or 3 palette colours."""
+        return self.num_classes if self.mode == "logits" else 3
+
     def class_background(self, device: torch.device) -> torch.Tensor:
         """What an empty pixel shows in the class channels [F]: one-hot background / palette[0] = black."""
         if self.mode == "logits":
@@ -113,15 +118,16 @@ def background_rgb(model: DualGSModel, viewmats: torch.Tensor, Ks: torch.Tensor,
     return torch.einsum("chwb,bk->chwk", basis, bsh) + 0.5
 
 
-def render_model(model: DualGSModel, viewmats: torch.Tensor, Ks: torch.Tensor, width: int, height: int,
-                 params: dict[str, torch.Tensor] | None = None, *, depth: bool = False,
-                 depth_variance: bool = False, backend: str = "auto", background_sh: torch.Tensor | None = None):
-    """Render both heads with ONE rasterize call.
+def rasterize_heads(model: DualGSModel, viewmats: torch.Tensor, Ks: torch.Tensor, width: int, height: int,
+                    params: dict[str, torch.Tensor] | None = None, *, depth: bool = False,
+                    depth_variance: bool = False, backend: str = "auto"):
+    """Both heads in ONE rasterize call, before the RGB background is composited.
 
-    viewmats [C,4,4], Ks [C,3,3] (float32, on the model's device). Returns
-    (rgb [C,H,W,3], class [C,H,W,F], alpha [C,H,W,1], depth [C,H,W,1] or None, meta). With
-    `depth_variance`, meta["depth_variance"] [C,H,W] is the variance of the Gaussians' depths along
-    each ray under the compositing weights, in scene-scale units squared (two more channels).
+    Returns (raw [C,H,W,D], alpha [C,H,W,1], meta): raw holds the RGB premultiplied by alpha
+    (channels 0-2), the class features F (3..3+F, over the class background), with
+    `depth_variance` two depth moments, with `depth` the expected depth (last channel); meta
+    ["depth_variance"] [C,H,W] is the variance of the Gaussians' depths along each ray under the
+    compositing weights, in scene-scale units squared.
     """
     from splatrefine.splat import rasterize
 
@@ -141,22 +147,37 @@ def render_model(model: DualGSModel, viewmats: torch.Tensor, Ks: torch.Tensor, w
         dz = (z - z.detach().median(dim=1, keepdim=True).values) / model.scene_scale
         feats += [dz[..., None], (dz * dz)[..., None]]
     colors = torch.cat(feats, dim=-1)
-    # RGB background is composited below (it varies per pixel); the class background is one-hot
+    # RGB background is composited by the caller (it varies per pixel); the class background is one-hot
     backgrounds = torch.cat([torch.zeros(3, device=dev), model.class_background(dev),
                              torch.zeros(colors.shape[-1] - 3 - cls.shape[-1], device=dev)])[None].expand(C, -1)
-    colors_out, alphas, meta = rasterize(
+    raw, alphas, meta = rasterize(
         p["means"], p["quats"], torch.exp(p["scales"]), torch.sigmoid(p["opacities"]), colors,
         viewmats, Ks, width, height, backgrounds=backgrounds,
         render_mode="RGB+ED" if depth else "RGB", backend=backend,
     )
-    F = cls.shape[-1]
-    rgb_out = colors_out[..., :3] + (1.0 - alphas) * background_rgb(model, viewmats, Ks, width, height, background_sh)
-    cls_out = colors_out[..., 3:3 + F]
-    dep = colors_out[..., -1:] if depth else None
     if depth_variance:
+        F = cls.shape[-1]
         a = alphas[..., 0].clamp_min(1e-4)
-        mean = colors_out[..., 3 + F] / a
-        meta["depth_variance"] = (colors_out[..., 4 + F] / a - mean * mean).clamp_min(0.0)
+        mean = raw[..., 3 + F] / a
+        meta["depth_variance"] = (raw[..., 4 + F] / a - mean * mean).clamp_min(0.0)
+    return raw, alphas, meta
+
+
+def render_model(model: DualGSModel, viewmats: torch.Tensor, Ks: torch.Tensor, width: int, height: int,
+                 params: dict[str, torch.Tensor] | None = None, *, depth: bool = False,
+                 depth_variance: bool = False, backend: str = "auto", background_sh: torch.Tensor | None = None):
+    """Render both heads with ONE rasterize call (`rasterize_heads`) and composite the background.
+
+    viewmats [C,4,4], Ks [C,3,3] (float32, on the model's device). Returns
+    (rgb [C,H,W,3], class [C,H,W,F], alpha [C,H,W,1], depth [C,H,W,1] or None, meta); with
+    `depth_variance`, meta["depth_variance"] [C,H,W] (see `rasterize_heads`).
+    """
+    raw, alphas, meta = rasterize_heads(model, viewmats, Ks, width, height, params, depth=depth,
+                                        depth_variance=depth_variance, backend=backend)
+    F = model.class_channels
+    rgb_out = raw[..., :3] + (1.0 - alphas) * background_rgb(model, viewmats, Ks, width, height, background_sh)
+    cls_out = raw[..., 3:3 + F]
+    dep = raw[..., -1:] if depth else None
     return rgb_out, cls_out, alphas, dep, meta
 
 

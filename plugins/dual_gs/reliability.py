@@ -19,23 +19,24 @@ import torch
 
 from splatrefine.agreement import class_agreement
 
-from .model import DualGSModel, render_model
+from .model import DualGSModel, rasterize_heads
 
 if TYPE_CHECKING:  # a type hint only: fit.py imports this module
     from .fit import FitData
 
 
 @torch.no_grad()
-def consensus_agreement(model: DualGSModel, params: dict[str, torch.Tensor], background_sh: torch.Tensor | None,
-                        data: FitData, prior_pixels: float, chunk: int = 4) -> np.ndarray:
-    """float64 [V,K]: agreement of each view's class targets with the rendered consensus."""
+def consensus_agreement(model: DualGSModel, params: dict[str, torch.Tensor], data: FitData, prior_pixels: float,
+                        chunk: int = 4) -> np.ndarray:
+    """float64 [V,K]: agreement of each view's class targets with the rendered consensus (the class
+    head only: no RGB background is composited)."""
     V = len(data)
     K = model.num_classes
     out = np.zeros((V, K))
     for s in range(0, V, chunk):
         e = min(s + chunk, V)
-        _, cls, _, _, _ = render_model(model, data.viewmats[s:e], data.Ks[s:e], data.width, data.height, params,
-                                       background_sh=background_sh)
+        raw, _, _ = rasterize_heads(model, data.viewmats[s:e], data.Ks[s:e], data.width, data.height, params)
+        cls = raw[..., 3:3 + K]
         if data.labels is None:
             cls = cls.clamp_min(0).double().cpu().numpy().reshape(e - s, -1, K)
             tgt = data.targets[s:e].double().cpu().numpy().reshape(e - s, -1, K)

@@ -19,10 +19,11 @@ C1 = 0.01 ** 2
 C2 = 0.03 ** 2
 
 
-@njit(cache=True, parallel=True, fastmath=True)
+@njit(cache=True, parallel=True)
 def _blur_rows(src, g, out):  # pragma: no cover - compiled
     """out[m,p,r,c] = sum_t g[t] src[m,p,r,c+t-R] (zero outside), src/out [M,P,H,W]; each row is
-    copied into a zero-padded buffer first, so the tap loop has no bounds and vectorises."""
+    copied into a zero-padded buffer first, and the taps are the outer loop, so the inner loop runs
+    along the row without bounds and vectorises (a tap sum per pixel did not: 4-5x slower)."""
     M, P, H, W = src.shape
     K = g.shape[0]
     R = K // 2
@@ -30,13 +31,16 @@ def _blur_rows(src, g, out):  # pragma: no cover - compiled
         buf = np.zeros(W + 2 * R, np.float32)
         for m in range(M):
             for p in range(P):
+                s = src[m, p, r]
                 for c in range(W):
-                    buf[R + c] = src[m, p, r, c]
+                    buf[R + c] = s[c]
+                o = out[m, p, r]
                 for c in range(W):
-                    acc = np.float32(0.0)
-                    for t in range(K):
-                        acc += g[t] * buf[c + t]
-                    out[m, p, r, c] = acc
+                    o[c] = 0.0
+                for t in range(K):
+                    w = g[t]
+                    for c in range(W):
+                        o[c] += w * buf[c + t]
 
 
 @njit(cache=True, parallel=True)
