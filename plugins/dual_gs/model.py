@@ -37,6 +37,17 @@ def eval_sh_rgb(sh: torch.Tensor, means: torch.Tensor, centers: torch.Tensor, de
     return torch.clamp_min(rgb, 0.0)
 
 
+def sh_colors(sh0: torch.Tensor, shN: torch.Tensor, means: torch.Tensor, centers: torch.Tensor,
+              degree: int) -> torch.Tensor:
+    """`eval_sh_rgb` of the coefficients as the model keeps them (sh0 [N,1,3], shN [N,R,3]); on the
+    CPU in float32 one numba pass each way (sh_kernel.py)."""
+    if means.device.type == "cpu" and means.dtype == torch.float32:
+        from .sh_kernel import SHColors
+
+        return SHColors.apply(sh0, shN, means, centers, degree)
+    return eval_sh_rgb(torch.cat([sh0, shN], dim=1), means, centers, degree)
+
+
 @dataclass
 class DualGSModel:
     """A fitted (or fitting) dual model. `params` live on `device`; `meta` is JSON-able."""
@@ -136,8 +147,7 @@ def rasterize_heads(model: DualGSModel, viewmats: torch.Tensor, Ks: torch.Tensor
     R = viewmats[:, :3, :3]
     t = viewmats[:, :3, 3]
     centers = -torch.einsum("cji,cj->ci", R, t)
-    sh = torch.cat([p["sh0"], p["shN"]], dim=1)
-    rgb = eval_sh_rgb(sh, p["means"], centers, model.active_sh_degree)  # [C,N,3]
+    rgb = sh_colors(p["sh0"], p["shN"], p["means"], centers, model.active_sh_degree)  # [C,N,3]
     cls = model.class_features(p)  # [N,F]
     C = viewmats.shape[0]
     feats = [rgb, cls[None].expand(C, -1, -1)]
