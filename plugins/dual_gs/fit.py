@@ -22,7 +22,7 @@ from splatrefine.progress import progress_task
 from . import losses
 from .adam import FusedAdam
 from .densify import DefaultDensifier, MCMCDensifier
-from .model import DualGSModel, background_rgb, rasterize_heads
+from .model import DualGSModel, background_rgb, rasterize_heads, split_heads
 
 log = logging.getLogger(__name__)
 
@@ -376,8 +376,7 @@ class Trainer:
                 terms["rgb"] = losses.mix_rgb(terms["l1"], lambda: losses.ssim_planes(x, y), c.ssim_lambda,
                                               ssim_scale)
             return self._regularisers(terms, alpha, meta), meta
-        F = self.model.class_channels
-        rgb, cls = raw[..., :3] + (1.0 - alpha) * bg, raw[..., 3:3 + F]
+        rgb, cls = split_heads(self.model, raw, alpha, bg)
         with self.sections("rgb loss (L1 + SSIM) forward"):
             terms["rgb"], terms["l1"] = losses.rgb_loss(rgb, d.images[ti], c.ssim_lambda, ssim_scale)
         with self.sections("class loss forward"):

@@ -184,11 +184,16 @@ def render_model(model: DualGSModel, viewmats: torch.Tensor, Ks: torch.Tensor, w
     """
     raw, alphas, meta = rasterize_heads(model, viewmats, Ks, width, height, params, depth=depth,
                                         depth_variance=depth_variance, backend=backend)
-    F = model.class_channels
-    rgb_out = raw[..., :3] + (1.0 - alphas) * background_rgb(model, viewmats, Ks, width, height, background_sh)
-    cls_out = raw[..., 3:3 + F]
+    rgb_out, cls_out = split_heads(model, raw, alphas,
+                                   background_rgb(model, viewmats, Ks, width, height, background_sh))
     dep = raw[..., -1:] if depth else None
     return rgb_out, cls_out, alphas, dep, meta
+
+
+def split_heads(model: DualGSModel, raw: torch.Tensor, alphas: torch.Tensor,
+                background: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """`rasterize_heads`' raw output -> (RGB over `background` [C,H,W,3], class features [C,H,W,F])."""
+    return raw[..., :3] + (1.0 - alphas) * background, raw[..., 3:3 + model.class_channels]
 
 
 def num_sh_rest(degree: int) -> int:
