@@ -234,6 +234,7 @@ class Engine:
 
     # stages ---------------------------------------------------------------------------------
     def stage_parse(self) -> None:
+        from .class_maps import argmax_classes, to_float16
         from .io.labels import write_labels
 
         parser = self.component(Role.INITIAL_PARSER)
@@ -247,8 +248,8 @@ class Engine:
         layout = self.layout
         with atomic_path(layout.initial_probs) as tmp:
             with open(tmp, "wb") as fh:
-                np.save(fh, probs.astype(np.float16))
-        labels = probs.argmax(axis=1).astype(np.uint8)
+                np.save(fh, to_float16(probs))
+        labels, _ = argmax_classes(probs)
         for view, lab in zip(self.capture.views, labels):
             write_labels(layout.initial_label(view.name), lab, self.schema)
 

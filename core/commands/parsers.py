@@ -82,11 +82,10 @@ def _image_files(folder: Path) -> list[Path]:
 def labels_from_probs(probs: Any) -> Any:
     """float [V,K,H,W] -> uint8 [V,H,W] argmax; pixels with a uniform distribution (the parser had
     no opinion) become 255."""
-    import numpy as np
+    from ..class_maps import argmax_classes
 
-    k = probs.shape[1]
-    labels = probs.argmax(axis=1).astype(np.uint8)
-    labels[probs.max(axis=1) <= 1.0 / k + 1e-6] = 255
+    labels, top = argmax_classes(probs)
+    labels[top <= 1.0 / probs.shape[1] + 1e-6] = 255
     return labels
 
 
