@@ -13,6 +13,12 @@ mIoU). Printed: every run, the medians per side, and new / old ratios of the med
     python bench/demo_speed.py --repeats 1 --only new
     python bench/demo_speed.py --new-set representation.iterations=600
     python bench/demo_speed.py --profile 300 --repeats 1   # bench/dual_gs.py --profile in each, alternating
+    python bench/demo_speed.py --whole --warmup        # the whole package at --old: the issue's demo
+
+With --whole the old side is the whole package at --old (rasterizer, engine, aggregators and its
+demo.yaml too): the demo as the issue measured it (147 s on its machine), so new / old x 147 s
+estimates today's demo on that machine. --warmup runs each side once first, unrecorded (each
+package copy compiles its numba kernels on its first run).
 """
 
 from __future__ import annotations
@@ -35,8 +41,11 @@ OLD_PATHS = ("plugins/dual_gs", "examples/configs/demo.yaml")
 LAYOUT = (("core", ""), ("registry", "registry"), ("plugins", "plugins"), ("examples/configs", "configs"))
 
 
-def make_package(dest: Path, rev: str | None) -> Path:
-    """A plain-import copy of the package under dest/splatrefine (the checkout, with OLD_PATHS from
+ISSUE_DEMO_S = 147.0  # issue 23: `refine --demo` at OLD_REV on an idle 2-core machine
+
+
+def make_package(dest: Path, rev: str | None, paths: tuple[str, ...] = OLD_PATHS) -> Path:
+    """A plain-import copy of the package under dest/splatrefine (the checkout, with `paths` from
     `rev` when given); returns dest, the folder to put on PYTHONPATH."""
     if dest.exists():
         shutil.rmtree(dest)
@@ -45,7 +54,7 @@ def make_package(dest: Path, rev: str | None) -> Path:
     for src, sub in LAYOUT:
         shutil.copytree(ROOT / src, pkg / sub if sub else pkg, ignore=ignore, dirs_exist_ok=True)
     if rev is not None:
-        for path in OLD_PATHS:
+        for path in paths:
             target = pkg / _package_path(path)
             if target.is_dir():
                 shutil.rmtree(target)
@@ -115,6 +124,8 @@ def main(argv=None) -> int:
     ap.add_argument("--new-set", action="append", default=[], metavar="ROLE.KEY=VALUE",
                     help="--set for the new side's refine (to try a setting)")
     ap.add_argument("--old-set", action="append", default=[], metavar="ROLE.KEY=VALUE")
+    ap.add_argument("--whole", action="store_true", help="the old side is the whole package at --old")
+    ap.add_argument("--warmup", action="store_true", help="run each side once first, unrecorded")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--workdir", type=Path, default=Path(tempfile.gettempdir()) / "splatrefine_demo_speed")
     ap.add_argument("--json", type=Path, default=None, help="write every run here")
@@ -124,7 +135,8 @@ def main(argv=None) -> int:
 
     args.workdir.mkdir(parents=True, exist_ok=True)
     sides = [s for s in ("old", "new") if args.only in (None, s)]
-    paths = {s: make_package(args.workdir / f"pkg_{s}", args.old if s == "old" else None) for s in sides}
+    old_paths = tuple(src for src, _ in LAYOUT) if args.whole else OLD_PATHS
+    paths = {s: make_package(args.workdir / f"pkg_{s}", args.old if s == "old" else None, old_paths) for s in sides}
     sets = {"old": args.old_set, "new": args.new_set}
     if args.profile is not None:
         for r in range(args.repeats):
@@ -137,6 +149,9 @@ def main(argv=None) -> int:
                 out = subprocess.run(cmd, env=env, capture_output=True, text=True, check=True).stdout
                 print(f"## repeat {r} {s}\n{out}", flush=True)
         return 0
+    if args.warmup:
+        for s in sides:
+            run_demo(paths[s], args.workdir / f"run_{s}", sets[s], args.threads)
     runs: dict[str, list[dict]] = {s: [] for s in sides}
     for r in range(args.repeats):
         order = sides if r % 2 == 0 else sides[::-1]
@@ -153,8 +168,12 @@ def main(argv=None) -> int:
         if len(sides) == 2:
             cells.append(f"{med['new'][k] / med['old'][k]:.2f}" if med["old"][k] else "-")
         print(f"| {label} | " + " | ".join(cells) + " |")
+    if args.whole and args.old == OLD_REV and len(sides) == 2:
+        print(f"\nthe demo on the issue's machine ({ISSUE_DEMO_S:.0f} s at {OLD_REV}), scaled by new / old wall time: "
+              f"{ISSUE_DEMO_S * med['new']['wall_s'] / med['old']['wall_s']:.0f} s")
     if args.json is not None:
-        args.json.write_text(json.dumps({"old_rev": args.old, "runs": runs, "median": med}, indent=1))
+        args.json.write_text(json.dumps({"old_rev": args.old, "whole": args.whole, "runs": runs, "median": med},
+                                        indent=1))
     return 0
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from splatrefine.plugins.aggregators.transfer import TransferAggregator, TransferConfig, _Source, facing, lift
 from splatrefine.schema import LabelSchema
@@ -176,3 +177,33 @@ def test_aggregate_labels_match_the_numpy_reference_on_a_small_scene():
         np.testing.assert_array_equal(labels, ref_labels)
         np.testing.assert_allclose(conf, ref_conf, rtol=1e-6)
         assert (labels == 255).any() and (labels != 255).any()
+
+
+@pytest.mark.parametrize("K", [1, 3, 8, 19, 129, 255])
+def test_fuse_votes_is_numpys_expression_bit_for_bit(K):
+    from splatrefine.plugins.aggregators.transfer_kernel import fuse_votes
+
+    rng = np.random.default_rng(K)
+    N = 3000
+    votes = rng.random((N, K)) * 10.0 ** rng.uniform(-9, 3, (N, 1))
+    votes[rng.random(N) < 0.3] = 0.0  # pixels no view voted on: mass 0, so the consensus weighs 1
+    probs = rng.dirichlet(np.ones(K), N).astype(np.float32)
+    probs[:5] = 0.0  # all-zero rendered probabilities: the 1e-12 floor
+    votes[:3] = 0.0
+    cw = 0.25
+    mass = votes.sum(-1, keepdims=True)
+    total = votes + cw * np.maximum(mass, 1.0) * probs
+    want = (total / np.maximum(total.sum(-1, keepdims=True), 1e-12)).astype(np.float32)
+    got = np.full((N, K), np.nan, np.float32)
+    fuse_votes(votes, probs, cw, got)
+    np.testing.assert_array_equal(got.view(np.uint32), want.view(np.uint32))
+
+
+def test_row_sums_are_numpys_bit_for_bit():
+    from splatrefine.plugins.aggregators.transfer_kernel import _reduce_sum
+
+    rng = np.random.default_rng(0)
+    for K in (1, 2, 7, 8, 9, 19, 128, 129, 255, 300, 512):
+        rows = rng.standard_normal((200, K)) * 10.0 ** rng.uniform(-8, 8, (200, K))  # rounding shows
+        got = np.array([_reduce_sum(r) for r in rows])
+        np.testing.assert_array_equal(got, rows.sum(-1))

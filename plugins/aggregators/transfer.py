@@ -245,14 +245,15 @@ class TransferAggregator:
         fused = probs.copy()
         unseen = np.zeros((C, H, W), bool)
         if self.sources:
+            from .transfer_kernel import fuse_votes
+
             cams = renders.cameras
             for i in range(C):
                 votes, voted = self.transfer(
                     np.asarray(renders.depth[i], np.float64), np.asarray(renders.alpha[i]),
                     np.asarray(cams.viewmats[i], np.float64), np.asarray(cams.Ks[i], np.float64), cams.names[i], K)
-                mass = votes.sum(-1, keepdims=True)
-                total = votes + self.config.consensus_weight * np.maximum(mass, 1.0) * probs[i].reshape(-1, K)
-                fused[i] = (total / np.maximum(total.sum(-1, keepdims=True), 1e-12)).reshape(H, W, K)
+                fuse_votes(votes, np.ascontiguousarray(probs[i].reshape(-1, K)), float(self.config.consensus_weight),
+                           fused[i].reshape(-1, K))
                 unseen[i] = ~voted.reshape(H, W)
         labels = fused.argmax(-1).astype(np.uint8)
         confidence = np.clip(fused.max(-1), 0.0, 1.0).astype(np.float32)

@@ -78,3 +78,89 @@ def accumulate_votes(points, depth, labels, confidence, facing, sizes, viewmats,
                 votes[p, lab] += conf * relative[j, lab] * w
                 if speak:
                     abstain[p] += (one - conf) * w
+
+
+@njit(cache=True)
+def _pairwise(row, start, n):  # pragma: no cover - compiled
+    """numpy's pairwise sum of row[start:start+n] for n <= 128: eight partial sums, then the tail."""
+    if n < 8:
+        acc = 0.0
+        for i in range(n):
+            acc += row[start + i]
+        return acc
+    r0, r1, r2, r3 = row[start], row[start + 1], row[start + 2], row[start + 3]
+    r4, r5, r6, r7 = row[start + 4], row[start + 5], row[start + 6], row[start + 7]
+    i = 8
+    while i < n - n % 8:
+        r0 += row[start + i]
+        r1 += row[start + i + 1]
+        r2 += row[start + i + 2]
+        r3 += row[start + i + 3]
+        r4 += row[start + i + 4]
+        r5 += row[start + i + 5]
+        r6 += row[start + i + 6]
+        r7 += row[start + i + 7]
+        i += 8
+    acc = ((r0 + r1) + (r2 + r3)) + ((r4 + r5) + (r6 + r7))
+    while i < n:
+        acc += row[start + i]
+        i += 1
+    return acc
+
+
+@njit(cache=True)
+def _half(n):  # pragma: no cover - compiled
+    """Where numpy's pairwise sum splits a run of n > 128: half of it, rounded down to a multiple of 8."""
+    half = n // 2
+    return half - half % 8
+
+
+@njit(cache=True)
+def _split1(row, start, n):  # pragma: no cover - compiled
+    if n <= 128:
+        return _pairwise(row, start, n)
+    h = _half(n)
+    return _pairwise(row, start, h) + _pairwise(row, start + h, n - h)
+
+
+@njit(cache=True)
+def _split2(row, start, n):  # pragma: no cover - compiled
+    if n <= 128:
+        return _pairwise(row, start, n)
+    h = _half(n)
+    return _split1(row, start, h) + _split1(row, start + h, n - h)
+
+
+MAX_CLASSES = 512  # what three levels of numpy's halving cover (numba compiles no recursion here)
+
+
+@njit(cache=True)
+def _reduce_sum(row):  # pragma: no cover - compiled
+    """numpy's add.reduce of a contiguous float64 row of at most MAX_CLASSES, bit for bit: 0 + the
+    pairwise sum (runs past 128 halved at a multiple of 8, as numpy does)."""
+    n = row.shape[0]
+    if n <= 128:
+        return 0.0 + _pairwise(row, 0, n)
+    h = _half(n)
+    return 0.0 + (_split2(row, 0, h) + _split2(row, h, n - h))
+
+
+@njit(cache=True, parallel=True)
+def fuse_votes(votes, probs, consensus_weight, out):  # pragma: no cover - compiled
+    """out [N,K] float32 = the votes [N,K] float64 plus consensus_weight x max(their mass, 1) x the
+    rendered probabilities [N,K] float32, normalised per pixel; the numpy expression of
+    `TransferAggregator.aggregate` in its order and dtypes (row sums as numpy's reduce takes them)."""
+    N, K = votes.shape
+    if K > MAX_CLASSES:
+        raise ValueError("fuse_votes: more classes than MAX_CLASSES")
+    total = np.empty((N, K))
+    for n in prange(N):
+        mass = _reduce_sum(votes[n])
+        scale = consensus_weight * (mass if not mass < 1.0 else 1.0)  # np.maximum: NaN stays NaN
+        t = total[n]
+        for k in range(K):
+            t[k] = votes[n, k] + scale * np.float64(probs[n, k])
+        norm = _reduce_sum(t)
+        norm = norm if not norm < 1e-12 else 1e-12
+        for k in range(K):
+            out[n, k] = t[k] / norm
