@@ -17,6 +17,7 @@ import logging
 import shutil
 import time
 from collections.abc import Callable, Collection
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -315,8 +316,10 @@ class Engine:
                     renders.observed = observed(start, len(chunk))
                     aggregator.observe(renders)
                     advance(len(chunk.names))
-        with atomic_dir(self.layout.refined) as out:
+        # PNG encoding releases the GIL: a writer thread encodes one chunk while the next renders
+        with atomic_dir(self.layout.refined) as out, ThreadPoolExecutor(1) as writer:
             total = len(inputs) + len(novel)
+            pending: list[Future] = []
             with progress_task("render + aggregate", total) as advance:
                 for source, cams in (("input", inputs), ("novel", novel)):
                     for start in range(0, len(cams), RENDER_CHUNK):
@@ -327,10 +330,11 @@ class Engine:
                         labels, conf = aggregator.aggregate(renders, self.schema)
                         for i, name in enumerate(chunk.names):
                             rgb8 = (np.clip(renders.rgb[i], 0, 1) * 255 + 0.5).astype(np.uint8)
-                            write_image(out / "images" / f"{name}.png", rgb8)
-                            write_labels(out / "labels" / f"{name}.png", labels[i], self.schema)
-                            write_image(out / "confidence" / f"{name}.png",
-                                        (np.clip(conf[i], 0, 1) * 255 + 0.5).astype(np.uint8))
+                            conf8 = (np.clip(conf[i], 0, 1) * 255 + 0.5).astype(np.uint8)
+                            pending += [writer.submit(write_image, out / "images" / f"{name}.png", rgb8),
+                                        writer.submit(write_labels, out / "labels" / f"{name}.png", labels[i],
+                                                      self.schema),
+                                        writer.submit(write_image, out / "confidence" / f"{name}.png", conf8)]
                             samples.append({
                                 "name": name, "image": f"images/{name}.png", "labels": f"labels/{name}.png",
                                 "confidence": f"confidence/{name}.png",
@@ -341,6 +345,8 @@ class Engine:
                                 "coverage": float((labels[i] != 255).mean()),
                             })
                         advance(len(chunk.names))
+            for f in pending:
+                f.result()  # a failed write raises here, before the folder is swapped in
             write_manifest(out, self.schema.name, samples)
             write_text(out / run_layout.CAMERAS, json.dumps(cameras_to_transforms(samples, schema=self.schema), indent=1))
 

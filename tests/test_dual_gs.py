@@ -345,3 +345,22 @@ def test_grads_finite_sees_any_nan_or_inf():
     assert not check(Holder([[float("inf"), 1.0], [0.0, 0.0]]))
     assert not check(Holder([[float("inf"), float("-inf")]]))
     assert check(Holder([None]))
+
+
+def test_cached_ssim_targets_leave_the_fit_bit_identical(scene, monkeypatch):
+    """D-SSIM's target moments, blurred once per view and level, give the fit of blurring them
+    every step, bit for bit (coarse and full resolution both)."""
+    cap, _, probs = scene
+    from splatrefine.plugins.dual_gs import losses
+
+    blurred = []
+    real = losses.ssim_target_moments
+    monkeypatch.setattr(losses, "ssim_target_moments", lambda y: blurred.append(1) or real(y))
+    cfg = dict(iterations=30, ssim_lambda=0.2)
+    cached = rep(**cfg).fit(cap, probs)
+    assert len(blurred) == len(cap)  # once per view
+    monkeypatch.setattr(fit_mod, "SSIM_TARGETS_BYTES", 0)
+    direct = rep(**cfg).fit(cap, probs)
+    assert len(blurred) == len(cap)
+    for k in cached.params:
+        assert torch.equal(cached.params[k], direct.params[k]), k

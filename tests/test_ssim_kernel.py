@@ -35,3 +35,19 @@ def test_kernel_is_one_for_identical_images():
     out.backward()
     assert abs(float(out.detach()) - 1.0) < 1e-6
     assert x.grad.abs().max() < 1e-5  # SSIM is at its maximum
+
+
+@pytest.mark.parametrize("shape", [(1, 3, 32, 40), (2, 3, 9, 7)])
+def test_precomputed_target_moments_give_the_same_bits(shape):
+    g = torch.Generator().manual_seed(7)
+    y = torch.rand(shape, generator=g)
+    x0 = (y + 0.2 * torch.randn(shape, generator=g)).clamp(0, 1)
+    results = []
+    for moments in (None, losses.ssim_target_moments(y)):
+        x = x0.clone().requires_grad_(True)
+        out = losses.ssim_planes(x, y, moments)
+        (2.0 * out).backward()
+        results.append((out.detach(), x.grad))
+    assert results[1][0].item() == results[0][0].item()
+    assert torch.equal(results[1][1], results[0][1])
+    assert losses.ssim_target_moments(y).shape == (2, shape[0] * shape[1]) + shape[2:]

@@ -30,6 +30,9 @@ CHECKPOINT = "checkpoint.pt"
 MAX_ROLLBACKS = 10
 SNAPSHOT_EVERY = 25
 HISTORY_EVERY = 10
+# D-SSIM's blurred target moments are kept per view and level when all of them fit in this (the
+# demo: 90 MB); each is then blurred once instead of every step
+SSIM_TARGETS_BYTES = 128 << 20
 BG_LR = 5e-3
 
 
@@ -201,6 +204,9 @@ class Trainer:
         self.fingerprint = self._fingerprint()
         self._base_weights = data.weights
         self.agreement: np.ndarray | None = None
+        self._ssim_targets: dict[tuple[int, int], np.ndarray] | None = None
+        if len(data) * 2 * 3 * data.height * data.width * 4 * 1.25 <= SSIM_TARGETS_BYTES:
+            self._ssim_targets = {}
         n = config.reliability_updates if config.view_reliability > 0 and model.mode == "logits" else 0
         self._reliability_steps = {int(self.total * (i + 1) / (n + 1)) for i in range(n)} - {0}
 
@@ -373,8 +379,9 @@ class Trainer:
                 if masks is not None:
                     terms["mask"] = mask
             with self.sections("SSIM forward"):
-                terms["rgb"] = losses.mix_rgb(terms["l1"], lambda: losses.ssim_planes(x, y), c.ssim_lambda,
-                                              ssim_scale)
+                terms["rgb"] = losses.mix_rgb(
+                    terms["l1"], lambda: losses.ssim_planes(x, y, self._ssim_target_moments(d, idx, y)),
+                    c.ssim_lambda, ssim_scale)
             return self._regularisers(terms, alpha, meta), meta
         rgb, cls = split_heads(self.model, raw, alpha, bg)
         with self.sections("rgb loss (L1 + SSIM) forward"):
@@ -388,6 +395,19 @@ class Trainer:
             if masks is not None:
                 terms["mask"] = losses.mask_loss(alpha[..., 0], masks)
         return self._regularisers(terms, alpha, meta), meta
+
+    def _ssim_target_moments(self, d: FitData, idx: np.ndarray, y: torch.Tensor) -> np.ndarray | None:
+        """The blurred moments of the views' target planes y [C,3,H,W] at level `d`, from the cache
+        (None when the cache would not fit SSIM_TARGETS_BYTES: D-SSIM then blurs them itself)."""
+        if self._ssim_targets is None:
+            return None
+        parts = []
+        for j, view in enumerate(idx):
+            key = (d.width, int(view))
+            if key not in self._ssim_targets:
+                self._ssim_targets[key] = losses.ssim_target_moments(y[j:j + 1])
+            parts.append(self._ssim_targets[key])
+        return parts[0] if len(parts) == 1 else np.concatenate(parts, axis=1)
 
     def _fused_pixel_losses(self, d: FitData) -> bool:
         """Whether this step's per-pixel losses run in the CPU kernel (pixel_loss_kernel.py): hard

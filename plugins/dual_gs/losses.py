@@ -89,13 +89,22 @@ def ssim(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return ssim_planes(x, y)
 
 
-def ssim_planes(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    """`ssim` of images as planes [C,3,H,W], `y` constant."""
+def ssim_planes(x: torch.Tensor, y: torch.Tensor, y_moments: np.ndarray | None = None) -> torch.Tensor:
+    """`ssim` of images as planes [C,3,H,W], `y` constant; on the CPU, `y_moments` may carry y's
+    `ssim_kernel.target_moments` [2,C*3,H,W] (computed once per view instead of every step)."""
     if x.device.type == "cpu" and x.dtype == torch.float32:
         from .ssim_kernel import SSIMKernel  # numba, fused passes (tests/test_ssim_kernel.py)
 
-        return SSIMKernel.apply(x.contiguous(), y.contiguous(), _gaussian_kernel(x.device))
+        return SSIMKernel.apply(x.contiguous(), y.contiguous(), _gaussian_kernel(x.device), y_moments)
     return _SSIM.apply(x, y)
+
+
+def ssim_target_moments(y: torch.Tensor) -> np.ndarray:
+    """`ssim_kernel.target_moments` of constant CPU target planes y [C,3,H,W]: [2,C*3,H,W]."""
+    from .ssim_kernel import target_moments
+
+    C, K, H, W = y.shape
+    return target_moments(np.ascontiguousarray(y.numpy().reshape(C * K, H, W)), _gaussian_kernel(y.device))
 
 
 def mix_rgb(l1: torch.Tensor, ssim_of: Callable[[], torch.Tensor], ssim_lambda: float,

@@ -78,21 +78,34 @@ def _moments(x, y, out):  # pragma: no cover - compiled
 
 
 @njit(cache=True, parallel=True)
-def _ssim_maps(mom, c1, c2, grads):  # pragma: no cover - compiled
-    """From the blurred moments [5,P,H,W]: sum of the SSIM map (per row, summed by the caller) and
-    the maps dm/dmu_x, dm/dE[xx], dm/dE[xy] into grads [3,P,H,W]."""
-    _, P, H, W = mom.shape
+def _x_moments(x, y, out):  # pragma: no cover - compiled
+    """out [3,P,H,W] = x, x*x, x*y (the moments that change every step)."""
+    P, H, W = x.shape
+    for r in prange(H):
+        for p in range(P):
+            for c in range(W):
+                a, b = x[p, r, c], y[p, r, c]
+                out[0, p, r, c] = a
+                out[1, p, r, c] = a * a
+                out[2, p, r, c] = a * b
+
+
+@njit(cache=True, parallel=True)
+def _ssim_maps(mu_x, mu_y, e_xx, e_yy, e_xy, c1, c2, grads):  # pragma: no cover - compiled
+    """From the blurred moments (each [P,H,W]): sum of the SSIM map (per row, summed by the caller)
+    and the maps dm/dmu_x, dm/dE[xx], dm/dE[xy] into grads [3,P,H,W]."""
+    P, H, W = mu_x.shape
     rows = np.zeros(H)
     for r in prange(H):
         acc = 0.0
         for p in range(P):
             for c in range(W):
-                mx, my = np.float64(mom[0, p, r, c]), np.float64(mom[1, p, r, c])
+                mx, my = np.float64(mu_x[p, r, c]), np.float64(mu_y[p, r, c])
                 mxy, mxx, myy = mx * my, mx * mx, my * my
                 a1 = 2.0 * mxy + c1
-                a2 = 2.0 * (mom[4, p, r, c] - mxy) + c2
+                a2 = 2.0 * (e_xy[p, r, c] - mxy) + c2
                 b1 = mxx + myy + c1
-                b2 = (mom[2, p, r, c] - mxx) + (mom[3, p, r, c] - myy) + c2
+                b2 = (e_xx[p, r, c] - mxx) + (e_yy[p, r, c] - myy) + c2
                 inv = 1.0 / (b1 * b2)
                 m = a1 * a2 * inv
                 acc += m
@@ -122,20 +135,35 @@ def _blur(maps: np.ndarray, g: np.ndarray) -> np.ndarray:
     return out
 
 
+def target_moments(y: np.ndarray, window: torch.Tensor) -> np.ndarray:
+    """The blurred mean and second moment [2,P,H,W] of constant target planes y [P,H,W] float32:
+    what every D-SSIM of these targets blurs again (`SSIMKernel` takes them precomputed), bit for
+    bit (each plane is blurred on its own)."""
+    mom = np.stack([y, y * y]).astype(np.float32)
+    return _blur(mom, window.detach().float().numpy())
+
+
 class SSIMKernel(torch.autograd.Function):
-    """Mean SSIM of x against a constant y, both [N,C,H,W] float32 CPU tensors; gradient for x."""
+    """Mean SSIM of x against a constant y, both [N,C,H,W] float32 CPU tensors; gradient for x.
+    `y_moments` [2,N*C,H,W]: y's `target_moments`, when known (2 of the 5 blurred planes less)."""
 
     @staticmethod
-    def forward(ctx, x: torch.Tensor, y: torch.Tensor, window: torch.Tensor):
+    def forward(ctx, x: torch.Tensor, y: torch.Tensor, window: torch.Tensor, y_moments: np.ndarray | None = None):
         N, C, H, W = x.shape
         xs = np.ascontiguousarray(x.detach().numpy().reshape(N * C, H, W))
         ys = np.ascontiguousarray(y.detach().numpy().reshape(N * C, H, W))
         g = window.detach().float().numpy()
-        mom = np.empty((5, N * C, H, W), np.float32)
-        _moments(xs, ys, mom)
-        mom = _blur(mom, g)
         grads = np.empty((3, N * C, H, W), np.float32)
-        total = _ssim_maps(mom, C1, C2, grads)
+        if y_moments is None:
+            mom = np.empty((5, N * C, H, W), np.float32)
+            _moments(xs, ys, mom)
+            mom = _blur(mom, g)
+            total = _ssim_maps(mom[0], mom[1], mom[2], mom[3], mom[4], C1, C2, grads)
+        else:
+            mom = np.empty((3, N * C, H, W), np.float32)
+            _x_moments(xs, ys, mom)
+            mom = _blur(mom, g)
+            total = _ssim_maps(mom[0], y_moments[0], mom[1], y_moments[1], mom[2], C1, C2, grads)
         ctx.saved = (xs, ys, grads, g, x.shape)
         return torch.tensor(total / xs.size, dtype=x.dtype)
 
@@ -145,4 +173,4 @@ class SSIMKernel(torch.autograd.Function):
         blurred = _blur(grads, g)
         out = np.empty_like(xs)
         _combine(xs, ys, blurred, float(grad) / xs.size, out)
-        return torch.from_numpy(out).reshape(shape), None, None
+        return torch.from_numpy(out).reshape(shape), None, None, None
