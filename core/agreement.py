@@ -24,12 +24,23 @@ def parser_confidence(observed: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 def class_agreement(consensus: np.ndarray, observed: np.ndarray, prior_pixels: float) -> np.ndarray:
     """One view: consensus [N,K] and observed [N,K] probabilities -> rho [K] in 0..1 per observed
-    class (classes the view never says get the view's overall agreement)."""
+    class (classes the view never says get the view's overall agreement). Computed in float64
+    whatever the inputs' float type (float32 inputs give the numbers their float64 copies would)."""
     K = observed.shape[-1]
-    lab, conf = parser_confidence(observed)
+    lab = observed.argmax(-1)
     agree = np.take_along_axis(consensus, lab[:, None], axis=-1)[:, 0]
-    num = np.bincount(lab, weights=conf * agree, minlength=K)
-    den = np.bincount(lab, weights=conf, minlength=K)
+    return label_agreement(agree.astype(np.float64), lab, observed.max(-1).astype(np.float64), prior_pixels, K)
+
+
+def label_agreement(agree: np.ndarray, labels: np.ndarray, top: np.ndarray, prior_pixels: float,
+                    num_classes: int) -> np.ndarray:
+    """`class_agreement` of a view whose probabilities are known only by their argmax `labels` [N]
+    and top probability `top` [N] (all that it uses of them), given `agree` [N], the consensus
+    probability of each pixel's label -> rho [K]."""
+    K = num_classes
+    conf = np.nan_to_num(np.clip((top - 1.0 / K) / (1.0 - 1.0 / K), 0.0, 1.0))
+    num = np.bincount(labels, weights=conf * agree, minlength=K)
+    den = np.bincount(labels, weights=conf, minlength=K)
     overall = num.sum() / den.sum() if den.sum() > 0 else 1.0 / K
     return (num + prior_pixels * overall) / np.maximum(den + prior_pixels, 1e-12)
 

@@ -165,8 +165,7 @@ def test_pixel_weights_and_label_targets_read_views_in_chunks():
 
 
 def test_label_agreement_equals_class_agreement():
-    from splatrefine.agreement import class_agreement
-    from splatrefine.plugins.dual_gs.reliability import label_agreement
+    from splatrefine.agreement import class_agreement, label_agreement
 
     rng = np.random.default_rng(5)
     observed = rng.dirichlet(np.full(7, 0.3), size=500)
@@ -177,6 +176,10 @@ def test_label_agreement_equals_class_agreement():
     agree = np.take_along_axis(consensus, lab[:, None], -1)[:, 0]
     got = label_agreement(agree, lab, observed.max(-1), 50.0, 7)
     np.testing.assert_array_equal(got, ref)
+    # float32 inputs: the numbers of their float64 copies, bit for bit (what the transfer aggregator relies on)
+    o32, c32 = observed.astype(np.float32), consensus.astype(np.float32)
+    np.testing.assert_array_equal(class_agreement(c32, o32, 50.0),
+                                  class_agreement(c32.astype(np.float64), o32.astype(np.float64), 50.0))
 
 
 def test_rgb_loss_ssim_schedule_scales_only_the_ssim_part():

@@ -183,8 +183,7 @@ class TransferAggregator:
             observed = np.asarray(renders.observed[i], np.float32)
             labels, conf = parser_confidence(observed)
             depth = np.where(renders.alpha[i] >= self.config.min_alpha, renders.depth[i], 0.0).astype(np.float32)
-            agreement = class_agreement(renders.probs[i].reshape(-1, K).astype(np.float64),
-                                        observed.reshape(-1, K).astype(np.float64), prior_pixels=50.0)
+            agreement = class_agreement(renders.probs[i].reshape(-1, K), observed.reshape(-1, K), prior_pixels=50.0)
             viewmat, Kmat = np.asarray(cams.viewmats[i], np.float64), np.asarray(cams.Ks[i], np.float64)
             self.sources.append(_Source(
                 name, viewmat, Kmat, depth, labels.astype(np.int16), conf.astype(np.float32), agreement,

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import torch
 
-from splatrefine.agreement import class_agreement
+from splatrefine.agreement import class_agreement, label_agreement
 
 from .model import DualGSModel, rasterize_heads
 
@@ -51,20 +51,6 @@ def consensus_agreement(model: DualGSModel, params: dict[str, torch.Tensor], dat
         for i in range(e - s):
             out[s + i] = label_agreement(agree[i], lab[i], top[i], prior_pixels, K)
     return out
-
-
-def label_agreement(agree: np.ndarray, labels: np.ndarray, top: np.ndarray, prior_pixels: float,
-                    num_classes: int) -> np.ndarray:
-    """`splatrefine.agreement.class_agreement` of a view whose probabilities are known only by their
-    argmax `labels` [N] and top probability `top` [N] (all that it uses of them), given `agree` [N],
-    the consensus probability of each pixel's label -> rho [K]. Same arithmetic, so the same
-    numbers (tests/test_dual_gs_losses.py)."""
-    K = num_classes
-    conf = np.nan_to_num(np.clip((top - 1.0 / K) / (1.0 - 1.0 / K), 0.0, 1.0))
-    num = np.bincount(labels, weights=conf * agree, minlength=K)
-    den = np.bincount(labels, weights=conf, minlength=K)
-    overall = num.sum() / den.sum() if den.sum() > 0 else 1.0 / K
-    return (num + prior_pixels * overall) / np.maximum(den + prior_pixels, 1e-12)
 
 
 def reliability_factors(agreement: np.ndarray, labels: torch.Tensor, power: float) -> torch.Tensor:
