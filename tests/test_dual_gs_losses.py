@@ -199,3 +199,16 @@ def test_rgb_loss_ssim_schedule_scales_only_the_ssim_part():
     torch.testing.assert_close(l1_out, l1)
     # every other step at twice the weight: the same loss on average
     torch.testing.assert_close((skipped + doubled) / 2, full)
+
+
+def test_float16_views_widen_as_numpy_does():
+    rng = np.random.default_rng(3)
+    vkhw = rng.dirichlet(np.ones(5), (4, 6, 7)).transpose(0, 3, 1, 2).astype(np.float16)  # [V,K,H,W], as stored
+    vkhw[0, 0, 0, :3] = [np.nan, np.inf, 6e-8]
+    vhwk = np.moveaxis(vkhw, 1, -1)
+    got = losses.views_float32(vhwk, 1, 3)
+    assert got.dtype == torch.float32 and got.is_contiguous() and got.shape == (2, 6, 7, 5)
+    np.testing.assert_array_equal(got.numpy(), vhwk[1:3].astype(np.float32))
+    np.testing.assert_array_equal(losses.views_float32(vhwk, 0, 1).numpy(), vhwk[:1].astype(np.float32))
+    f32 = vhwk.astype(np.float32)
+    np.testing.assert_array_equal(losses.views_float32(f32, 0, 4).numpy(), f32)

@@ -57,7 +57,7 @@ def label_targets(probs_vhwk: np.ndarray, factors: tuple[int, ...] = (1, 2),
     dtype = torch.uint8 if K <= 256 else torch.int16
     out: dict[int, tuple[list, list]] = {f: ([], []) for f in factors}
     for s in range(0, V, chunk):
-        p = torch.from_numpy(np.ascontiguousarray(probs_vhwk[s:s + chunk], dtype=np.float32))
+        p = losses.views_float32(probs_vhwk, s, s + chunk)
         for f in factors:
             top = _pool(p, f).max(-1)
             out[f][0].append(top.indices.to(dtype))

@@ -204,6 +204,15 @@ def class_balance_weights(probs: torch.Tensor, weights: torch.Tensor, power: flo
     return factor.clamp(0.1, 3.0).to(weights.dtype)[lab]
 
 
+def views_float32(probs_vhwk: np.ndarray, start: int, stop: int) -> torch.Tensor:
+    """Views start:stop of [V,H,W,K] probabilities (float16 or float32, any strides) as a contiguous
+    float32 tensor; float16 is widened by torch (exact, like numpy's cast, and 2-4x faster)."""
+    x = probs_vhwk[start:stop]
+    if x.dtype == np.float16:
+        return torch.from_numpy(np.array(x, order="C")).float()
+    return torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))
+
+
 def pixel_weights(probs_vhwk: np.ndarray, confidence_weighting: bool, confidence_power: float,
                   class_balance: float, chunk: int = 8) -> np.ndarray:
     """The class loss's pixel weights float32 [V,H,W]: `target_weights` times
@@ -211,7 +220,7 @@ def pixel_weights(probs_vhwk: np.ndarray, confidence_weighting: bool, confidence
     time: no full copy of them)."""
     ws, labs = [], []
     for s in range(0, probs_vhwk.shape[0], chunk):
-        p = torch.from_numpy(np.ascontiguousarray(probs_vhwk[s:s + chunk], dtype=np.float32))
+        p = views_float32(probs_vhwk, s, s + chunk)
         ws.append(target_weights(p, confidence_weighting, confidence_power))
         labs.append(p.argmax(-1))
     w = torch.cat(ws)
