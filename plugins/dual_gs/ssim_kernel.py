@@ -2,8 +2,9 @@
 
 The same quantity as `losses._SSIM` (11x11 Gaussian window, sigma 1.5, zero padding, the window
 applied as two 1D passes; constants c1 = 0.01^2, c2 = 0.03^2) and the same closed-form gradient,
-but each pass touches every pixel once: the five local moments are blurred together, the SSIM map
-and the three maps of its gradient are formed in the same loop, and the backward blurs those three.
+but each pass touches every pixel once: the five local moments are blurred (the target's two can
+be blurred once and passed in: `target_moments`), the SSIM map and the three maps of its gradient
+are formed in the same loop, and the backward blurs those three.
 In torch the same work is ~40 whole-image operations of 50-150 us each on 2 cores (about 12 ms of a
 256 px step); here about 4 ms. The blurs run in float32 as torch's convolution does, the SSIM map's sum in float64; images are
 float32 [P,H,W] planes.
@@ -60,21 +61,6 @@ def _blur_cols(src, g, out):  # pragma: no cover - compiled
                     row = src[m, p, r + t - R]
                     for c in range(W):
                         o[c] += w * row[c]
-
-
-@njit(cache=True, parallel=True)
-def _moments(x, y, out):  # pragma: no cover - compiled
-    """out [5,P,H,W] = x, y, x*x, y*y, x*y."""
-    P, H, W = x.shape
-    for r in prange(H):
-        for p in range(P):
-            for c in range(W):
-                a, b = x[p, r, c], y[p, r, c]
-                out[0, p, r, c] = a
-                out[1, p, r, c] = b
-                out[2, p, r, c] = a * a
-                out[3, p, r, c] = b * b
-                out[4, p, r, c] = a * b
 
 
 @njit(cache=True, parallel=True)
@@ -145,7 +131,7 @@ def target_moments(y: np.ndarray, window: torch.Tensor) -> np.ndarray:
 
 class SSIMKernel(torch.autograd.Function):
     """Mean SSIM of x against a constant y, both [N,C,H,W] float32 CPU tensors; gradient for x.
-    `y_moments` [2,N*C,H,W]: y's `target_moments`, when known (2 of the 5 blurred planes less)."""
+    `y_moments` [2,N*C,H,W]: y's `target_moments` when known (else blurred here: 2 of 5 planes)."""
 
     @staticmethod
     def forward(ctx, x: torch.Tensor, y: torch.Tensor, window: torch.Tensor, y_moments: np.ndarray | None = None):
@@ -153,17 +139,13 @@ class SSIMKernel(torch.autograd.Function):
         xs = np.ascontiguousarray(x.detach().numpy().reshape(N * C, H, W))
         ys = np.ascontiguousarray(y.detach().numpy().reshape(N * C, H, W))
         g = window.detach().float().numpy()
-        grads = np.empty((3, N * C, H, W), np.float32)
         if y_moments is None:
-            mom = np.empty((5, N * C, H, W), np.float32)
-            _moments(xs, ys, mom)
-            mom = _blur(mom, g)
-            total = _ssim_maps(mom[0], mom[1], mom[2], mom[3], mom[4], C1, C2, grads)
-        else:
-            mom = np.empty((3, N * C, H, W), np.float32)
-            _x_moments(xs, ys, mom)
-            mom = _blur(mom, g)
-            total = _ssim_maps(mom[0], y_moments[0], mom[1], y_moments[1], mom[2], C1, C2, grads)
+            y_moments = target_moments(ys, window)
+        mom = np.empty((3, N * C, H, W), np.float32)
+        _x_moments(xs, ys, mom)
+        mom = _blur(mom, g)
+        grads = np.empty((3, N * C, H, W), np.float32)
+        total = _ssim_maps(mom[0], y_moments[0], mom[1], y_moments[1], mom[2], C1, C2, grads)
         ctx.saved = (xs, ys, grads, g, x.shape)
         return torch.tensor(total / xs.size, dtype=x.dtype)
 
