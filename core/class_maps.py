@@ -36,8 +36,11 @@ def _argmax_classes(probs, labels, top):  # pragma: no cover - compiled
 
 def argmax_classes(probs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """float [V,K,H,W] -> (labels [V,H,W] uint8 (int16 past 256 classes), top probability [V,H,W]
-    in probs' dtype), exactly as `probs.argmax(axis=1)` and `probs.max(axis=1)` would give them."""
+    in probs' dtype, float32 for float16), exactly as `probs.argmax(axis=1)` and `probs.max(axis=1)`
+    would give them."""
     probs = np.ascontiguousarray(probs)
+    if probs.dtype not in (np.float32, np.float64):
+        probs = probs.astype(np.float32)  # float16 widens exactly; the kernels are compiled for these two
     V, K, H, W = probs.shape
     labels = np.empty((V, H, W), np.uint8 if K <= 256 else np.int16)
     top = np.empty((V, H, W), probs.dtype)

@@ -21,6 +21,13 @@ def test_argmax_classes_equals_numpy_ties_and_nans_included(dtype):
     assert labels[1, 1, 1] == 5 and labels[2, 2, 2] == 0 and labels[0].max() <= 18
 
 
+def test_argmax_classes_takes_float16():
+    probs = np.random.default_rng(3).random((2, 4, 5, 6)).astype(np.float16)
+    labels, top = argmax_classes(probs)
+    np.testing.assert_array_equal(labels, probs.argmax(axis=1))
+    np.testing.assert_array_equal(top, probs.max(axis=1).astype(np.float32))
+
+
 def test_argmax_classes_reads_any_strides():
     rng = np.random.default_rng(1)
     vhwk = rng.random((2, 5, 6, 4)).astype(np.float32)
