@@ -74,9 +74,10 @@ class TrainOptions:
     ohem_min_fraction: float = field(default=0.0625, metadata={"help": "OHEM: but always on at least this fraction of the hardest pixels", "min": 0.0, "max": 1.0})
     aux_weight: float = field(default=1.0, metadata={"help": "weight of each auxiliary head's loss", "min": 0.0})
     precision: str = field(default="fp32", metadata={
-        "help": "fp32, or bf16: the forward pass under bfloat16 autocast, channels-last (weights, loss "
-                "and optimizer stay fp32); faster on CPUs with AMX/AVX512-BF16 and on Ampere+ GPUs",
-        "choices": ("fp32", "bf16")})
+        "help": "fp32; bf16: the forward pass under bfloat16 autocast, channels-last (weights, loss "
+                "and optimizer stay fp32), faster on CPUs with AMX/AVX512-BF16 and on Ampere+ GPUs; "
+                "auto: bf16 where the device has it in hardware, else fp32",
+        "choices": ("fp32", "bf16", "auto")})
     checkpoint_every: int = field(default=0, metadata={"help": "steps between checkpoints in the work folder; 0 = each epoch", "min": 0})
 
 
@@ -91,6 +92,26 @@ class ParserOptions:
     input_size: int = field(default=512, metadata={"help": "images are resized to input_size x input_size for the network", "min": 32})
     batch_size: int = field(default=4, metadata={"help": "images per inference batch", "min": 1})
     schema: str = field(default="celebamask-hq", metadata={"help": "label schema of the network's outputs"})
+
+
+def native_bf16(device: Any) -> bool:
+    """Whether `device` computes bfloat16 in hardware: a CUDA GPU with bf16 (Ampere and later) or
+    a CPU with AMX or AVX512-BF16. Elsewhere torch emulates it: BiSeNet and U-Net training steps
+    ran 1.7-1.8x longer in bf16 than in fp32 on an AVX512 Xeon without either (docs/results.md)."""
+    import torch
+
+    if str(device).startswith("cuda"):
+        return bool(torch.cuda.is_bf16_supported())
+    probes = ("_is_amx_tile_supported", "_is_avx512_bf16_supported")  # torch's own CPU checks
+    return any(bool(getattr(torch.cpu, name, lambda: False)()) for name in probes)
+
+
+def resolve_precision(precision: str, device: Any) -> str:
+    """The precision a training runs in: `precision` itself, or for "auto" bf16 where the device
+    has it in hardware (native_bf16) and fp32 elsewhere."""
+    if precision != "auto":
+        return precision
+    return "bf16" if native_bf16(device) else "fp32"
 
 
 def train_options(options: Any, overrides: dict) -> TrainOptions:
@@ -257,7 +278,10 @@ def train_segmenter(net: torch.nn.Module, forward_train: Callable[[torch.Tensor]
             torch.save({"model": net.state_dict(), "optimizer": opt.state_dict(), "step": step,
                         "history": history}, tmp)
 
-    bf16 = options.precision == "bf16"
+    precision = resolve_precision(options.precision, device)
+    if options.precision == "auto":
+        log.info("%s: precision auto -> %s on %s", description, precision, device)
+    bf16 = precision == "bf16"
     if bf16:
         net.to(memory_format=torch.channels_last)
     autocast_device = "cuda" if str(device).startswith("cuda") else "cpu"
@@ -578,7 +602,8 @@ class TorchParser:
         # parser.json must say what ran: the fit's overrides (steps, epochs, lr, ...), not the config's
         self.trained_options = options
         self.trained = {"steps": len(history.get("loss", [])), "images": len(dataset),
-                        "batch_size": options.train_batch_size}
+                        "batch_size": options.train_batch_size,
+                        "precision": resolve_precision(options.precision, self.device)}
         return history
 
     def params_for_save(self) -> dict:

@@ -239,4 +239,5 @@ def test_train_parser_json_records_what_ran(runner, tmp_path):
                                       "--set", "target_parser.input_size=32", "--set", "target_parser.train_batch_size=2"])
     assert result.exit_code == 0, result.output
     info = json.loads((out / "parser.json").read_text())
-    assert info["params"]["steps"] == 3 and info["trained"] == {"steps": 3, "images": 4, "batch_size": 2}
+    assert info["params"]["steps"] == 3 and info["trained"] == {"steps": 3, "images": 4, "batch_size": 2,
+                                                                 "precision": "fp32"}

@@ -240,10 +240,12 @@ def test_tiny_experiment_end_to_end(tmp_path, monkeypatch):
     # the fine-tune mix holds the new views twice (finetune.oversample), counted once
     hist = json.loads((out / "parsers" / "bisenet" / "raw" / "history.json").read_text())
     assert (hist["samples"], hist["oversample"]) == (len(frontal) + len(raw), 2)
+    from splatrefine.training import resolve_precision
+    assert hist["precision"] == resolve_precision(res["targets"]["bisenet"]["params"].get("precision", "fp32"), "cpu")
     md = (out / "results.md").read_text()
     for needle in ("| parser | mIoU frontal | mIoU mid | mIoU extreme |", "| baseline |", "| refined |",
                    "| palette |", "| simulated |", "Per-class IoU", "and of 1 frontal-only identity (200)", "| l_ear |", "Label quality", "Goals",
-                   f"({len(frontal) + len(raw)} training images, the new views 2x, 1 steps)"):
+                   f"({len(frontal) + len(raw)} training images, the new views 2x, 1 steps, {hist['precision']})"):
         assert needle in md, needle
     for name in ("miou_bisenet.png", "contact_bisenet_frontal.png", "contact_bisenet_mid.png",
                  "contact_bisenet_extreme.png"):

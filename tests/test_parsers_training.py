@@ -136,7 +136,7 @@ def test_train_options_overrides_are_checked():
     with pytest.raises(ConfigError, match="no training setting 'epoch'. Did you mean 'epochs'"):
         train_options(TrainOptions(), {"epoch": 3})
     # values are checked like any plugin setting: a typo in a choice is not silently the default
-    with pytest.raises(ConfigError, match="fit\\(\\).precision: 'bf61' is not one of fp32, bf16. Did you mean 'bf16'"):
+    with pytest.raises(ConfigError, match="fit\\(\\).precision: 'bf61' is not one of fp32, bf16, auto. Did you mean 'bf16'"):
         train_options(TrainOptions(), {"precision": "bf61"})
     with pytest.raises(ConfigError, match="fit\\(\\).steps: -1 is below the minimum 0"):
         train_options(TrainOptions(), {"steps": -1})
@@ -231,3 +231,44 @@ def test_dataset_labels_dir_beside_a_runs_refined_folder(tmp_path):
     assert ds[1][1].max() == 17 and ds.yaw is not None
     with pytest.raises(SplatrefineError, match="no such labels folder"):
         LabelledDataset(tmp_path / "run", labels_dir="nope")
+
+
+def _hardware_bf16(monkeypatch, amx: bool, avx512_bf16: bool) -> None:
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: amx, raising=False)
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: avx512_bf16, raising=False)
+
+
+def test_precision_auto_is_bf16_only_where_the_hardware_has_it(monkeypatch):
+    from splatrefine.training import resolve_precision
+
+    assert resolve_precision("fp32", "cpu") == "fp32" and resolve_precision("bf16", "cpu") == "bf16"
+    _hardware_bf16(monkeypatch, amx=False, avx512_bf16=False)
+    assert resolve_precision("auto", "cpu") == "fp32"
+    _hardware_bf16(monkeypatch, amx=True, avx512_bf16=False)
+    assert resolve_precision("auto", "cpu") == "bf16"
+    _hardware_bf16(monkeypatch, amx=False, avx512_bf16=True)
+    assert resolve_precision("auto", torch.device("cpu")) == "bf16"
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: False)
+    assert resolve_precision("auto", "cuda:0") == "fp32"
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: True)
+    assert resolve_precision("auto", torch.device("cuda", 0)) == "bf16"
+
+
+def test_precision_auto_trains_as_the_precision_it_resolves_to(tmp_path, monkeypatch):
+    from splatrefine.training import train_segmenter
+
+    root, _ = _folder(tmp_path, views=2, size=16)
+    ds = LabelledDataset(root)
+    kw = dict(input_size=16, schema=CELEBAMASK_HQ, seed=1)
+    histories = {}
+    for name, precision, amx in (("fp32", "fp32", False), ("auto-fp32", "auto", False),
+                                 ("bf16", "bf16", True), ("auto-bf16", "auto", True)):
+        _hardware_bf16(monkeypatch, amx=amx, avx512_bf16=False)
+        with torch.random.fork_rng():
+            torch.manual_seed(0)
+            net = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3, padding=1), torch.nn.ReLU(), torch.nn.Conv2d(8, 19, 1))
+        o = TrainOptions(steps=3, train_batch_size=2, optimizer="adam", lr=0.01, precision=precision)
+        histories[name] = train_segmenter(net, lambda x, net=net: [net(x)], ds, o, **kw)["loss"]
+    assert histories["auto-fp32"] == histories["fp32"]
+    assert histories["auto-bf16"] == histories["bf16"]
+    assert histories["bf16"] != histories["fp32"]  # the bf16 path did run

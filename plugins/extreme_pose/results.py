@@ -59,7 +59,8 @@ def collect_results(ws: Workspace, targets: list[TargetSpec], *, notes: Sequence
             if hist.is_file():
                 h = json.loads(hist.read_text())
                 rows[v]["train"] = {"samples": h["samples"], "oversample": h.get("oversample", 1), "steps": h["steps"],
-                                    "final_loss": h["loss"][-1] if h["loss"] else None}
+                                    "final_loss": h["loss"][-1] if h["loss"] else None,
+                                    "precision": h.get("precision")}
         base = rows["baseline"]["scores"]
         for v in t.variants:
             s = rows[v]["scores"]
@@ -164,7 +165,8 @@ def results_markdown(res: dict) -> str:
             extra = ""
             if tr:
                 times = f", the new views {tr['oversample']}x" if tr["oversample"] > 1 else ""
-                extra = f" ({tr['samples']} training images{times}, {tr['steps']} steps)"
+                precision = f", {tr['precision']}" if tr.get("precision") else ""
+                extra = f" ({tr['samples']} training images{times}, {tr['steps']} steps{precision})"
             lines.append(f"- `{v}`: {r['description']}{extra}")
         primary = PRIMARY_VARIANT if PRIMARY_VARIANT in rows else next((v for v in rows if v != "baseline"), None)
         if primary:

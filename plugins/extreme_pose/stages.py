@@ -221,12 +221,17 @@ def variant_dataset(ws: Workspace, key: str, kind: str) -> Path:
 
 
 # training and evaluation -----------------------------------------------------------------------
-def write_history(path: Path, history: dict, n: int, oversample: int = 1) -> None:
+def write_history(path: Path, history: dict, n: int, precision: str | None, oversample: int = 1) -> None:
     from splatrefine.io.atomic import write_text
 
     loss = history.get("loss", [])
     write_text(path, json.dumps({"samples": n, "oversample": oversample, "steps": len(loss), "loss": loss,
-                                 "lr": history.get("lr", [])}))
+                                 "lr": history.get("lr", []), "precision": precision}))
+
+
+def _precision(parser: Any) -> str | None:
+    """What the parser's last fit ran in (fp32 / bf16), when it says (TorchParser does)."""
+    return (getattr(parser, "trained", None) or {}).get("precision")
 
 
 def baseline(ws: Workspace, target: TargetSpec) -> None:
@@ -238,7 +243,7 @@ def baseline(ws: Workspace, target: TargetSpec) -> None:
     ds = LabelledDataset(ws.layout.frontal_dir, ws.schema)
     history = parser.fit(ds, workdir=work / "work", resume=True, **target.baseline)
     parser.save(work / "parser")
-    write_history(work / "history.json", history, len(ds))
+    write_history(work / "history.json", history, len(ds), _precision(parser))
     shutil.rmtree(work / "work", ignore_errors=True)  # the resume checkpoint, no longer needed
 
 
@@ -251,7 +256,8 @@ def finetune(ws: Workspace, target: TargetSpec, variant: str) -> None:
     ds = LabelledDataset(dataset_roots(ws, target, variant), ws.schema)
     history = parser.fit(ds, workdir=work / "work", resume=True, **target.finetune)
     parser.save(work / "parser")
-    write_history(work / "history.json", history, len({x.image for x in ds.samples}), ws.config.finetune_oversample)
+    write_history(work / "history.json", history, len({x.image for x in ds.samples}), _precision(parser),
+                  ws.config.finetune_oversample)
     shutil.rmtree(work / "work", ignore_errors=True)
 
 
