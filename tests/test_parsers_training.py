@@ -1,7 +1,6 @@
 """LabelledDataset and the shared training pieces: OHEM, LR schedule, augmentation, checkpoints."""
 
 import json
-import math
 
 import numpy as np
 import pytest
