@@ -364,3 +364,26 @@ def test_cached_ssim_targets_leave_the_fit_bit_identical(scene, monkeypatch):
     assert len(blurred) == len(cap)
     for k in cached.params:
         assert torch.equal(cached.params[k], direct.params[k]), k
+
+
+def test_class_loss_off_the_geometry_in_one_backward_is_the_two_pass_fit(scene, monkeypatch):
+    """class_moves_geometry false on the CPU: the class channels rendered with color_only and one
+    backward give the fit of a separate backward for the class loss, bit for bit (with densification
+    and the depth-variance term of the real-scan defaults)."""
+    cap, _, probs = scene
+    calls = []
+    real = fit_mod.Trainer._backward
+
+    def counting(self, terms, meta=None):
+        calls.append(self._one_pass_class_off_geometry())
+        return real(self, terms, meta)
+
+    monkeypatch.setattr(fit_mod.Trainer, "_backward", counting)
+    cfg = dict(iterations=40, class_moves_geometry=False, depth_variance_weight=0.1)
+    one = rep(**cfg).fit(cap, probs)
+    assert calls and all(calls)
+    monkeypatch.setattr(fit_mod.Trainer, "_one_pass_class_off_geometry", lambda self: False)
+    two = rep(**cfg).fit(cap, probs)
+    assert not calls[-1]
+    for k in one.params:
+        assert torch.equal(one.params[k], two.params[k]), k

@@ -550,3 +550,60 @@ def test_bad_mode_backend_and_backgrounds():
         rasterize(**kw, backend="cuda")
     with pytest.raises(ValueError, match=r"backgrounds: expected shape \[C,D\] = \[2,4\]"):
         rasterize(**kw, backgrounds=bgs[:, :3])
+
+
+@pytest.mark.parametrize("kernels", ["native", "numba"])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_color_only_channels_reach_their_colors_and_not_the_geometry(monkeypatch, kernels, dtype):
+    """One backward with color_only = (a, b) gives, bit for bit, what two backwards give: the
+    geometry's and the other channels' gradients of a loss without channels a..b, and the
+    gradients of channels a..b from the loss on them alone (dual-gs's class loss kept off the
+    geometry)."""
+    from splatrefine.splat import _native
+
+    if kernels == "numba":
+        monkeypatch.setattr(_native, "load", lambda: None)
+    elif _native.load() is None:
+        pytest.skip("native kernels unavailable")
+    means, quats, scales, opac, _, vm, Ks, W, H, _ = make_scene(n=300, cams=2, seed=7, dtype=dtype)
+    D, (a, b) = 11, (3, 9)
+    g = torch.Generator().manual_seed(3)
+    colors = torch.rand(2, 300, D, generator=g, dtype=dtype)
+    bgs = torch.rand(2, D, generator=g, dtype=dtype)
+    w_out = torch.randn(2, H, W, D + 1, generator=g, dtype=dtype)  # RGB+ED: a depth channel last
+    w_alpha = torch.randn(2, H, W, 1, generator=g, dtype=dtype)
+    inside = torch.zeros(D + 1, dtype=torch.bool)
+    inside[a:b] = True
+
+    def grads(loss_of, color_only=None):
+        params = [t.clone().requires_grad_(True) for t in (means, quats, scales, opac, colors, bgs)]
+        render, alpha, _ = rasterize(*params[:5], vm, Ks, W, H, backgrounds=params[5], render_mode="RGB+ED",
+                                     color_only=color_only)
+        loss_of(render, alpha).backward()
+        return render.detach(), [p.grad for p in params]
+
+    geo_part = lambda r, al: (r * w_out * ~inside).sum() + (al * w_alpha).sum()  # noqa: E731
+    color_part = lambda r, al: (r * w_out * inside).sum()  # noqa: E731
+    r_one, one = grads(lambda r, al: geo_part(r, al) + color_part(r, al), color_only=(a, b))
+    r_geo, geo = grads(geo_part)
+    _, col = grads(color_part)
+    assert torch.equal(r_one, r_geo)  # the forward is untouched
+    for name, x, y in zip(["means", "quats", "scales", "opacities"], one, geo):
+        assert torch.equal(x, y), name
+        assert float(y.abs().max()) > 0, name
+    assert torch.equal(one[4][..., a:b], col[4][..., a:b]) and float(col[4][..., a:b].abs().max()) > 0
+    assert torch.equal(one[4][..., :a], geo[4][..., :a]) and torch.equal(one[4][..., b:], geo[4][..., b:])
+    assert torch.equal(one[5], geo[5] + col[5])  # the backgrounds' gradient does not involve geometry
+    # without color_only the same one backward moves the geometry by every channel
+    _, both = grads(lambda r, al: geo_part(r, al) + color_part(r, al))
+    assert not torch.equal(both[0], geo[0])
+
+
+def test_color_only_checked():
+    means, quats, scales, opac, colors, vm, Ks, W, H, _ = make_scene(n=20, d=4)
+    for bad, needle in (((3, 2), "0 <= start <= stop <= D = 4"), ((0, 5), "D = 4"), ([0, 2], "pair of ints"),
+                        ((0.0, 2), "pair of ints")):
+        with pytest.raises(ValueError, match=f"color_only: .*{needle}"):
+            rasterize(means, quats, scales, opac, colors, vm, Ks, W, H, color_only=bad)
+    with pytest.raises(ValueError, match="color_only: render_mode 'D' renders no colors"):
+        rasterize(means, quats, scales, opac, colors, vm, Ks, W, H, render_mode="D", color_only=(0, 2))

@@ -33,6 +33,7 @@ def rasterize(
     backgrounds: "torch.Tensor | None" = None,
     render_mode: str = "RGB",
     backend: str = "auto",
+    color_only: tuple[int, int] | None = None,
 ) -> tuple["torch.Tensor", "torch.Tensor", dict[str, Any]]:
     """Render N Gaussians into C cameras, differentiably.
 
@@ -45,7 +46,10 @@ def rasterize(
         backgrounds [C,D] per-camera background features (None = 0);
         render_mode "RGB" | "D" | "ED" | "RGB+D" | "RGB+ED" (D = accumulated z-depth,
         ED = expected depth, appended as a last channel in the "RGB+" modes);
-        backend "auto" (gsplat for CUDA tensors when installed, else cpu) | "cpu" | "gsplat".
+        backend "auto" (gsplat for CUDA tensors when installed, else cpu) | "cpu" | "gsplat";
+        color_only (start, stop), cpu backend only: channels of colors whose gradients reach those
+        colors alone, not the Gaussians' geometry (as if a detached copy of the geometry rendered
+        them; one backward pass instead of two when a loss on them must not move the geometry).
 
     Returns:
         render_colors [C,H,W,D'] (D' = D, 1 or D+1 by mode), render_alphas [C,H,W,1], meta dict
@@ -60,13 +64,16 @@ def rasterize(
     from ._validate import validate
 
     validate(means, quats, scales, opacities, colors, viewmats, Ks, width, height,
-             near_plane, far_plane, eps2d, backgrounds, render_mode, backend)
+             near_plane, far_plane, eps2d, backgrounds, render_mode, backend, color_only)
     chosen = backend
     if backend == "auto":
         chosen = "gsplat" if means.is_cuda and _gsplat_available() else "cpu"
     kwargs = dict(near_plane=near_plane, far_plane=far_plane, eps2d=eps2d,
                   backgrounds=backgrounds, render_mode=render_mode)
     if chosen == "gsplat":
+        if color_only is not None:
+            raise ValueError("color_only: the gsplat backend has no such option; render those channels "
+                             "in a second call with the geometry detached")
         if not means.is_cuda:
             raise ValueError("backend: 'gsplat' needs CUDA tensors (means is on "
                              f"{means.device}); use backend='cpu' or 'auto'")
@@ -81,7 +88,7 @@ def rasterize(
     from .cpu import rasterize_cpu
 
     return rasterize_cpu(means, quats, scales, opacities, colors, viewmats, Ks,
-                         width, height, **kwargs)
+                         width, height, color_only=color_only, **kwargs)
 
 
 def _gsplat_available() -> bool:

@@ -85,7 +85,7 @@ def _bin_native(lib, m2, cn, op, radii, order, C, N, width, height, tiles_x, til
 
 class _Composite(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, means2d, conics, opac, feats, bgs, radii, depths, width, height):
+    def forward(ctx, means2d, conics, opac, feats, bgs, radii, depths, width, height, color_only=None):
         C, N, D = feats.shape
         dtype = means2d.dtype
         npdtype = np.float32 if dtype == torch.float32 else np.float64
@@ -103,6 +103,8 @@ class _Composite(torch.autograd.Function):
             fe[:, :D] = feats.detach().reshape(C * N, D).numpy()
             has_bg = bgs is not None
             bg = bgs.detach().contiguous().numpy() if has_bg else np.zeros((C, D), npdtype)
+            if color_only is not None:
+                bg = bg.copy()  # zeroed in part after the forward below: not the caller's memory
             if lib is not None:
                 geom, rect, tile_start, gid, slot, slot_start = _bin_native(
                     lib, m2, cn, op, radii, order, C, N, width, height, tiles_x, tiles_y)
@@ -136,6 +138,14 @@ class _Composite(torch.autograd.Function):
                 K.raster_forward(geom, rect, fe, bg, has_bg, tile_start, gid, width, height,
                                  tiles_x, tiles_y, consts, out.numpy(), alpha.numpy(), T.numpy(),
                                  last.numpy())
+        if color_only is not None:
+            # The backward reads the features and the background only in the geometry's gradient
+            # (feature . render gradient); the features' own gradient is the compositing weight
+            # times the render gradient. With these channels zeroed there, their render
+            # gradients reach their features alone, bit for bit what a backward without them
+            # gives the geometry.
+            fe[:, color_only[0]:color_only[1]] = 0
+            bg[:, color_only[0]:color_only[1]] = 0
         ctx.state = (geom, rect, fe, bg, has_bg, tile_start, gid, slot, slot_start, order,
                      T, last, consts, width, height, tiles_x, tiles_y, C, N, D, lib, used, args)
         return out, alpha[..., None]
@@ -176,16 +186,18 @@ class _Composite(torch.autograd.Function):
         v_opac = grads[..., 5]
         v_feats = grads[..., 8:8 + D]
         v_bg = torch.einsum("chwd,chw->cd", go, T) if has_bg and ctx.needs_input_grad[4] else None
-        return v_means2d, v_conics, v_opac, v_feats, v_bg, None, None, None, None
+        return v_means2d, v_conics, v_opac, v_feats, v_bg, None, None, None, None, None
 
 
-def composite(means2d, conics, opac, feats, bgs, radii, depths, width, height):
+def composite(means2d, conics, opac, feats, bgs, radii, depths, width, height, color_only=None):
     """Front-to-back alpha compositing of projected Gaussians (differentiable).
 
     means2d [C,N,2], conics [C,N,3], opac [C,N], feats [C,N,D], bgs [C,D] | None,
-    radii [C,N,2] int32, depths [C,N] -> (render [C,H,W,D], alpha [C,H,W,1]).
+    radii [C,N,2] int32, depths [C,N] -> (render [C,H,W,D], alpha [C,H,W,1]). color_only
+    (start, stop): feature channels whose render gradients reach those features only, not the
+    geometry (means2d, conics, opac).
     """
-    return _Composite.apply(means2d, conics, opac, feats, bgs, radii, depths, width, height)
+    return _Composite.apply(means2d, conics, opac, feats, bgs, radii, depths, width, height, color_only)
 
 
 def isect_tiles(means2d: torch.Tensor, radii: torch.Tensor, depths: torch.Tensor, width: int,

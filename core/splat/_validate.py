@@ -30,6 +30,7 @@ def validate(
     backgrounds: torch.Tensor | None,
     render_mode: str,
     backend: str,
+    color_only: tuple[int, int] | None = None,
 ) -> tuple[int, int, int]:
     """Check every argument of `rasterize`; returns (C, N, D). Raises ValueError on bad input."""
     named = [("means", means), ("quats", quats), ("scales", scales), ("opacities", opacities),
@@ -68,6 +69,14 @@ def validate(
         raise ValueError(f"backgrounds: expected shape [C,D] = [{C},{D}], got {_shape(backgrounds)}")
     if backend not in BACKENDS:
         raise ValueError(f"backend: expected one of {', '.join(BACKENDS)}, got {backend!r}")
+    if color_only is not None:
+        ok = (isinstance(color_only, tuple) and len(color_only) == 2
+              and all(isinstance(v, int) and not isinstance(v, bool) for v in color_only))
+        if not ok or not 0 <= color_only[0] <= color_only[1] <= D:
+            raise ValueError(f"color_only: expected a (start, stop) pair of ints with 0 <= start <= stop <= D = {D}, "
+                             f"got {color_only!r}")
+        if render_mode in ("D", "ED"):
+            raise ValueError(f"color_only: render_mode {render_mode!r} renders no colors")
     for name, v in (("width", width), ("height", height)):
         if isinstance(v, bool) or not isinstance(v, int) or v <= 0:
             raise ValueError(f"{name}: expected a positive int (image size in pixels), got {v!r}")

@@ -13,7 +13,7 @@ TILE_SIZE = 16
 
 def rasterize_cpu(means, quats, scales, opacities, colors, viewmats, Ks, width, height, *,
                   near_plane=0.01, far_plane=1e10, eps2d=0.3, backgrounds=None,
-                  render_mode="RGB") -> tuple[torch.Tensor, torch.Tensor, dict[str, Any]]:
+                  render_mode="RGB", color_only=None) -> tuple[torch.Tensor, torch.Tensor, dict[str, Any]]:
     """See `splatrefine.splat.rasterize` (CPU tensors)."""
     C, N = viewmats.shape[0], means.shape[0]
     from . import _projection_native as fast
@@ -26,7 +26,7 @@ def rasterize_cpu(means, quats, scales, opacities, colors, viewmats, Ks, width, 
     opac = opacities[None].expand(C, N)
     from ._composite import composite
 
-    render, alpha = composite(means2d, conics, opac, feats, bgs, radii, depths, width, height)
+    render, alpha = composite(means2d, conics, opac, feats, bgs, radii, depths, width, height, color_only)
     render = _finish(render, alpha, render_mode)
     meta = {"means2d": means2d, "radii": radii, "depths": depths, "conics": conics,
             "width": width, "height": height, "tile_size": TILE_SIZE, "n_cameras": C,

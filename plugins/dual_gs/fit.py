@@ -362,7 +362,8 @@ class Trainer:
         ti = torch.as_tensor(idx, device=d.images.device)
         with self.sections("render forward"):
             raw, alpha, meta = rasterize_heads(self.model, d.viewmats[ti], d.Ks[ti], d.width, d.height, self.params,
-                                               depth_variance=c.depth_variance_weight > 0)
+                                               depth_variance=c.depth_variance_weight > 0,
+                                               class_off_geometry=self._one_pass_class_off_geometry())
             bg = background_rgb(self.model, d.viewmats[ti], d.Ks[ti], d.width, d.height, self.bg)
         if self.densifier.needs_means2d_grad:
             meta["means2d"].retain_grad()
@@ -443,6 +444,15 @@ class Trainer:
             total = total + c.scale_reg * terms["scale_reg"]
         return total
 
+    def _one_pass_class_off_geometry(self) -> bool:
+        """Whether the class loss is kept off the geometry by the render itself (the CPU
+        rasterizer's color_only), so one backward pass does: not when the class loss moves the
+        geometry anyway, on the gsplat backend, or when `class_densify` wants the class loss's
+        own means2d gradient."""
+        c = self.config
+        return (not c.class_moves_geometry and self.data.images.device.type == "cpu"
+                and not (c.class_densify and self.densifier.needs_means2d_grad))
+
     def _backward(self, terms: dict[str, torch.Tensor], meta: dict | None = None) -> torch.Tensor:
         if self.config.class_moves_geometry:
             loss = self._total(terms)
@@ -453,6 +463,10 @@ class Trainer:
         # the labels need detail that the colours do not show (brows, lip lines).
         geo = self._total(terms, with_class=False)
         cls_loss = self.config.class_weight * terms["class"]
+        if self._one_pass_class_off_geometry():  # the render keeps the class loss off the geometry
+            loss = geo + cls_loss
+            loss.backward()
+            return loss.detach()
         m2d = None if meta is None else meta.get("means2d")
         want_m2d = (m2d is not None and m2d.requires_grad and self.config.class_densify
                     and self.densifier.needs_means2d_grad)

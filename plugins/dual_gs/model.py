@@ -131,14 +131,15 @@ def background_rgb(model: DualGSModel, viewmats: torch.Tensor, Ks: torch.Tensor,
 
 def rasterize_heads(model: DualGSModel, viewmats: torch.Tensor, Ks: torch.Tensor, width: int, height: int,
                     params: dict[str, torch.Tensor] | None = None, *, depth: bool = False,
-                    depth_variance: bool = False, backend: str = "auto"):
+                    depth_variance: bool = False, backend: str = "auto", class_off_geometry: bool = False):
     """Both heads in ONE rasterize call, before the RGB background is composited.
 
     Returns (raw [C,H,W,D], alpha [C,H,W,1], meta): raw holds the RGB premultiplied by alpha
     (channels 0-2), the class features F (3..3+F, over the class background), with
     `depth_variance` two depth moments, with `depth` the expected depth (last channel); meta
     ["depth_variance"] [C,H,W] is the variance of the Gaussians' depths along each ray under the
-    compositing weights, in scene-scale units squared.
+    compositing weights, in scene-scale units squared. With `class_off_geometry` (CPU backend) the
+    class channels' gradients reach the class head only, not the geometry.
     """
     from splatrefine.splat import rasterize
 
@@ -164,6 +165,7 @@ def rasterize_heads(model: DualGSModel, viewmats: torch.Tensor, Ks: torch.Tensor
         p["means"], p["quats"], torch.exp(p["scales"]), torch.sigmoid(p["opacities"]), colors,
         viewmats, Ks, width, height, backgrounds=backgrounds,
         render_mode="RGB+ED" if depth else "RGB", backend=backend,
+        color_only=(3, 3 + cls.shape[-1]) if class_off_geometry else None,
     )
     if depth_variance:
         F = cls.shape[-1]
