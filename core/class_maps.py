@@ -1,5 +1,5 @@
-"""Whole-capture passes over class probabilities [V,K,H,W]: the per-pixel argmax and the float16
-copy a run stores.
+"""Whole-capture passes over class probabilities ([V,K,H,W] or [...,K]): the per-pixel argmax and
+the float16 copy a run stores.
 
 numpy walks the class axis of [V,K,H,W] one strided [K] vector per pixel (3 s for the demo's 61
 views at 256 px on 2 cores) and converts to float16 one element at a time (1-2 s); these do the
@@ -13,40 +13,59 @@ from numba import njit, prange
 
 
 @njit(cache=True, parallel=True)
-def _argmax_classes(probs, labels, top):  # pragma: no cover - compiled
-    """labels[v,r,c] = numpy's argmax over k of probs[v,k,r,c] (the first maximum; a NaN counts as
-    the maximum, the first NaN wins), top[v,r,c] = that value."""
-    V, K, H, W = probs.shape
-    for vr in prange(V * H):
-        v, r = vr // H, vr % H
-        for c in range(W):
-            best = probs[v, 0, r, c]
+def _argmax_axis1(probs, labels, top):  # pragma: no cover - compiled
+    """labels[a,b] = numpy's argmax over k of probs[a,k,b] (the first maximum; a NaN counts as
+    the maximum, the first NaN wins), top[a,b] = that value."""
+    A, K, B = probs.shape
+    for a in prange(A):
+        for b in range(B):
+            best = probs[a, 0, b]
             idx = 0
             if not np.isnan(best):
                 for k in range(1, K):
-                    x = probs[v, k, r, c]
+                    x = probs[a, k, b]
                     if np.isnan(x):
                         best, idx = x, k
                         break
                     if x > best:
                         best, idx = x, k
-            labels[v, r, c] = idx
-            top[v, r, c] = best
+            labels[a, b] = idx
+            top[a, b] = best
+
+
+def _argmax(probs: np.ndarray, lead: tuple[int, ...], K: int, trail: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray]:
+    """argmax and max over the class axis of a C-contiguous float32/float64 array shaped
+    lead + (K,) + trail."""
+    A, B = int(np.prod(lead)), int(np.prod(trail))
+    labels = np.empty((A, B), np.uint8 if K <= 256 else np.int16)
+    top = np.empty((A, B), probs.dtype)
+    if K and A and B:
+        _argmax_axis1(probs.reshape(A, K, B), labels, top)
+    return labels.reshape(lead + trail), top.reshape(lead + trail)
+
+
+def _kernel_dtype(probs: np.ndarray) -> np.ndarray:
+    probs = np.ascontiguousarray(probs)
+    if probs.dtype not in (np.float32, np.float64):
+        probs = probs.astype(np.float32)  # float16 widens exactly; the kernels are compiled for these two
+    return probs
 
 
 def argmax_classes(probs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """float [V,K,H,W] -> (labels [V,H,W] uint8 (int16 past 256 classes), top probability [V,H,W]
     in probs' dtype, float32 for float16), exactly as `probs.argmax(axis=1)` and `probs.max(axis=1)`
     would give them."""
-    probs = np.ascontiguousarray(probs)
-    if probs.dtype not in (np.float32, np.float64):
-        probs = probs.astype(np.float32)  # float16 widens exactly; the kernels are compiled for these two
+    probs = _kernel_dtype(probs)
     V, K, H, W = probs.shape
-    labels = np.empty((V, H, W), np.uint8 if K <= 256 else np.int16)
-    top = np.empty((V, H, W), probs.dtype)
-    if K:
-        _argmax_classes(probs, labels, top)
-    return labels, top
+    return _argmax(probs, (V,), K, (H, W))
+
+
+def argmax_last(probs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """float [...,K] -> (labels [...], top [...]) as argmax_classes, over the last axis:
+    `probs.argmax(-1)` and `probs.max(-1)` in one parallel pass (numpy's max and argmax each walk
+    the [K] rows one at a time)."""
+    probs = _kernel_dtype(probs)
+    return _argmax(probs, probs.shape[:-1], probs.shape[-1], ())
 
 
 def to_float16(probs: np.ndarray) -> np.ndarray:

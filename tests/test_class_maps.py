@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from splatrefine.class_maps import argmax_classes, to_float16
+from splatrefine.class_maps import argmax_classes, argmax_last, to_float16
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
@@ -45,3 +45,25 @@ def test_to_float16_has_numpys_bits():
     got = to_float16(x)
     assert got.dtype == np.float16 and got.shape == x.shape
     np.testing.assert_array_equal(got.view(np.uint16), want.view(np.uint16))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_argmax_last_equals_numpy_ties_and_nans_included(dtype):
+    rng = np.random.default_rng(4)
+    probs = rng.random((3, 7, 9, 19)).astype(dtype)
+    probs[0, ..., 4] = probs[0, ..., 2]  # ties: the first class wins
+    probs[1, 0, 0] = 0.25
+    probs[1, 1, 1, 5] = probs[1, 1, 1, 7] = np.nan  # the first NaN wins
+    probs[2, 2, 2, 0] = np.nan
+    probs[2, 3, 3] = -np.inf
+    probs[2, 4, 4] = 0.0
+    probs[2, 4, 4, 3] = -0.0
+    labels, top = argmax_last(probs)
+    assert labels.shape == top.shape == probs.shape[:-1] and top.dtype == dtype
+    np.testing.assert_array_equal(labels, probs.argmax(-1))
+    np.testing.assert_array_equal(top, probs.max(-1))
+    assert labels[1, 1, 1] == 5 and labels[2, 2, 2] == 0
+    # on a flat [N,K] and on one pixel
+    flat = probs.reshape(-1, 19)
+    np.testing.assert_array_equal(argmax_last(flat)[0], flat.argmax(-1))
+    np.testing.assert_array_equal(argmax_last(flat[0])[0], flat[0].argmax())

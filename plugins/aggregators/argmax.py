@@ -69,8 +69,11 @@ class ArgmaxAggregator:
         """renders.probs [C,H,W,K] -> (labels uint8 [C,H,W], confidence float32 [C,H,W] = max prob)."""
         check_renders(renders, schema, "probs", self.name)
         probs = np.asarray(renders.probs, dtype=np.float32)
-        labels = probs.argmax(axis=-1).astype(np.uint8)
-        confidence = np.clip(probs.max(axis=-1), 0.0, 1.0).astype(np.float32)
+        from splatrefine.class_maps import argmax_last  # numba: loaded when labels are made, not on import
+
+        labels, top = argmax_last(probs)
+        labels = labels.astype(np.uint8, copy=False)
+        confidence = np.clip(top, 0.0, 1.0).astype(np.float32)
         labels = apply_ignore(labels, confidence, np.asarray(renders.alpha), self.config.min_confidence,
                               self.config.min_alpha)
         if self.config.min_margin > 0 and probs.shape[-1] > 1:

@@ -254,8 +254,11 @@ class TransferAggregator:
                 fuse_votes(votes, np.ascontiguousarray(probs[i].reshape(-1, K)), float(self.config.consensus_weight),
                            fused[i].reshape(-1, K))
                 unseen[i] = ~voted.reshape(H, W)
-        labels = fused.argmax(-1).astype(np.uint8)
-        confidence = np.clip(fused.max(-1), 0.0, 1.0).astype(np.float32)
+        from splatrefine.class_maps import argmax_last  # numba: loaded when labels are made, not on import
+
+        labels, top = argmax_last(fused)
+        labels = labels.astype(np.uint8, copy=False)
+        confidence = np.clip(top, 0.0, 1.0).astype(np.float32)
         labels = apply_ignore(labels, confidence, np.asarray(renders.alpha), self.config.min_confidence, 0.0)
         if self.config.unseen == "ignore":
             labels[unseen & (np.asarray(renders.alpha) >= self.config.min_alpha)] = IGNORE
