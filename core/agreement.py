@@ -16,9 +16,12 @@ import numpy as np
 def parser_confidence(observed: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """observed [...,K] probabilities -> (label [...] int, confidence [...] in 0..1: 0 for a uniform
     pixel (no opinion), 1 for a one-hot one)."""
+    from .class_maps import argmax_last
+
     K = observed.shape[-1]
-    lab = observed.argmax(-1)
-    conf = np.clip((observed.max(-1) - 1.0 / K) / (1.0 - 1.0 / K), 0.0, 1.0)
+    lab, top = argmax_last(observed)
+    top = top.astype(observed.dtype, copy=False)  # float16 comes back widened: the same arithmetic as numpy's max
+    conf = np.clip((top - 1.0 / K) / (1.0 - 1.0 / K), 0.0, 1.0)
     return lab, np.nan_to_num(conf)
 
 
@@ -26,10 +29,12 @@ def class_agreement(consensus: np.ndarray, observed: np.ndarray, prior_pixels: f
     """One view: consensus [N,K] and observed [N,K] probabilities -> rho [K] in 0..1 per observed
     class (classes the view never says get the view's overall agreement). Computed in float64
     whatever the inputs' float type (float32 inputs give the numbers their float64 copies would)."""
+    from .class_maps import argmax_last
+
     K = observed.shape[-1]
-    lab = observed.argmax(-1)
+    lab, top = argmax_last(observed)
     agree = np.take_along_axis(consensus, lab[:, None], axis=-1)[:, 0]
-    return label_agreement(agree.astype(np.float64), lab, observed.max(-1).astype(np.float64), prior_pixels, K)
+    return label_agreement(agree.astype(np.float64), lab, top.astype(np.float64), prior_pixels, K)
 
 
 def label_agreement(agree: np.ndarray, labels: np.ndarray, top: np.ndarray, prior_pixels: float,

@@ -396,3 +396,17 @@ def test_transfer_counts_a_trusted_view_as_agreeing_and_weighs_it():
     agg, out = labels(True, 1.0)
     assert agg._relative_agreement()[1, 2] == 1.0
     assert (labels(True, 5.0)[1] == 2).all()
+
+
+@pytest.mark.parametrize("dtype", [np.float16, np.float32, np.float64])
+def test_parser_confidence_is_numpys_arithmetic(dtype):
+    from splatrefine.agreement import parser_confidence
+
+    observed = np.random.default_rng(5).dirichlet(np.ones(7), size=(40, 30)).astype(dtype)
+    observed[0, 0] = 1.0 / 7
+    lab, conf = parser_confidence(observed)
+    K = observed.shape[-1]
+    want = np.nan_to_num(np.clip((observed.max(-1) - 1.0 / K) / (1.0 - 1.0 / K), 0.0, 1.0))
+    np.testing.assert_array_equal(lab, observed.argmax(-1))
+    assert conf.dtype == want.dtype
+    np.testing.assert_array_equal(conf.view(np.uint8), want.view(np.uint8))
