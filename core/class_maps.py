@@ -12,13 +12,18 @@ import numpy as np
 from numba import njit, prange
 
 
+CHUNK = 4096  # pixels of one view per parallel task
+
+
 @njit(cache=True, parallel=True)
 def _argmax_axis1(probs, labels, top):  # pragma: no cover - compiled
     """labels[a,b] = numpy's argmax over k of probs[a,k,b] (the first maximum; a NaN counts as
     the maximum, the first NaN wins), top[a,b] = that value."""
     A, K, B = probs.shape
-    for a in prange(A):
-        for b in range(B):
+    chunks = (B + CHUNK - 1) // CHUNK  # a few views at [K,H,W] still split across the threads
+    for t in prange(A * chunks):
+        a, b0 = t // chunks, (t % chunks) * CHUNK
+        for b in range(b0, min(b0 + CHUNK, B)):
             best = probs[a, 0, b]
             idx = 0
             if not np.isnan(best):
