@@ -212,3 +212,19 @@ def test_float16_views_widen_as_numpy_does():
     np.testing.assert_array_equal(losses.views_float32(vhwk, 0, 1).numpy(), vhwk[:1].astype(np.float32))
     f32 = vhwk.astype(np.float32)
     np.testing.assert_array_equal(losses.views_float32(f32, 0, 4).numpy(), f32)
+
+
+@pytest.mark.parametrize("shape", [(3, 16, 18, 19), (2, 15, 17, 3), (4, 12, 10), (1, 9, 7, 1)])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_pool_by_two_is_torch_mean_bit_for_bit(shape, dtype):
+    from splatrefine.plugins.dual_gs.fit import _pool
+
+    gen = torch.Generator().manual_seed(sum(shape))
+    x = torch.rand(shape, generator=gen, dtype=dtype) * torch.randint(0, 3, shape, generator=gen).to(dtype)
+    H, W = shape[1] // 2, shape[2] // 2
+    crop = x[:, : 2 * H, : 2 * W]
+    expected = crop.reshape(shape[0], H, 2, W, 2, *shape[3:]).mean(dim=(2, 4))
+    assert torch.equal(_pool(x, 2), expected)
+    if x.dim() == 4:  # a channel-last view of channel-first memory, as the fit reads probabilities
+        strided = x.movedim(-1, 1).contiguous().movedim(1, -1)
+        assert torch.equal(_pool(strided, 2), expected)

@@ -44,6 +44,10 @@ def _pool(t: torch.Tensor | None, factor: int) -> torch.Tensor | None:
     x = t[:, : H * factor, : W * factor]
     shape = x.shape
     x = x.reshape(shape[0], H, factor, W, factor, *shape[3:])
+    if factor == 2:
+        # torch's mean over (2, 4) in the order it sums them, (a + b) + (c + d), without its
+        # strided reduction (5x slower on [8,256,256,19])
+        return ((x[:, :, 0, :, 0] + x[:, :, 0, :, 1]) + (x[:, :, 1, :, 0] + x[:, :, 1, :, 1])) / 4
     return x.mean(dim=(2, 4))
 
 

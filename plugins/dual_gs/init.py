@@ -107,46 +107,41 @@ def _carve(capture: Capture, cams: Cameras, center: np.ndarray, radius: float, c
     """`count` random points in the common volume: in frame of most views and, with masks, inside
     the visual hull; with masks the points nearest the hull's surface are kept (a shell, where the
     visible surface is), measured by the distance to the silhouette edge in the views."""
+    from .carve_kernel import hull_test
+
     need_views = max(2, int(math.ceil(0.6 * len(cams))))
-    masks = None
-    depth_into = None
+    masks = np.zeros((0, 1, 1), dtype=bool)
+    depth_into = np.zeros((0, 1, 1), dtype=np.float32)
     if capture.has_masks:
         from scipy.ndimage import distance_transform_edt
 
         masks = np.stack([v.mask for v in capture.views]).astype(bool)
         depth_into = np.stack([distance_transform_edt(m) for m in masks]).astype(np.float32)
-    pool = 4 * count if masks is not None else count
+    viewmats = np.ascontiguousarray(cams.viewmats, dtype=np.float64)
+    Ks = np.ascontiguousarray(cams.Ks, dtype=np.float64)
+    pool = 4 * count if capture.has_masks else count
     kept: list[np.ndarray] = []
     depth: list[np.ndarray] = []
     total = 0
-    V = len(cams)
     for _ in range(60):
         cand = center + rng.uniform(-radius, radius, size=(max(4 * count, 4096), 3))
-        uv, z, inside = _project(cams, cand)
-        ok = inside.sum(0) >= need_views
-        if masks is not None:
-            ui = np.clip(uv[..., 0].astype(np.int64), 0, cams.width - 1)
-            vi = np.clip(uv[..., 1].astype(np.int64), 0, cams.height - 1)
-            rows = np.arange(V)[:, None]
-            fg = masks[rows, vi, ui] & inside
-            ok &= fg.sum(0) >= 0.9 * inside.sum(0)
-            # world distance to the hull surface, seen from the view where it is smallest
-            world = depth_into[rows, vi, ui] * z / cams.Ks[:, 0, 0][:, None]
-            world = np.where(inside, world, np.inf)
-            depth.append(world.min(0)[ok])
+        ok = np.empty(len(cand), dtype=bool)
+        world = np.empty(len(cand))
+        hull_test(cand, viewmats, Ks, cams.width, cams.height, masks, depth_into, need_views, ok, world)
         kept.append(cand[ok])
+        depth.append(world[ok])
         total += int(ok.sum())
         if total >= pool:
             break
     pts = np.concatenate(kept)
-    if masks is not None and len(pts) > count:
+    if capture.has_masks and len(pts) > count:
         order = np.argsort(np.concatenate(depth), kind="stable")
         pts = pts[np.sort(order[:count])]
     pts = pts[:count]
     if len(pts) < min(count, 16):
         raise CaptureError(
             f"the cameras do not see a common volume: only {len(pts)} sample points are in frame "
-            f"of {need_views} of the {len(cams)} views" + (" and inside the masks" if masks is not None else ""),
+            f"of {need_views} of the {len(cams)} views" + (" and inside the masks" if capture.has_masks else ""),
             "Check the camera poses and the foreground masks of the capture.")
     return pts
 
