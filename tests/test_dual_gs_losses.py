@@ -22,6 +22,12 @@ def test_uniform_and_nonfinite_pixels_carry_no_weight():
     assert w[0, 1, 0] == 0 and w[0, 1, 1] == 0
     w2 = losses.target_weights(p, confidence_weighting=False)
     assert w2.tolist() == [[[1.0, 1.0], [0.0, 0.0]]]
+    # all finite (the fast path), and finite values whose sum overflows (the careful one)
+    finite = p.clone()
+    finite[0, 1, 0] = torch.tensor([3e38, 3e38, 0, 0])
+    assert losses.target_weights(finite, True).tolist() == [[[1.0, w[0, 0, 1].item()], [1.0, 0.0]]]
+    finite[0, 1, 0] = torch.tensor([0.1, 0.7, 0.1, 0.1])
+    assert losses.target_weights(finite, True)[0, 1, 0].item() == pytest.approx(0.6, abs=1e-6)
 
 
 def test_class_balance_lifts_rare_classes_within_limits():

@@ -172,11 +172,16 @@ def target_weights(probs: torch.Tensor, confidence_weighting: bool, power: float
     pixel 1 when `confidence_weighting`, raised to `power` (> 1 trusts confident views more).
     """
     K = probs.shape[-1]
-    finite = torch.isfinite(probs).all(-1)
-    p = torch.nan_to_num(probs, nan=0.0, posinf=0.0, neginf=0.0)
+    total = probs.sum(-1)
+    if bool(torch.isfinite(total).all()):  # no NaN or inf anywhere: skip two passes over [V,H,W,K]
+        finite, p = torch.ones_like(total, dtype=torch.bool), probs
+    else:
+        finite = torch.isfinite(probs).all(-1)
+        p = torch.nan_to_num(probs, nan=0.0, posinf=0.0, neginf=0.0)
+        total = p.sum(-1)
     mx = p.max(-1).values
     mn = p.min(-1).values
-    valid = finite & (p.sum(-1) > 0.5) & ((mx - mn) > 1e-4)
+    valid = finite & (total > 0.5) & ((mx - mn) > 1e-4)
     if confidence_weighting:
         w = ((mx - 1.0 / K) / (1.0 - 1.0 / K)).clamp(0.0, 1.0) ** power
     else:
