@@ -103,3 +103,31 @@ def test_no_gt_labels_is_an_error(capture):
     bare = replace(capture, views=[replace(v, labels=None) for v in capture.views[:2]])
     with pytest.raises(CaptureError, match="ground-truth labels"):
         parse(bare)
+
+
+@pytest.mark.parametrize("shape", [(5, 3), (1, 9), (40, 33), (128, 128)])
+@pytest.mark.parametrize("sigma", [0.7, 2.0, 6.0])
+def test_noise_blur_is_scipys_gaussian_filter_bit_for_bit(shape, sigma):
+    from scipy.ndimage import gaussian_filter
+
+    from splatrefine.plugins.synthetic.simulated import _gaussian_blur
+
+    image = np.random.default_rng(shape[0] * 7 + shape[1]).standard_normal(shape)
+    expected = gaussian_filter(image, sigma, mode="reflect")
+    assert _gaussian_blur(image.copy(), sigma).tobytes() == expected.tobytes()
+
+
+def test_regions_come_in_scipys_order_with_their_boxes():
+    from scipy.ndimage import label
+
+    from splatrefine.plugins.synthetic.simulated import _regions
+
+    mask = np.random.default_rng(2).random((60, 50)) > 0.75
+    mask[:, :6] = False  # regions away from the image edge, and at it
+    comp, n = label(mask)
+    regions = list(_regions(mask, 2))
+    assert len(regions) == n > 10
+    for k, (box, region) in enumerate(regions, start=1):
+        full = np.zeros_like(mask)
+        full[box] = region
+        np.testing.assert_array_equal(full, comp == k)

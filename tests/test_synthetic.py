@@ -218,3 +218,10 @@ def test_synth_command(tmp_path):
     assert bad.exit_code == 2
     assert "seed must be a non-negative integer" in bad.output and "Traceback" not in bad.output
     assert not (tmp_path / "bad").exists()
+
+
+def test_row_norms_are_numpys_bit_for_bit():
+    from splatrefine.plugins.synthetic.render import _row_norms
+
+    v = np.random.default_rng(0).normal(size=(1000, 3)) * np.array([1e-3, 1.0, 1e3])
+    assert _row_norms(v).tobytes() == np.linalg.norm(v, axis=1, keepdims=True).tobytes()
