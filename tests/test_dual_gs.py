@@ -387,3 +387,32 @@ def test_class_loss_off_the_geometry_in_one_backward_is_the_two_pass_fit(scene, 
     assert not calls[-1]
     for k in one.params:
         assert torch.equal(one.params[k], two.params[k]), k
+
+
+def test_early_stop_once_the_labels_settle(scene, tmp_path):
+    cap, labels, probs = scene
+    # SMALL: densification stops at step 24, the coarse phase at 20, reliability updates at 13 and
+    # 26: label checks at 26, 31, 36; any tolerance above the change seen stops at 31
+    r = rep(iterations=40, early_stop=1.0, early_stop_every=5)
+    model = r.fit(cap, probs, workdir=tmp_path)
+    assert model.meta["stopped_at"] == 31
+    history = json.loads((tmp_path / "history.json").read_text())
+    assert history["iteration"][-2:] == [30, 31]  # the rows since the last are written at the stop
+    assert [s for s, _ in history["label_change"]] == [31]
+    # its checkpoint is of a finished fit: fitting again resumes it and stops at once, same model
+    again = r.fit(cap, probs, workdir=tmp_path)
+    for k, v in model.params.items():
+        assert torch.equal(again.params[k], v)
+    # a tolerance below any change seen: every step runs, the checks are recorded
+    full = rep(iterations=40, early_stop=1e-9, early_stop_every=5).fit(cap, probs, workdir=tmp_path / "full")
+    assert "stopped_at" not in full.meta
+    history = json.loads((tmp_path / "full" / "history.json").read_text())
+    assert history["iteration"][-1] == 40 and [s for s, _ in history["label_change"]] == [31, 36]
+    assert all(0.0 <= c < 1.0 for _, c in history["label_change"])
+
+
+def test_early_stop_needs_class_labels():
+    from splatrefine.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="early_stop watches class labels"):
+        rep(mode="palette", early_stop=0.01)

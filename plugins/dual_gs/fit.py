@@ -33,6 +33,8 @@ HISTORY_EVERY = 10
 # D-SSIM's blurred target moments are kept per view and level when all of them fit in this (the
 # demo: 90 MB); each is then blurred once instead of every step
 SSIM_TARGETS_BYTES = 128 << 20
+PROBE_VIEWS = 8  # input views rendered by the early stop's label checks
+BACKGROUND_PROBE = 255  # their label where alpha < 0.5
 BG_LR = 5e-3
 
 
@@ -213,6 +215,11 @@ class Trainer:
             self._ssim_targets = {}
         n = config.reliability_updates if config.view_reliability > 0 and model.mode == "logits" else 0
         self._reliability_steps = {int(self.total * (i + 1) / (n + 1)) for i in range(n)} - {0}
+        # early stop: label checks from the step where nothing scheduled changes the labels any more
+        self.stopped_at: int | None = None
+        self._probe_labels: torch.Tensor | None = None
+        self._checks_from = max(int(config.refine_stop * self.total), int(config.coarse_fraction * self.total),
+                                max(self._reliability_steps, default=0))
 
     # ----------------------------------------------------------------- setup / state
     def _fingerprint(self) -> str:
@@ -256,6 +263,7 @@ class Trainer:
             "acc": dict(self._acc), "acc_n": self._acc_n,
             "elapsed": self._elapsed + time.perf_counter() - self._t0,
             "agreement": None if self.agreement is None else torch.from_numpy(self.agreement.copy()),
+            "stopped_at": self.stopped_at,
         }
 
     def _restore(self, st: dict) -> None:
@@ -283,6 +291,7 @@ class Trainer:
         self._t0 = time.perf_counter()
         agreement = st.get("agreement")
         self._apply_agreement(None if agreement is None else agreement.double().numpy())
+        self.stopped_at = st.get("stopped_at")
 
     # ----------------------------------------------------------------- view reliability (EM)
     def _apply_agreement(self, agreement: np.ndarray | None) -> None:
@@ -501,13 +510,17 @@ class Trainer:
             self._acc[k] = self._acc.get(k, 0.0) + float(v.detach())
         self._acc_n += 1
         if self.step % HISTORY_EVERY == 0 or self.step == self.total:
-            n = max(self._acc_n, 1)
-            self.history["iteration"].append(self.step)
-            self.history["gaussians"].append(int(self.params["means"].shape[0]))
-            self.history["seconds"].append(round(self._elapsed + time.perf_counter() - self._t0, 3))
-            for k, v in self._acc.items():
-                self.history.setdefault(k, []).append(v / n)
-            self._acc, self._acc_n = {}, 0
+            self._flush_history()
+
+    def _flush_history(self) -> None:
+        """One history row: the means of the terms since the last row."""
+        n = max(self._acc_n, 1)
+        self.history["iteration"].append(self.step)
+        self.history["gaussians"].append(int(self.params["means"].shape[0]))
+        self.history["seconds"].append(round(self._elapsed + time.perf_counter() - self._t0, 3))
+        for k, v in self._acc.items():
+            self.history.setdefault(k, []).append(v / n)
+        self._acc, self._acc_n = {}, 0
 
     def run(self) -> DualGSModel:
         c = self.config
@@ -520,7 +533,7 @@ class Trainer:
         with progress_task("dual-gs fit", self.total) as advance:
             if self.step:
                 advance(self.step)
-            while self.step < self.total:
+            while self.step < self.total and self.stopped_at is None:
                 step = self.step
                 self.model.active_sh_degree = min(self.model.sh_degree, step // c.sh_degree_every)
                 lr = _lr_means(c, step, self.total, self.model.scene_scale)
@@ -557,6 +570,9 @@ class Trainer:
                         self._snapshot = self._state()
                     if self.step % c.checkpoint_every == 0 and self.step < self.total:
                         self.save_checkpoint()
+                if self._label_check_due():
+                    with self.sections("early stop (label checks)"):
+                        self._check_labels_settled()
                 elapsed = time.perf_counter() - t0
                 advance(1, loss=float(loss), rgb=float(terms["l1"].detach()), cls=float(terms["class"].detach()),
                         gaussians=int(self.params["means"].shape[0]),
@@ -569,9 +585,42 @@ class Trainer:
             self.model.background_sh = self.bg.detach()
         if self.agreement is not None:
             self.model.meta["view_agreement"] = np.round(self.agreement, 4).tolist()
-        self.model.active_sh_degree = min(self.model.sh_degree, max(self.total - 1, 0) // c.sh_degree_every)
+        if self.stopped_at is not None:
+            self.model.meta["stopped_at"] = self.stopped_at
+        self.model.active_sh_degree = min(self.model.sh_degree, max(self.step - 1, 0) // c.sh_degree_every)
         self.write_history()
         return self.model
+
+    # ----------------------------------------------------------------- early stop
+    def _label_check_due(self) -> bool:
+        every = self.config.early_stop_every
+        return (self.config.early_stop > 0 and self.step < self.total and self.step >= self._checks_from
+                and (self.step - self._checks_from) % every == 0)
+
+    @torch.no_grad()
+    def _check_labels_settled(self) -> None:
+        """Render 8 input views; when fewer than `early_stop` of their foreground pixels changed label
+        since the last check, mark the fit stopped at this step."""
+        data = self.level(self.step)
+        views = torch.from_numpy(np.unique(np.linspace(0, len(data) - 1, min(PROBE_VIEWS, len(data))).round()
+                                           .astype(np.int64)))
+        raw, alphas, _ = rasterize_heads(self.model, data.viewmats[views], data.Ks[views], data.width, data.height,
+                                         {k: v.detach() for k, v in self.params.items()})
+        labels = raw[..., 3:3 + self.model.num_classes].argmax(-1).to(torch.uint8)
+        labels[alphas[..., 0] < 0.5] = BACKGROUND_PROBE
+        previous, self._probe_labels = self._probe_labels, labels
+        if previous is None or previous.shape != labels.shape:
+            return
+        foreground = (labels != BACKGROUND_PROBE) | (previous != BACKGROUND_PROBE)
+        changed = float(((labels != previous) & foreground).sum()) / max(float(foreground.sum()), 1.0)
+        self.history.setdefault("label_change", []).append([self.step, round(changed, 6)])
+        if changed < self.config.early_stop:
+            self.stopped_at = self.step
+            if self._acc_n:
+                self._flush_history()
+            log.info("dual-gs fit: labels settled at step %d of %d (%.2f%% of the probe's pixels changed in "
+                     "the last %d steps); stopping early", self.step, self.total, 100 * changed,
+                     self.config.early_stop_every)
 
     def _rollback(self, step: int, what: str = "") -> None:
         self.rollbacks += 1

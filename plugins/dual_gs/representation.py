@@ -12,7 +12,7 @@ import numpy as np
 import torch
 
 from splatrefine.devices import resolve_device
-from splatrefine.errors import CaptureError, SplatrefineError
+from splatrefine.errors import CaptureError, ConfigError, SplatrefineError
 from splatrefine.io.atomic import write_bytes
 from splatrefine.roles import ComponentContext
 from splatrefine.types import Cameras, Capture, Renders
@@ -45,6 +45,9 @@ class DualGS:
         self.context = context or ComponentContext()
         self.device = torch.device(resolve_device(self.context.device, unavailable=lambda d: SplatrefineError(
             f"device '{d}' was asked for but torch sees no CUDA device", "Use --device cpu or auto.")))
+        if config.early_stop > 0 and config.mode != "logits":
+            raise ConfigError("representation.early_stop watches class labels, which the palette head does not have",
+                              "Set representation.early_stop: 0, or mode: logits.")
 
     # ------------------------------------------------------------------ validation
     def _check(self, capture: Capture, probs: np.ndarray) -> None:
