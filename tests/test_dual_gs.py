@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import logging
 from dataclasses import replace
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -303,8 +302,6 @@ def test_depth_variance_term_thins_the_layer_each_ray_meets(scene, tmp_path):
         hist = json.loads((wd / "history.json").read_text())
         assert ("depth_variance" in hist) == (weight > 0)
         vm, Ks = cap.cameras().viewmats, cap.cameras().Ks
-        import torch
-
         from splatrefine.plugins.dual_gs.model import render_model
 
         with torch.no_grad():
