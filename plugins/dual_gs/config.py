@@ -27,11 +27,9 @@ class DualGSConfig:
     coarse_fraction: float = field(default=0.5, metadata={
         "help": "train at half resolution for this fraction of the steps (faster on CPU)", "min": 0.0, "max": 1.0})
     early_stop: float = field(default=0.0, metadata={
-        "help": "stop the fit early once the class labels have settled: once densification, the coarse phase "
-                "and the view-reliability updates are over, every `early_stop_every` steps 8 input views are "
-                "rendered, and the fit stops when fewer than this fraction of their foreground pixels changed "
-                "label since the last check (0: always run `iterations` steps; logits mode)", "min": 0.0,
-        "max": 1.0})
+        "help": "stop once fewer than this fraction of 8 input views' foreground pixels change label between "
+                "two checks, `early_stop_every` steps apart, after densification, the coarse phase and the "
+                "reliability updates (0: off; docs/dual_gs.md)", "min": 0.0, "max": 1.0})
     early_stop_every: int = field(default=100, metadata={
         "help": "steps between two label checks of `early_stop`", "min": 1})
     init_opacity: float = field(default=0.3, metadata={"help": "initial opacity", "min": 0.001, "max": 0.999})
