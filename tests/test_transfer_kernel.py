@@ -110,6 +110,42 @@ def _random_aggregator(rng, config):
     return agg
 
 
+def _reference_facing(depth, viewmat, K):
+    """transfer.facing as numpy (the code before its kernel)."""
+    P = lift(depth.astype(np.float64), viewmat, K)
+    valid = depth > 0
+
+    def along(axis):
+        d = np.diff(P, axis=axis)
+        ok = np.diff(valid.astype(np.int8), axis=axis) == 0
+        ok &= np.take(valid, range(1, valid.shape[axis]), axis=axis)
+        d = d * ok[..., None]
+        pad = [(0, 0)] * 3
+        pad[axis] = (1, 0)
+        before = np.pad(d, pad)
+        pad[axis] = (0, 1)
+        return before + np.pad(d, pad)
+
+    n = np.cross(along(1), along(0))
+    norm = np.linalg.norm(n, axis=-1)
+    ray = -viewmat[:3, :3].T @ viewmat[:3, 3] - P
+    ray /= np.maximum(np.linalg.norm(ray, axis=-1, keepdims=True), 1e-12)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        cos = np.abs((n * ray).sum(-1)) / norm
+    return np.where(valid & (norm > 0), cos, 0.0).astype(np.float32)
+
+
+def test_facing_kernel_is_the_numpy_expression_bit_for_bit():
+    rng = np.random.default_rng(3)
+    for h, w in [(24, 32), (1, 9), (9, 1), (17, 23)]:
+        viewmat, K = _camera(rng, w, h)
+        depth = _noisy(rng, _plane_depth(viewmat, K, w, h))
+        depth[: h // 3, : w // 2] = 0.0  # an empty block: one-sided differences along its edges
+        got, want = facing(depth, viewmat, K), _reference_facing(depth, viewmat, K)
+        assert got.dtype == np.float32 and np.array_equal(got.view(np.uint32), want.view(np.uint32))
+    assert 0.5 < got[depth > 0].mean() <= 1.0  # a plane seen at small angles faces the cameras
+
+
 def test_kernel_matches_the_numpy_reference_on_random_views():
     rng = np.random.default_rng(7)
     config = TransferConfig(depth_tolerance=0.01, reliability=1.5, self_weight=3.7, trusted_weight=0.3,

@@ -96,29 +96,13 @@ def facing(depth: np.ndarray, viewmat: np.ndarray, K: np.ndarray) -> np.ndarray:
     """|cos| of the angle between each pixel's ray and the surface normal [H,W], the normal from the
     depth map's neighbours (central differences, one-sided next to empty pixels); 0 where a pixel
     has no non-empty neighbour along a row or a column."""
+    from .transfer_kernel import facing_cos  # numba: loaded when a transfer runs, not on import
+
     P = lift(depth.astype(np.float64), viewmat, K)
-    valid = depth > 0
-
-    def along(axis: int) -> np.ndarray:
-        d = np.diff(P, axis=axis)
-        ok = np.diff(valid.astype(np.int8), axis=axis) == 0
-        ok &= np.take(valid, range(1, valid.shape[axis]), axis=axis)
-        d = d * ok[..., None]
-        pad = [(0, 0)] * 3
-        pad[axis] = (1, 0)
-        before = np.pad(d, pad)  # P[i] - P[i-1]
-        pad[axis] = (0, 1)
-        after = np.pad(d, pad)  # P[i+1] - P[i]
-        return before + after
-
-    n = np.cross(along(1), along(0))
-    norm = np.linalg.norm(n, axis=-1)
     centre = -viewmat[:3, :3].T @ viewmat[:3, 3]
-    ray = centre - P
-    ray /= np.maximum(np.linalg.norm(ray, axis=-1, keepdims=True), 1e-12)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        cos = np.abs((n * ray).sum(-1)) / norm
-    return np.where(valid & (norm > 0), cos, 0.0).astype(np.float32)
+    out = np.empty(depth.shape, np.float32)
+    facing_cos(P, np.ascontiguousarray(depth > 0), np.asarray(centre, np.float64), out)
+    return out
 
 
 @dataclass

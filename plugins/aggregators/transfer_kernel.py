@@ -164,3 +164,55 @@ def fuse_votes(votes, probs, consensus_weight, out):  # pragma: no cover - compi
         norm = norm if not norm < 1e-12 else 1e-12
         for k in range(K):
             out[n, k] = t[k] / norm
+
+
+@njit(cache=True)
+def _tangent(P, valid, i, j, di, dj, out):  # pragma: no cover - compiled
+    """`facing`'s central difference at (i, j) along one image axis (di, dj = 1, 0 for columns,
+    0, 1 for rows): (P[i] - P[i-1]) + (P[i+1] - P[i]), each term kept where both of its pixels
+    are valid and 0 past the border, in numpy's order (the masked term is a product by 0.0)."""
+    H, W = valid.shape
+    for c in range(3):
+        before = 0.0
+        after = 0.0
+        if i - di >= 0 and j - dj >= 0:
+            ok = 1.0 if valid[i - di, j - dj] and valid[i, j] else 0.0
+            before = (P[i, j, c] - P[i - di, j - dj, c]) * ok
+        if i + di < H and j + dj < W:
+            ok = 1.0 if valid[i, j] and valid[i + di, j + dj] else 0.0
+            after = (P[i + di, j + dj, c] - P[i, j, c]) * ok
+        out[c] = before + after
+
+
+@njit(cache=True)
+def facing_cos(P, valid, centre, out):  # pragma: no cover - compiled
+    """out [H,W] float32 = |cos| between each pixel's ray from `centre` and the normal of the
+    lifted surface P [H,W,3] float64, 0 where `valid` is False or the normal is degenerate: the
+    numpy expression of `transfer.facing` (np.cross, np.linalg.norm, the ray's normalisation)
+    in its order and dtypes."""
+    H, W = valid.shape
+    a = np.empty(3)
+    b = np.empty(3)
+    for i in range(H):
+        for j in range(W):
+            if not valid[i, j]:
+                out[i, j] = np.float32(0.0)
+                continue
+            _tangent(P, valid, i, j, 0, 1, a)  # along x (axis 1)
+            _tangent(P, valid, i, j, 1, 0, b)  # along y (axis 0)
+            n0 = a[1] * b[2] - a[2] * b[1]
+            n1 = a[2] * b[0] - a[0] * b[2]
+            n2 = a[0] * b[1] - a[1] * b[0]
+            norm = np.sqrt(n0 * n0 + n1 * n1 + n2 * n2)
+            if not norm > 0:
+                out[i, j] = np.float32(0.0)
+                continue
+            r0 = centre[0] - P[i, j, 0]
+            r1 = centre[1] - P[i, j, 1]
+            r2 = centre[2] - P[i, j, 2]
+            rn = np.sqrt(r0 * r0 + r1 * r1 + r2 * r2)
+            rn = rn if not rn < 1e-12 else 1e-12
+            r0 /= rn
+            r1 /= rn
+            r2 /= rn
+            out[i, j] = np.float32(abs(n0 * r0 + n1 * r1 + n2 * r2) / norm)
