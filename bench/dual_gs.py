@@ -159,22 +159,56 @@ def table(summary, modes, schema) -> str:
 class WallAndCPU:
     """The trainer's step-section timer (fit.StepSections' interface), recording wall and process
     CPU seconds (all threads; steadier than wall on a shared machine). Set as `trainer.sections`, so
-    it times the fit loop of any revision (bench/demo_speed.py --profile)."""
+    it times the fit loop of any revision (bench/demo_speed.py --profile). With `phase` (a callable
+    naming the fit's current phase) it also notes when each phase began, so each phase's whole
+    step can be told apart."""
 
     enabled = True
 
-    def __init__(self):
+    def __init__(self, phase=None):
         self.seconds: dict[str, float] = {}
         self.cpu: dict[str, float] = {}
+        self.phase = phase
+        self.phase_starts: list[tuple[str, float, float]] = []  # (phase, wall, cpu) at its first section
 
     @contextmanager
     def __call__(self, name: str):
         t0, c0 = time.perf_counter(), time.process_time()
+        if self.phase is not None:
+            p = self.phase()
+            if not self.phase_starts or self.phase_starts[-1][0] != p:
+                self.phase_starts.append((p, t0, c0))
         try:
             yield
         finally:
             self.seconds[name] = self.seconds.get(name, 0.0) + time.perf_counter() - t0
             self.cpu[name] = self.cpu.get(name, 0.0) + time.process_time() - c0
+
+
+def raster_reference(params: dict, data, channels: int, passes: int = 2) -> tuple[float, float]:
+    """The rasterizer's own forward + backward (as bench/raster.py measures it: `channels` random
+    features, no background) of the fitted Gaussians at every view of `data` (a FitData level):
+    (wall, CPU) ms, each view's fastest of `passes` runs, averaged over the views (the fit draws
+    its views uniformly)."""
+    import torch
+
+    from splatrefine.splat import rasterize
+
+    p = {k: v.detach().clone().requires_grad_(True) for k, v in params.items()}
+    colors = torch.rand((p["means"].shape[0], channels), generator=torch.Generator().manual_seed(0),
+                        requires_grad=True)
+    V = int(data.viewmats.shape[0])
+    best = np.full((V, 2), np.inf)
+    for _ in range(passes):
+        for v in range(V):
+            t, c = time.perf_counter(), time.process_time()
+            out, alpha, _ = rasterize(p["means"], p["quats"], torch.exp(p["scales"]), torch.sigmoid(p["opacities"]),
+                                      colors, data.viewmats[v:v + 1].float(), data.Ks[v:v + 1].float(),
+                                      data.width, data.height)
+            (out.sum() + alpha.sum()).backward()
+            best[v] = np.minimum(best[v], [time.perf_counter() - t, time.process_time() - c])
+    wall, cpu = 1000 * best.mean(0)
+    return float(wall), float(cpu)
 
 
 def profile(resolution: int, overrides: dict, seed: int, iterations: int) -> str:
@@ -191,7 +225,6 @@ def profile(resolution: int, overrides: dict, seed: int, iterations: int) -> str
     from splatrefine.plugins.synthetic.rigs import synthesize_capture
     from splatrefine.refine import demo_config_text
     from splatrefine.roles import ComponentContext
-    from splatrefine.splat import rasterize
 
     demo = (yaml.safe_load(demo_config_text()).get("representation") or {}).get("params") or {}
     config = DualGSConfig(**{**demo, **overrides})
@@ -204,32 +237,29 @@ def profile(resolution: int, overrides: dict, seed: int, iterations: int) -> str
     w = losses.target_weights(tp, config.confidence_weighting, config.confidence_power)
     weights = (w * losses.class_balance_weights(tp, w, config.class_balance)).numpy()
     trainer = fit_mod.Trainer(config, rep.init_model(cap, probs, weights), rep._fit_data(cap, probs, weights), seed, None)
-    trainer.sections = WallAndCPU()
+    full_width = trainer.data.width
+    level = getattr(trainer, "level", None)  # older fit loops have no coarse phase
+    trainer.sections = WallAndCPU(
+        None if level is None else lambda: "coarse" if level(trainer.step).width < full_width else "full")
     t0, c0 = time.perf_counter(), time.process_time()
     model = trainer.run()
     total, total_cpu = time.perf_counter() - t0, time.process_time() - c0
-    # the rasterizer alone, as bench/raster.py measures it, at the fitted model's size
-    p = {k: v.detach().clone().requires_grad_(True) for k, v in model.params.items()}
-    cams = cap.cameras()
-    vm = torch.from_numpy(cams.viewmats[:1]).float()
-    Ks = torch.from_numpy(cams.Ks[:1]).float()
-    colors = torch.rand((p["means"].shape[0], 3 + cap.schema.num_classes), requires_grad=True)
-    times, cpus = [], []
-    for _ in range(6):
-        t, c = time.perf_counter(), time.process_time()
-        out, alpha, _ = rasterize(p["means"], p["quats"], torch.exp(p["scales"]), torch.sigmoid(p["opacities"]),
-                                  colors, vm, Ks, cams.width, cams.height)
-        (out.sum() + alpha.sum()).backward()
-        times.append(time.perf_counter() - t)
-        cpus.append(time.process_time() - c)
-    raster_ms = 1000 * float(np.median(times[1:]))
-    raster_cpu = 1000 * float(np.median(cpus[1:]))
+    t1, c1 = time.perf_counter(), time.process_time()
+    # the rasterizer alone, as bench/raster.py measures it, at the fitted model's size, over every
+    # view of each resolution the fit trained at
+    channels = 3 + cap.schema.num_classes
+    levels = {"full": trainer.data}
+    if trainer.sections.phase is not None and any(p == "coarse" for p, _, _ in trainer.sections.phase_starts):
+        levels["coarse"] = trainer.data.downsampled(2)
+    refs = {name: raster_reference(model.params, d, channels) for name, d in levels.items()}
+    raster_ms, raster_cpu = refs["full"]
     n = config.iterations
     sec_wall, sec_cpu = trainer.sections.seconds, trainer.sections.cpu
+    W, H = trainer.data.width, trainer.data.height
     rows = [f"fit of {n} steps: {total:.1f} s ({total_cpu:.1f} s CPU), {1000 * total / n:.1f} ms per step "
             f"({1000 * total_cpu / n:.1f} ms CPU), {model.num_gaussians} Gaussians at the end; rasterizer forward + "
-            f"backward alone ({model.num_gaussians} Gaussians, {cams.width}x{cams.height}, "
-            f"{3 + cap.schema.num_classes} channels): {raster_ms:.1f} ms ({raster_cpu:.1f} ms CPU)",
+            f"backward alone ({model.num_gaussians} Gaussians, {W}x{H}, {channels} channels, mean over the "
+            f"{len(trainer.data)} views): {raster_ms:.1f} ms ({raster_cpu:.1f} ms CPU)",
             "", "| part of the step | ms per step | CPU ms per step | CPU share | CPU x raster fwd+bwd |",
             "|---|---|---|---|---|"]
     acc_wall = acc_cpu = 0.0
@@ -243,6 +273,27 @@ def profile(resolution: int, overrides: dict, seed: int, iterations: int) -> str
                 f"{rest_cpu / total_cpu:.0%} | {1000 * rest_cpu / n / raster_cpu:.2f} |")
     rows.append(f"| **whole step** | **{1000 * total / n:.1f}** | **{1000 * total_cpu / n:.1f}** | 100% | "
                 f"**{1000 * total_cpu / n / raster_cpu:.2f}** |")
+    rows += ["", "The whole step above averages both phases against the full-resolution rasterizer. Each "
+             "phase against the rasterizer at its own resolution:", "",
+             "| phase | steps | resolution | CPU ms per step | raster fwd+bwd CPU ms | step / raster |",
+             "|---|---|---|---|---|---|"]
+    starts = trainer.sections.phase_starts
+    if not starts:
+        starts = [("full", t0, c0)]
+    ends = [(w, c) for _, w, c in starts[1:]] + [(t1, c1)]
+    bounds = [int(config.coarse_fraction * n) if p == "coarse" else n for p, _, _ in starts]
+    first = 0
+    weighted = 0.0
+    for (p, w0, cp0), (w1, cp1), last in zip(starts, ends, bounds):
+        steps = last - first
+        ref_cpu = refs[p][1]
+        d = levels[p]
+        weighted += steps * ref_cpu
+        rows.append(f"| {p} | {steps} | {d.width}x{d.height} | {1000 * (cp1 - cp0) / steps:.1f} | {ref_cpu:.1f} | "
+                    f"{1000 * (cp1 - cp0) / steps / ref_cpu:.2f} |")
+        first = last
+    rows.append(f"| **whole fit** | {n} | | **{1000 * total_cpu / n:.1f}** | {weighted / n:.1f} | "
+                f"**{1000 * total_cpu / weighted:.2f}** |")
     return "\n".join(rows)
 
 
