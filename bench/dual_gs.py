@@ -170,10 +170,12 @@ class WallAndCPU:
         self.cpu: dict[str, float] = {}
         self.phase = phase
         self.phase_starts: list[tuple[str, float, float]] = []  # (phase, wall, cpu) at its first section
+        self.phase_cpu: dict[str, dict[str, float]] = {}  # phase -> section -> CPU seconds
 
     @contextmanager
     def __call__(self, name: str):
         t0, c0 = time.perf_counter(), time.process_time()
+        p = None
         if self.phase is not None:
             p = self.phase()
             if not self.phase_starts or self.phase_starts[-1][0] != p:
@@ -181,8 +183,12 @@ class WallAndCPU:
         try:
             yield
         finally:
+            cpu = time.process_time() - c0
             self.seconds[name] = self.seconds.get(name, 0.0) + time.perf_counter() - t0
-            self.cpu[name] = self.cpu.get(name, 0.0) + time.process_time() - c0
+            self.cpu[name] = self.cpu.get(name, 0.0) + cpu
+            if p is not None:
+                sections = self.phase_cpu.setdefault(p, {})
+                sections[name] = sections.get(name, 0.0) + cpu
 
 
 def raster_reference(params: dict, data, channels: int, passes: int = 2) -> tuple[float, float]:
@@ -294,6 +300,18 @@ def profile(resolution: int, overrides: dict, seed: int, iterations: int) -> str
         first = last
     rows.append(f"| **whole fit** | {n} | | **{1000 * total_cpu / n:.1f}** | {weighted / n:.1f} | "
                 f"**{1000 * total_cpu / weighted:.2f}** |")
+    phases = [p for p, _, _ in starts if p in trainer.sections.phase_cpu]
+    if phases:
+        steps = dict(zip([p for p, _, _ in starts], np.diff([0] + bounds)))
+        rows += ["", "CPU ms per step of each part, per phase (x its rasterizer):", "",
+                 "| part of the step | " + " | ".join(phases) + " |", "|---|" + "---|" * len(phases)]
+        names = sorted(sec_cpu, key=lambda k: -sec_cpu[k])
+        for name in names:
+            cells = []
+            for p in phases:
+                ms = 1000 * trainer.sections.phase_cpu[p].get(name, 0.0) / steps[p]
+                cells.append(f"{ms:.1f} ({ms / refs[p][1]:.2f})")
+            rows.append(f"| {name} | " + " | ".join(cells) + " |")
     return "\n".join(rows)
 
 
