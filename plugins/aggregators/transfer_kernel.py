@@ -168,9 +168,10 @@ def fuse_votes(votes, probs, consensus_weight, out):  # pragma: no cover - compi
 
 @njit(cache=True)
 def _tangent(P, valid, i, j, di, dj, out):  # pragma: no cover - compiled
-    """`facing`'s central difference at (i, j) along one image axis (di, dj = 1, 0 for columns,
-    0, 1 for rows): (P[i] - P[i-1]) + (P[i+1] - P[i]), each term kept where both of its pixels
-    are valid and 0 past the border, in numpy's order (the masked term is a product by 0.0)."""
+    """`facing`'s central difference at (i, j) along one image axis ((di, dj) = (0, 1) along the
+    row, (1, 0) down the column) into out [3]: (P[i] - P[i-1]) + (P[i+1] - P[i]), each term kept
+    where both of its pixels are valid and 0 past the border, in numpy's order (a dropped term is
+    a product by 0.0, as numpy's mask multiplication)."""
     H, W = valid.shape
     for c in range(3):
         before = 0.0
