@@ -160,8 +160,8 @@ class WallAndCPU:
     """The trainer's step-section timer (fit.StepSections' interface), recording wall and process
     CPU seconds (all threads; steadier than wall on a shared machine). Set as `trainer.sections`, so
     it times the fit loop of any revision (bench/demo_speed.py --profile). With `phase` (a callable
-    naming the fit's current phase) it also notes when each phase began, so each phase's whole
-    step can be told apart."""
+    naming the fit's current phase) it also notes the process CPU time at which each phase began
+    and each section's CPU time per phase."""
 
     enabled = True
 
@@ -169,7 +169,7 @@ class WallAndCPU:
         self.seconds: dict[str, float] = {}
         self.cpu: dict[str, float] = {}
         self.phase = phase
-        self.phase_starts: list[tuple[str, float, float]] = []  # (phase, wall, cpu) at its first section
+        self.phase_starts: list[tuple[str, float]] = []  # (phase, process CPU s at its first section)
         self.phase_cpu: dict[str, dict[str, float]] = {}  # phase -> section -> CPU seconds
 
     @contextmanager
@@ -179,7 +179,7 @@ class WallAndCPU:
         if self.phase is not None:
             p = self.phase()
             if not self.phase_starts or self.phase_starts[-1][0] != p:
-                self.phase_starts.append((p, t0, c0))
+                self.phase_starts.append((p, c0))
         try:
             yield
         finally:
@@ -250,12 +250,12 @@ def profile(resolution: int, overrides: dict, seed: int, iterations: int) -> str
     t0, c0 = time.perf_counter(), time.process_time()
     model = trainer.run()
     total, total_cpu = time.perf_counter() - t0, time.process_time() - c0
-    t1, c1 = time.perf_counter(), time.process_time()
+    c1 = time.process_time()
     # the rasterizer alone, as bench/raster.py measures it, at the fitted model's size, over every
     # view of each resolution the fit trained at
     channels = 3 + cap.schema.num_classes
     levels = {"full": trainer.data}
-    if trainer.sections.phase is not None and any(p == "coarse" for p, _, _ in trainer.sections.phase_starts):
+    if trainer.sections.phase is not None and any(p == "coarse" for p, _ in trainer.sections.phase_starts):
         levels["coarse"] = trainer.data.downsampled(2)
     refs = {name: raster_reference(model.params, d, channels) for name, d in levels.items()}
     raster_ms, raster_cpu = refs["full"]
@@ -283,14 +283,14 @@ def profile(resolution: int, overrides: dict, seed: int, iterations: int) -> str
              "phase against the rasterizer at its own resolution:", "",
              "| phase | steps | resolution | CPU ms per step | raster fwd+bwd CPU ms | step / raster |",
              "|---|---|---|---|---|---|"]
-    starts = trainer.sections.phase_starts
-    if not starts:
-        starts = [("full", t0, c0)]
-    ends = [(w, c) for _, w, c in starts[1:]] + [(t1, c1)]
-    bounds = [int(config.coarse_fraction * n) if p == "coarse" else n for p, _, _ in starts]
+    # the first phase starts with the fit (its set-up counts, as in the whole step above)
+    starts = trainer.sections.phase_starts or [("full", c0)]
+    starts = [(starts[0][0], c0)] + starts[1:]
+    ends = [c for _, c in starts[1:]] + [c1]
+    bounds = [int(config.coarse_fraction * n) if p == "coarse" else n for p, _ in starts]
     first = 0
     weighted = 0.0
-    for (p, w0, cp0), (w1, cp1), last in zip(starts, ends, bounds):
+    for (p, cp0), cp1, last in zip(starts, ends, bounds):
         steps = last - first
         ref_cpu = refs[p][1]
         d = levels[p]
@@ -300,9 +300,9 @@ def profile(resolution: int, overrides: dict, seed: int, iterations: int) -> str
         first = last
     rows.append(f"| **whole fit** | {n} | | **{1000 * total_cpu / n:.1f}** | {weighted / n:.1f} | "
                 f"**{1000 * total_cpu / weighted:.2f}** |")
-    phases = [p for p, _, _ in starts if p in trainer.sections.phase_cpu]
+    phases = [p for p, _ in starts if p in trainer.sections.phase_cpu]
     if phases:
-        steps = dict(zip([p for p, _, _ in starts], np.diff([0] + bounds)))
+        steps = dict(zip([p for p, _ in starts], np.diff([0] + bounds)))
         rows += ["", "CPU ms per step of each part, per phase (x its rasterizer):", "",
                  "| part of the step | " + " | ".join(phases) + " |", "|---|" + "---|" * len(phases)]
         names = sorted(sec_cpu, key=lambda k: -sec_cpu[k])
