@@ -91,6 +91,28 @@ def test_fit_refines_labels_and_renders(scene, fitted):
     assert out.alpha[fg].mean() > 0.8 and out.alpha[~fg].mean() < 0.3
 
 
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_fit_on_cuda_refines_as_well_as_on_cpu(scene):
+    """The same fit on the gsplat backend: the labels it renders are as much better than the
+    initial ones as the CPU fit's, and its RGB as close to the images."""
+    pytest.importorskip("gsplat")
+    cap, labels, probs = scene
+    scores = {}
+    for device in ("cpu", "cuda"):
+        r = DualGS(DualGSConfig(**{**SMALL, "class_moves_geometry": False}), ComponentContext(device=device, seed=0))
+        model = r.fit(cap, probs)
+        assert model.device.type == device
+        out = r.render(model, cap.cameras())
+        mse = float(np.mean((out.rgb - cap.images() / 255.0) ** 2))
+        scores[device] = ((out.probs.argmax(-1) == labels).mean(), 10 * np.log10(1 / mse))
+    print("label accuracy, PSNR:", scores)
+    init_acc = (probs.argmax(1) == labels).mean()
+    assert scores["cuda"][0] > init_acc + 0.1
+    assert abs(scores["cuda"][0] - scores["cpu"][0]) < 0.03, scores
+    assert abs(scores["cuda"][1] - scores["cpu"][1]) < 1.0, scores
+
+
 def test_history_and_plot_written(fitted):
     _, _, wd = fitted
     hist = json.loads((wd / "history.json").read_text())
