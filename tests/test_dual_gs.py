@@ -52,8 +52,9 @@ def scene():
     return cap, labels, noisy_probs(labels, 0.3)
 
 
-def rep(**kw) -> DualGS:
-    return DualGS(DualGSConfig(**{**SMALL, **kw}), ComponentContext(device="auto", seed=0))
+def rep(device: str = "cpu", **kw) -> DualGS:
+    # on the CPU unless a test asks for CUDA: most tests here check the CPU kernels bit for bit
+    return DualGS(DualGSConfig(**{**SMALL, **kw}), ComponentContext(device=device, seed=0))
 
 
 @pytest.fixture(scope="module")
@@ -100,7 +101,7 @@ def test_fit_on_cuda_refines_as_well_as_on_cpu(scene):
     cap, labels, probs = scene
     scores = {}
     for device in ("cpu", "cuda"):
-        r = DualGS(DualGSConfig(**{**SMALL, "class_moves_geometry": False}), ComponentContext(device=device, seed=0))
+        r = rep(device, class_moves_geometry=False)
         model = r.fit(cap, probs)
         assert model.device.type == device
         out = r.render(model, cap.cameras())
@@ -161,9 +162,10 @@ def test_save_load_and_ply_roundtrip_render_identically(scene, fitted, tmp_path)
     assert f"element vertex {model.num_gaussians}" in header
 
 
-def test_interrupted_fit_resumes_to_same_result(scene, tmp_path, monkeypatch):
+def _interrupted_and_resumed(scene, tmp_path, monkeypatch, device):
+    """(full fit, fit interrupted at step 25 and resumed from its step-20 checkpoint, their histories)."""
     cap, _, probs = scene
-    cfg = dict(iterations=30)
+    cfg = dict(iterations=30, device=device)
     full = rep(**cfg).fit(cap, probs, workdir=tmp_path / "full")
 
     real = fit_mod.progress_task
@@ -195,13 +197,32 @@ def test_interrupted_fit_resumes_to_same_result(scene, tmp_path, monkeypatch):
     assert ck["step"] == 20
     monkeypatch.setattr(fit_mod, "progress_task", real)
     resumed = rep(**cfg).fit(cap, probs, workdir=tmp_path / "cut")
+    h1 = json.loads((tmp_path / "full" / "history.json").read_text())
+    h2 = json.loads((tmp_path / "cut" / "history.json").read_text())
+    return full, resumed, h1, h2
+
+
+def test_interrupted_fit_resumes_to_same_result(scene, tmp_path, monkeypatch):
+    full, resumed, h1, h2 = _interrupted_and_resumed(scene, tmp_path, monkeypatch, "cpu")
     assert resumed.num_gaussians == full.num_gaussians
     for k in full.params:
         np.testing.assert_allclose(resumed.params[k].numpy(), full.params[k].numpy(), atol=1e-5, rtol=1e-4)
-    h1 = json.loads((tmp_path / "full" / "history.json").read_text())
-    h2 = json.loads((tmp_path / "cut" / "history.json").read_text())
     assert h1["iteration"] == h2["iteration"]
     np.testing.assert_allclose(h1["loss"], h2["loss"], rtol=1e-4)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_interrupted_fit_resumes_on_cuda(scene, tmp_path, monkeypatch):
+    """Resuming on CUDA: the checkpoint's optimizer state goes back onto the GPU (the fused Adam
+    kernel needs all of it there) and the fit ends where the uninterrupted one does, up to the
+    float-sum order of gsplat's atomic gradient adds."""
+    pytest.importorskip("gsplat")
+    full, resumed, h1, h2 = _interrupted_and_resumed(scene, tmp_path, monkeypatch, "cuda")
+    assert resumed.device.type == "cuda"
+    assert abs(resumed.num_gaussians - full.num_gaussians) <= 0.01 * full.num_gaussians
+    assert h1["iteration"] == h2["iteration"]
+    np.testing.assert_allclose(h1["loss"], h2["loss"], rtol=1e-2)
 
 
 def test_class_gradients_can_be_kept_off_the_geometry(scene):

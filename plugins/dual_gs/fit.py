@@ -279,8 +279,8 @@ class Trainer:
         for p, o, k in pairs:
             ost = st["optim"].get(k) or {}
             if ost:
-                o.state[p] = {kk: (vv.clone().to(dev) if torch.is_tensor(vv) and kk != "step" else
-                                   (vv.clone() if torch.is_tensor(vv) else vv)) for kk, vv in ost.items()}
+                # the step counters too: the fused Adam kernel wants every state tensor on the parameter's device
+                o.state[p] = {kk: (vv.clone().to(dev) if torch.is_tensor(vv) else vv) for kk, vv in ost.items()}
         self.densifier.load_state_dict({k: (v.clone().to(dev) if torch.is_tensor(v) else v)
                                         for k, v in st["densifier"].items()})
         self.model.active_sh_degree = int(st["active_sh_degree"])
