@@ -47,6 +47,25 @@ def test_dual_gs_keeps_its_wording(no_cuda):
                               "  Use --device cpu or auto.")
 
 
+def test_dual_gs_on_cuda_without_gsplat_says_how_to_get_it(monkeypatch):
+    """A CUDA torch without gsplat: the representation stops when it is built (before the run
+    folder is touched), not at the first render."""
+    import importlib.util
+
+    from splatrefine.plugins.dual_gs.config import DualGSConfig
+    from splatrefine.plugins.dual_gs.representation import DualGS
+    from splatrefine.roles import ComponentContext
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "gsplat" else real(name, *a))
+    with pytest.raises(ConfigError) as exc:
+        DualGS(DualGSConfig(), ComponentContext(device="cuda"))
+    assert str(exc.value) == ("dual-gs on device 'cuda' renders with gsplat, which is not installed\n"
+                              "  Install it with pip install 'splatrefine[gpu]' (gsplat 1.5.3), or use --device cpu.")
+    assert DualGS(DualGSConfig(), ComponentContext(device="cpu")).device == torch.device("cpu")
+
+
 def test_trainable_parsers_keep_their_wording(no_cuda):
     from splatrefine.roles import ComponentContext
     from splatrefine.training import ParserOptions, TorchParser

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import io
 import json
 import logging
@@ -45,6 +46,9 @@ class DualGS:
         self.context = context or ComponentContext()
         self.device = torch.device(resolve_device(self.context.device, unavailable=lambda d: SplatrefineError(
             f"device '{d}' was asked for but torch sees no CUDA device", "Use --device cpu or auto.")))
+        if self.device.type == "cuda" and importlib.util.find_spec("gsplat") is None:
+            raise ConfigError(f"dual-gs on device '{self.device}' renders with gsplat, which is not installed",
+                              "Install it with pip install 'splatrefine[gpu]' (gsplat 1.5.3), or use --device cpu.")
         if config.early_stop > 0 and config.mode != "logits":
             raise ConfigError("representation.early_stop watches class labels, which the palette head does not have",
                               "Set representation.early_stop: 0, or mode: logits.")
