@@ -9,6 +9,7 @@ Both class heads (logits, palette) are fitted on the same data.
     python bench/dual_gs.py --identities 3 --modes logits palette --out bench/results/dual_gs.json
     python bench/dual_gs.py --identities 1 --set iterations=800 --set strategy=mcmc
     python bench/dual_gs.py --profile          # where the demo's fit step spends its time
+    python bench/dual_gs.py --kernels          # CPU ms per step in each kernel of the step, per phase
 """
 
 from __future__ import annotations
@@ -217,10 +218,9 @@ def raster_reference(params: dict, data, channels: int, passes: int = 2) -> tupl
     return float(wall), float(cpu)
 
 
-def profile(resolution: int, overrides: dict, seed: int, iterations: int) -> str:
-    """Where a fit step's time goes, for the demo's case (identity 0, 61 views, the demo config's
-    dual-gs settings), against the rasterizer's own forward + backward at the final Gaussian count
-    and the same channels (RGB + 19 classes), measured in the same process."""
+def demo_trainer(resolution: int, overrides: dict, seed: int, iterations: int):
+    """(trainer, capture, config) of the demo's fit: identity 0, the demo config's dual-gs settings
+    (with `overrides`, and `iterations` when not 0), the simulated parser's labels, on the CPU."""
     import torch
     import yaml
 
@@ -243,6 +243,90 @@ def profile(resolution: int, overrides: dict, seed: int, iterations: int) -> str
     w = losses.target_weights(tp, config.confidence_weighting, config.confidence_power)
     weights = (w * losses.class_balance_weights(tp, w, config.class_balance)).numpy()
     trainer = fit_mod.Trainer(config, rep.init_model(cap, probs, weights), rep._fit_data(cap, probs, weights), seed, None)
+    return trainer, cap, config
+
+
+# the autograd Functions of a fit step, by module under splatrefine: (module, class, label)
+KERNELS = [("splat._composite", "_Composite", "rasterizer composite"),
+           ("splat._projection_native", "_Project", "rasterizer projection"),
+           ("plugins.dual_gs.ssim_kernel", "SSIMKernel", "D-SSIM"),
+           ("plugins.dual_gs.pixel_loss_kernel", "PixelLosses", "L1, class and mask losses"),
+           ("plugins.dual_gs.background_kernel", "BackgroundSH", "SH background"),
+           ("plugins.dual_gs.sh_kernel", "SHColors", "SH colours")]
+
+
+def kernels(resolution: int, overrides: dict, seed: int, iterations: int) -> str:
+    """Process CPU ms per step in the forward and the backward of each kernel of the step
+    (`KERNELS`), per phase, and the consensus renders of the view reliability (amortised over
+    every step of the fit); the rest of the step is torch's autograd glue, the optimizer and Python."""
+    import importlib
+
+    from splatrefine.plugins.dual_gs import fit as fit_mod
+
+    trainer, _, config = demo_trainer(resolution, overrides, seed, iterations)
+    full_width = trainer.data.width
+    spent: dict[tuple[str, str], float] = {}
+    steps = {"coarse": 0, "full": 0}
+    phase = ["full"]
+    originals = []
+    for module, name, label in KERNELS:
+        cls = getattr(importlib.import_module(f"splatrefine.{module}"), name)
+        for way in ("forward", "backward"):
+            fn = getattr(cls, way)
+            originals.append((cls, way, fn))
+
+            def timed(ctx, *a, _fn=fn, _key=f"{label} {way}"):
+                c = time.process_time()
+                try:
+                    return _fn(ctx, *a)
+                finally:
+                    if phase[0] is not None:
+                        k = (phase[0], _key)
+                        spent[k] = spent.get(k, 0.0) + time.process_time() - c
+            setattr(cls, way, staticmethod(timed))
+    real_losses, real_agreement = fit_mod.Trainer._losses, fit_mod.Trainer._update_agreement
+
+    def losses(self, idx):
+        phase[0] = "coarse" if self.level(self.step).width < full_width else "full"
+        steps[phase[0]] += 1
+        return real_losses(self, idx)
+
+    def agreement(self):
+        was, phase[0] = phase[0], None
+        c = time.process_time()
+        try:
+            return real_agreement(self)
+        finally:
+            spent[("all", "consensus renders")] = spent.get(("all", "consensus renders"), 0.0) + time.process_time() - c
+            phase[0] = was
+    fit_mod.Trainer._losses, fit_mod.Trainer._update_agreement = losses, agreement
+    c0 = time.process_time()
+    try:
+        trainer.run()
+    finally:
+        fit_mod.Trainer._losses, fit_mod.Trainer._update_agreement = real_losses, real_agreement
+        for cls, way, fn in originals:
+            setattr(cls, way, staticmethod(fn))
+    total = time.process_time() - c0
+    n = config.iterations
+    rows = [f"fit of {n} steps: {1000 * total / n:.1f} ms CPU per step; process CPU ms per step in each kernel "
+            "(each phase's own steps; the consensus renders over all steps):", "",
+            "| kernel | coarse | full |", "|---|---|---|"]
+    names = sorted({k for p, k in spent if p != "all"}, key=lambda k: -spent.get(("full", k), 0.0))
+    for k in names:
+        cells = [f"{1000 * spent.get((p, k), 0.0) / max(steps[p], 1):.2f}" for p in ("coarse", "full")]
+        rows.append(f"| {k} | " + " | ".join(cells) + " |")
+    if ("all", "consensus renders") in spent:
+        ms = 1000 * spent[("all", "consensus renders")] / n
+        rows.append(f"| consensus renders (view reliability) | {ms:.2f} | {ms:.2f} |")
+    return "\n".join(rows)
+
+
+def profile(resolution: int, overrides: dict, seed: int, iterations: int) -> str:
+    """Where a fit step's time goes, for the demo's case (identity 0, 61 views, the demo config's
+    dual-gs settings), against the rasterizer's own forward + backward at the final Gaussian count
+    and the same channels (RGB + 19 classes), measured in the same process."""
+    trainer, cap, config = demo_trainer(resolution, overrides, seed, iterations)
     full_width = trainer.data.width
     level = getattr(trainer, "level", None)  # older fit loops have no coarse phase
     trainer.sections = WallAndCPU(
@@ -332,6 +416,9 @@ def main(argv=None) -> int:
     ap.add_argument("--profile", type=int, nargs="?", const=0, default=None, metavar="STEPS",
                     help="instead: time each part of the demo's fit step over STEPS steps (default: the "
                          "demo's whole fit) against the rasterizer's own forward + backward")
+    ap.add_argument("--kernels", type=int, nargs="?", const=0, default=None, metavar="STEPS",
+                    help="instead: CPU ms per step in each kernel of the demo's fit step (forward and "
+                         "backward), per phase")
     args = ap.parse_args(argv)
 
     import torch
@@ -347,6 +434,9 @@ def main(argv=None) -> int:
         overrides[k.strip()] = parse_value(v)
     if args.profile is not None:
         print(profile(args.resolution, overrides, args.seed, args.profile), flush=True)
+        return 0
+    if args.kernels is not None:
+        print(kernels(args.resolution, overrides, args.seed, args.kernels), flush=True)
         return 0
     results = []
     for ident in range(args.first_identity, args.first_identity + args.identities):
