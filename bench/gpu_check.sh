@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
-# The CUDA checks in one go, for a GPU machine that has torch, nvcc and ninja but no network:
+# The CUDA checks in one go, from the repository root of a machine with a GPU, torch, nvcc and ninja:
 #
-#   pip download --no-deps gsplat==1.5.3 -d .whl     # here, where pip reaches PyPI
-#   OUT=/tmp/gpu_check bash bench/gpu_check.sh        # there, from the repository root
+#   OUT=/tmp/gpu_check bash bench/gpu_check.sh
 #
-# Installs splatrefine and the carried gsplat wheel into /tmp/site (no dependencies: the machine's
-# own torch, numba, OpenCV... are used), compiles gsplat's CUDA kernels for the GPU it finds, runs
-# the gpu-marked tests (forward and gradient parity with the CPU backend, a dual-gs fit on CUDA
+# Uses the installed splatrefine and gsplat (`pip install -e ".[gpu]"`). On a machine without network
+# where they are not installed, first `pip download --no-deps gsplat==1.5.3 -d .whl` where pip reaches
+# PyPI and bring .whl/ along: the script then installs splatrefine and that wheel into /tmp/site (no
+# dependencies: the machine's own torch, numba, OpenCV... are used). It compiles gsplat's CUDA
+# kernels for the GPU it finds (on first import), runs the gpu-marked tests (forward and gradient parity with the CPU backend, a dual-gs fit on CUDA
 # against the same fit on the CPU, BiSeNet on CUDA), `refine --demo --device cuda` (timed),
 # bench/raster_cuda.py, and then as much of the fast test loop as the time limit leaves, with
 # device "auto" now meaning CUDA. Everything goes to $OUT/log.txt; the demo's numbers to $OUT.
@@ -24,10 +25,14 @@ step() { echo "== $(date +%T) [${SECONDS}s] $*"; }
   cap=$(python3 -c "import torch; print('%d.%d' % torch.cuda.get_device_capability())")
   export TORCH_CUDA_ARCH_LIST=$cap
 
-  step "install splatrefine and gsplat into /tmp/site"
-  python3 -m pip install -q --no-index --no-deps --no-build-isolation --no-cache-dir --target /tmp/site \
-    .whl/gsplat-*.whl . || exit 1
-  export PYTHONPATH=/tmp/site PATH=/tmp/site/bin:$PATH
+  if python3 -c "import splatrefine, gsplat" 2>/dev/null; then
+    step "using the installed splatrefine and gsplat"
+  else
+    step "install splatrefine (and a carried .whl/gsplat-*.whl) into /tmp/site"
+    python3 -m pip install -q --no-index --no-deps --no-build-isolation --no-cache-dir --target /tmp/site \
+      $(ls .whl/gsplat-*.whl 2>/dev/null) . || exit 1
+    export PYTHONPATH=/tmp/site PATH=/tmp/site/bin:$PATH
+  fi
 
   step "compile gsplat for sm_$cap"
   timeout 420 python3 -c "
