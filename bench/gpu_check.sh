@@ -3,14 +3,15 @@
 #
 #   OUT=/tmp/gpu_check bash bench/gpu_check.sh
 #
-# Uses the installed splatrefine and gsplat (`pip install -e ".[gpu]"`). On a machine without network
-# where they are not installed, first `pip download --no-deps gsplat==1.5.3 -d .whl` where pip reaches
-# PyPI and bring .whl/ along: the script then installs splatrefine and that wheel into /tmp/site (no
-# dependencies: the machine's own torch, numba, OpenCV... are used). It compiles gsplat's CUDA
-# kernels for the GPU it finds (on first import), runs the gpu-marked tests (forward and gradient parity with the CPU backend, a dual-gs fit on CUDA
-# against the same fit on the CPU, BiSeNet on CUDA), `refine --demo --device cuda` (timed),
-# bench/raster_cuda.py, and then as much of the fast test loop as the time limit leaves, with
-# device "auto" now meaning CUDA. Everything goes to $OUT/log.txt; the demo's numbers to $OUT.
+# Uses the installed splatrefine and gsplat (`pip install -e ".[gpu]"`). On a machine without
+# network where they are not installed, first `pip download --no-deps gsplat==1.5.3 -d .whl` where
+# pip reaches PyPI and bring .whl/ along: the script then installs splatrefine and that wheel into
+# /tmp/site (no dependencies: the machine's own torch, numba, OpenCV... are used). It compiles
+# gsplat's CUDA kernels for the GPU it finds (on first import), runs the gpu-marked tests (forward
+# and gradient parity with the CPU backend, a dual-gs fit on CUDA against the same fit on the CPU,
+# a resume on CUDA, BiSeNet on CUDA), `refine --demo --device cuda` (timed), bench/raster_cuda.py,
+# and then as much of the fast test loop as the time limit leaves, with device "auto" now meaning
+# CUDA. Everything goes to $OUT/log.txt; the demo's numbers to $OUT.
 set -u
 OUT=${OUT:-/tmp/gpu_check}
 LIMIT=${LIMIT:-560}  # seconds this script may take in all
