@@ -226,6 +226,7 @@ def test_mediapipe_install_hint_is_the_documented_one():
     assert INSTALL_COMMAND in docs.read_text() and "pip install 'splatrefine[mediapipe]'" not in docs.read_text()
 
 
+@pytest.mark.slow
 def test_train_parser_json_records_what_ran(runner, tmp_path):
     pytest.importorskip("torch")
     from splatrefine.datasets import write_labelled_folder

@@ -122,6 +122,7 @@ def test_correct_replaces_labels_and_propagates(run, tmp_path):
     assert (run / "report" / "corrections.png").is_file() and (run / "refined" / "corrections.png").is_file()
 
 
+@pytest.mark.slow
 def test_second_round_keeps_the_first_rounds_corrections(run, base_run, tmp_path):
     names = open_run(run).names
     first, second = names[0], names[5]
@@ -143,6 +144,7 @@ def test_second_round_keeps_the_first_rounds_corrections(run, base_run, tmp_path
         assert np.array_equal(r.labels(n), rb.labels(n)), n
 
 
+@pytest.mark.slow
 def test_an_observing_aggregator_is_shown_the_corrections(run, tmp_path, monkeypatch):
     """With the `transfer` aggregator (it carries the input views' labels through the geometry),
     correct shows it the parser's probabilities at the input views as refine did, and the corrected

@@ -186,6 +186,7 @@ def _tiny_dataset(tmp_path):
     return cap, LabelledDataset(root)
 
 
+@pytest.mark.slow
 def test_fit_learns_and_save_load_round_trip(tmp_path):
     from splatrefine.training import load_parser
     from splatrefine.registry import Registry

@@ -99,6 +99,7 @@ def test_resume_with_another_capture_refuses_and_names_the_difference(setup, tmp
                                  "the image of view 'cam_002' differs")
 
 
+@pytest.mark.slow
 def test_unchanged_resume_reproduces_the_uninterrupted_run(setup, tmp_path):
     cap, cfg, run = setup
     assert _refine(cap, "-c", cfg, "-o", run).exit_code == 0

@@ -148,6 +148,7 @@ def _alive(pid: int) -> bool:
     return "Z" not in state.split(":", 1)[1].split()[0]
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
 def test_sigterm_stops_the_workers_with_the_run():
     code = ("import time\n"
