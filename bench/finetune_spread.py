@@ -5,11 +5,16 @@
 
 Takes a finished `splatrefine experiment` folder and fine-tunes its baseline on the same labels
 again (the variant's dataset, the same schedule and data mix) with other seeds of the parser's
-training (initial shuffling, augmentation, OHEM ties), then scores each on the test views. The
-data, the baseline and the refined labels are the run's own, so the spread printed is the one of
-the fine-tune alone: how far apart two runs of the experiment can land on the same labels. The
-run's own result (seed of its config) is the first row. The experiment folder is only read;
-the fine-tuned parsers live in a temporary folder and are dropped.
+training (batch order, augmentation), then scores each on the test views. The data, the
+baseline and the labels are the run's own, so the spread printed is the one of the fine-tune
+alone: how far apart two runs of the experiment can land on the same labels. The run's own result
+(the seed of its config) is the first row unless that seed is in --seeds (or the run has no
+evaluation of the variant: then pass it). The fine-tuned parsers live in a temporary folder and
+are dropped; the experiment folder only gains the variant's dataset when it lacks one.
+
+To compare two refine settings, copy the folder (`cp -al`), replace refine/KEY/id_* with the
+other setting's runs, remove datasets/KEY-refined and eval/TARGET/VARIANT.json, and run this on
+both folders with the same seeds.
 """
 
 from __future__ import annotations
@@ -75,16 +80,16 @@ def main() -> None:
     ws = Workspace(config, out)
     target = config.target(args.target)
     evals = {v: ws.layout.eval_file(target.name, v, ".json") for v in ("baseline", args.variant)}
-    for path in [ws.baseline_parser(target), *evals.values()]:
+    for path in (ws.baseline_parser(target), evals["baseline"]):
         if not path.exists():
             raise SystemExit(f"{path} is missing: finish the experiment first "
                              f"(splatrefine experiment {out} --resume)")
-    if config.seed in args.seeds:
-        raise SystemExit(f"seed {config.seed} is the run's own (its row comes from {evals[args.variant]}): "
-                         "pass other --seeds")
     dataset_roots(ws, target, args.variant)  # written here once, if missing, before the workers read it
     base = bucket_miou(json.loads(evals["baseline"].read_text()))
-    rows = [{"seed": config.seed, "miou": bucket_miou(json.loads(evals[args.variant].read_text())), "run": True}]
+    rows = []
+    if config.seed not in args.seeds and evals[args.variant].is_file():
+        rows.append({"seed": config.seed, "miou": bucket_miou(json.loads(evals[args.variant].read_text())),
+                     "run": True})
     with tempfile.TemporaryDirectory(prefix="finetune_spread_") as scratch:
         jobs = [(str(out), target.name, args.variant, s, scratch) for s in args.seeds]
         rows += run_jobs(finetune_seed, jobs, args.workers, f"fine-tune {target.name}/{args.variant}",
