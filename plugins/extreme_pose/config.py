@@ -126,8 +126,8 @@ REPORT_KEYS = ("contact_views", "refine_reports")
 REFINE_ROLES = ("representation", "view_sampler", "label_aggregator")
 
 DEFAULT_REFINE = {
-    "representation": {"plugin": "dual-gs", "params": {"iterations": 800, "init_points": 4000,
-                                                       "max_gaussians": 10000,
+    "representation": {"plugin": "dual-gs", "params": {"iterations": 800, "init_points": 12000,
+                                                       "max_gaussians": 40000,
                                                        "class_moves_geometry": False,
                                                        "confidence_weighting": False,
                                                        "class_balance": 0.5}},
