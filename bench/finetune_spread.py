@@ -40,12 +40,10 @@ def bucket_miou(metrics: dict) -> dict:
 def finetune_seed(out: str, target_name: str, variant: str, seed: int, scratch: str) -> dict:
     """One fine-tune of the run's baseline on the variant's labels with `seed`; its test mIoU per
     bucket (a worker process job: module level, plain arguments)."""
-    import numpy as np
-
     from splatrefine.datasets import LabelledDataset
     from splatrefine.metrics import evaluate_labels
     from splatrefine.plugins.extreme_pose.config import load_config
-    from splatrefine.plugins.extreme_pose.stages import Workspace, dataset_roots
+    from splatrefine.plugins.extreme_pose.stages import Workspace, dataset_roots, predict_test_set
 
     config, _ = load_config(Path(out) / "experiment.yaml")
     ws = Workspace(config, out)
@@ -55,10 +53,9 @@ def finetune_seed(out: str, target_name: str, variant: str, seed: int, scratch: 
     t0 = time.perf_counter()
     parser.fit(ds, workdir=Path(scratch) / f"seed_{seed}", seed=seed, **target.finetune)
     seconds = time.perf_counter() - t0
-    images, gt, yaw, _ = ws.test_set
-    pred = np.concatenate([parser.predict_numpy(images[i:i + 16]).argmax(axis=1).astype(np.uint8)
-                           for i in range(0, len(images), 16)])
-    return {"seed": seed, "miou": bucket_miou(evaluate_labels(pred, gt, yaw, ws.schema)), "seconds": round(seconds, 1)}
+    _, gt, yaw, _ = ws.test_set
+    miou = bucket_miou(evaluate_labels(predict_test_set(ws, parser), gt, yaw, ws.schema))
+    return {"seed": seed, "miou": miou, "seconds": round(seconds, 1)}
 
 
 def main() -> None:

@@ -261,16 +261,20 @@ def finetune(ws: Workspace, target: TargetSpec, variant: str) -> None:
     shutil.rmtree(work / "work", ignore_errors=True)
 
 
+def predict_test_set(ws: Workspace, parser: Any, chunk: int = 16) -> np.ndarray:
+    """The parser's labels uint8 [N,H,W] for every test view (`ws.test_set` order)."""
+    images = ws.test_set[0]
+    return np.concatenate([parser.predict_numpy(images[i:i + chunk]).argmax(axis=1).astype(np.uint8)
+                           for i in range(0, len(images), chunk)])
+
+
 def evaluate(ws: Workspace, target: TargetSpec, variant: str) -> None:
     """Predict every test view, score per bucket and per class; predictions kept for figures."""
     from splatrefine.io.atomic import atomic_path, write_text
     from splatrefine.metrics import evaluate_labels
 
-    images, gt, yaw, _ = ws.test_set
-    parser = ws.new_parser(target, ws.layout.parser_dir(target.name, variant) / "parser")
-    chunk = 16
-    pred = np.concatenate([parser.predict_numpy(images[i:i + chunk]).argmax(axis=1).astype(np.uint8)
-                           for i in range(0, len(images), chunk)])
+    _, gt, yaw, _ = ws.test_set
+    pred = predict_test_set(ws, ws.new_parser(target, ws.layout.parser_dir(target.name, variant) / "parser"))
     metrics = evaluate_labels(pred, gt, yaw, ws.schema)
     buckets = np.array([pose_bucket(y) for y in yaw])
     metrics["per_class_by_bucket"] = {
