@@ -15,6 +15,10 @@ mIoU points and lowers no bucket.
     python bench/corrections.py --out bench/results/corrections.json
     python bench/corrections.py --run RUN --ks 2 --methods vote fit --weights 5 20 50 --protocols batch
     python bench/corrections.py --aggregator transfer --ks 2 --protocols batch ceiling
+
+With several `--run`s (e.g. the refine runs of an extreme-pose experiment, whose initial parser is
+the frontal-only trained baseline: `--run runs/X/refine/bisenet-argmax/id_*`) every setting is
+run on each and a last table gives the mean over runs and the smallest change of any run.
 """
 
 from __future__ import annotations
@@ -173,6 +177,32 @@ def table(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def mean_table(rows: list[dict]) -> str:
+    """Per setting, the mean over runs of each bucket's mIoU before -> after, and the smallest change
+    of any run (the goal's "lowers no bucket" is about each run, not the mean)."""
+    groups: dict[tuple, list[dict]] = {}
+    for r in rows:
+        groups.setdefault((r["k"], r["protocol"], r["method"], r["weight"], r["prior"]), []).append(r)
+    lines = ["| k | protocol | method | weight | prior | runs | " + " | ".join(f"{b}: mean before -> after (min change)"
+                                                                        for b in list(BUCKETS) + ["all"])
+             + " | time (s) |", "|---" * (len(BUCKETS) + 8) + "|"]
+    for (k, protocol, method, weight, prior), rs in groups.items():
+        cells = []
+        for b in list(BUCKETS) + ["all"]:
+            pairs = [(r["before"][b], r["after"][b]) for r in rs if r["before"][b] is not None]
+            if not pairs:
+                cells.append("n/a")
+                continue
+            before = 100 * float(np.mean([p[0] for p in pairs]))
+            after = 100 * float(np.mean([p[1] for p in pairs]))
+            worst = min(100 * (a - b0) for b0, a in pairs)
+            cells.append(f"{before:.1f} -> {after:.1f} ({after - before:+.1f}, min {worst:+.1f})")
+        seconds = float(np.mean([r["timing"]["relabel"] + r["timing"]["render"] for r in rs]))
+        lines.append(f"| {k} | {protocol} | {method} | {weight:g} | {prior:g} | {len(rs)} | " + " | ".join(cells)
+                     + f" | {seconds:.1f} |")
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--ks", type=int, nargs="+", default=[1, 2, 4])
@@ -190,7 +220,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--identity-seed", type=int, default=3)
     ap.add_argument("--aggregator", default="argmax", help="label_aggregator of the refine run (argmax, transfer, ...)")
-    ap.add_argument("--run", type=Path, default=None, help="reuse this refined run instead of making one")
+    ap.add_argument("--run", type=Path, nargs="+", default=None,
+                    help="reuse these refined runs instead of making one (each is copied, never changed)")
     ap.add_argument("--work", type=Path, default=None, help="keep the runs here (default: a temporary folder)")
     ap.add_argument("--out", type=Path, default=None)
     args = ap.parse_args(argv)
@@ -203,21 +234,27 @@ def main(argv: list[str] | None = None) -> int:
             base, fit_s = make_run(work, args.resolution, args.iterations, args.seed, args.identity_seed,
                                    args.aggregator)
             print(f"refined run: {fit_s:.1f} s", file=sys.stderr)
+            bases = [base]
         else:
-            base = args.run
+            bases = args.run
         rows = []
-        for k in args.ks:
-            for method in args.methods:
-                for w in args.weights:
-                    for prior in args.priors:
-                        for protocol in args.protocols:
-                            rows.append(one_case(base, work, k, method, w, args.others, args.source, prior,
-                                                 protocol))
-                            print(table(rows[-1:]).splitlines()[-1], file=sys.stderr, flush=True)
+        for base in bases:
+            for k in args.ks:
+                for method in args.methods:
+                    for w in args.weights:
+                        for prior in args.priors:
+                            for protocol in args.protocols:
+                                rows.append(one_case(base, work, k, method, w, args.others, args.source, prior,
+                                                     protocol))
+                                rows[-1]["run"] = str(base)
+                                print(table(rows[-1:]).splitlines()[-1], file=sys.stderr, flush=True)
     print(table(rows))
+    if len(bases) > 1:
+        print()
+        print(mean_table(rows))
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps({"settings": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
+        args.out.write_text(json.dumps({"settings": json.loads(json.dumps(vars(args), default=str)),
                                         "refine_seconds": fit_s, "rows": rows}, indent=1))
     return 0
 

@@ -107,6 +107,17 @@ def test_foreign_folder_never_deleted(tmp_path):
     assert (out / "thesis.tex").read_text() == "precious"
 
 
+def test_cuda_without_cuda_refused_before_writing(tmp_path):
+    torch = pytest.importorskip("torch")
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    out = tmp_path / "out"
+    r = _run([str(out), "--device", "cuda", "-q"])
+    assert r.exit_code == 2
+    assert "--device cuda: no CUDA device is available" in r.output and "Use --device cpu or auto." in r.output
+    assert not out.exists()
+
+
 def test_resume_with_another_config_refused(tmp_path):
     out = tmp_path / "out"
     out.mkdir()

@@ -190,6 +190,7 @@ def run_experiment(out: Path, *, config_path: Path | None = None, sets: Sequence
     Bad input (overlapping identities, an OUT holding results without overwrite/resume, an unknown
     plugin or setting) raises a SplatrefineError before anything is written.
     """
+    from splatrefine.devices import resolve_device
     from splatrefine.progress import set_progress_enabled
     from splatrefine.registry import Registry
 
@@ -200,6 +201,7 @@ def run_experiment(out: Path, *, config_path: Path | None = None, sets: Sequence
     config, _ = load_config(config_path, sets)
     exp_registry = registry if registry is not None else Registry()
     validate(config, exp_registry)
+    resolve_device(config.device)  # `--device cuda` without CUDA: one line, before OUT is made
     prepare_out(Path(out), config, resume=resume, overwrite=overwrite)
     exp = Experiment(config, Path(out), exp_registry, on_stage=on_stage, installed_plugins=registry is None)
     try:
