@@ -206,7 +206,7 @@ def mean_table(rows: list[dict]) -> str:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--ks", type=int, nargs="+", default=[1, 2, 4])
-    ap.add_argument("--methods", nargs="+", default=["vote"], choices=["vote", "fit"])
+    ap.add_argument("--methods", nargs="+", default=["fit"], choices=["fit", "vote"])
     ap.add_argument("--weights", type=float, nargs="+", default=[100.0])
     ap.add_argument("--priors", type=float, nargs="+", default=[1.0])
     ap.add_argument("--protocols", nargs="+", default=["batch", "sequential"], choices=["batch", "sequential", "ceiling"],

@@ -12,6 +12,9 @@ alone: how far apart two runs of the experiment can land on the same labels. The
 evaluation of the variant: then pass it). The fine-tuned parsers live in a temporary folder and
 are dropped; the experiment folder only gains the variant's dataset when it lacks one.
 
+To try another fine-tune schedule on the same labels, pass `--finetune steps=600` (any key of the
+target's `finetune:` block, YAML values); the run's own row is then left out, it had the old one.
+
 To compare two refine settings, copy the folder (`cp -al`), replace refine/KEY/id_* with the
 other setting's runs, remove datasets/KEY-refined and eval/TARGET/VARIANT.json, and run this on
 both folders with the same seeds.
@@ -37,7 +40,8 @@ def bucket_miou(metrics: dict) -> dict:
     return {b: metrics["buckets"][b]["miou"] for b in BUCKETS}
 
 
-def finetune_seed(out: str, target_name: str, variant: str, seed: int, scratch: str) -> dict:
+def finetune_seed(out: str, target_name: str, variant: str, seed: int, scratch: str,
+                  overrides: dict | None = None) -> dict:
     """One fine-tune of the run's baseline on the variant's labels with `seed`; its test mIoU per
     bucket (a worker process job: module level, plain arguments)."""
     from splatrefine.datasets import LabelledDataset
@@ -51,7 +55,7 @@ def finetune_seed(out: str, target_name: str, variant: str, seed: int, scratch: 
     parser = ws.new_parser(target, ws.baseline_parser(target))
     ds = LabelledDataset(dataset_roots(ws, target, variant), ws.schema)
     t0 = time.perf_counter()
-    parser.fit(ds, workdir=Path(scratch) / f"seed_{seed}", seed=seed, **target.finetune)
+    parser.fit(ds, workdir=Path(scratch) / f"seed_{seed}", seed=seed, **{**target.finetune, **(overrides or {})})
     seconds = time.perf_counter() - t0
     _, gt, yaw, _ = ws.test_set
     miou = bucket_miou(evaluate_labels(predict_test_set(ws, parser), gt, yaw, ws.schema))
@@ -65,8 +69,18 @@ def main() -> None:
     ap.add_argument("--variant", default="refined")
     ap.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3, 4])
     ap.add_argument("--workers", type=int, default=2, help="fine-tunes side by side, one thread each")
+    ap.add_argument("--finetune", nargs="+", default=[], metavar="KEY=VALUE",
+                    help="change the target's fine-tune schedule, e.g. steps=600 lr=0.0005")
     ap.add_argument("--out", type=Path, default=None, help="write the rows and the summary as JSON here")
     args = ap.parse_args()
+    import yaml
+
+    overrides = {}
+    for item in args.finetune:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise SystemExit(f"--finetune {item!r}: expected KEY=VALUE, e.g. steps=600")
+        overrides[key] = yaml.safe_load(value)
 
     from splatrefine.plugins.extreme_pose.config import load_config
     from splatrefine.plugins.extreme_pose.stages import Workspace, dataset_roots
@@ -84,11 +98,11 @@ def main() -> None:
     dataset_roots(ws, target, args.variant)  # written here once, if missing, before the workers read it
     base = bucket_miou(json.loads(evals["baseline"].read_text()))
     rows = []
-    if config.seed not in args.seeds and evals[args.variant].is_file():
+    if config.seed not in args.seeds and evals[args.variant].is_file() and not overrides:
         rows.append({"seed": config.seed, "miou": bucket_miou(json.loads(evals[args.variant].read_text())),
                      "run": True})
     with tempfile.TemporaryDirectory(prefix="finetune_spread_") as scratch:
-        jobs = [(str(out), target.name, args.variant, s, scratch) for s in args.seeds]
+        jobs = [(str(out), target.name, args.variant, s, scratch, overrides) for s in args.seeds]
         rows += run_jobs(finetune_seed, jobs, args.workers, f"fine-tune {target.name}/{args.variant}",
                          serial_progress=False)
     for r in rows:
@@ -112,6 +126,7 @@ def main() -> None:
     if args.out is not None:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(json.dumps({"experiment": str(out), "target": target.name, "variant": args.variant,
+                                        "finetune_overrides": overrides,
                                         "baseline": base, "rows": rows, "summary": summary}, indent=1))
 
 

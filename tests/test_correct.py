@@ -109,7 +109,7 @@ def test_correct_replaces_labels_and_propagates(run, tmp_path):
 
     summary = json.loads((run / "refined" / "corrections.json").read_text())["rounds"]
     assert len(summary) == 1 and summary[0]["corrected"] == sorted(worst, key=r0.names.index)
-    assert summary[0]["edited"] == "edited.zip" and summary[0]["method"] == "vote"
+    assert summary[0]["edited"] == "edited.zip" and summary[0]["method"] == "fit"
     others = [n for n in r1.names if n not in worst and (run / "gt" / f"{n}.png").is_file()]
     from splatrefine.metrics import evaluate_labels
 
@@ -334,3 +334,38 @@ def test_overlapping_corrections_vote_as_one():
     summed = relabel_vote(model, cams, labels, np.array([20.0, 20.0, 0.0], np.float32),
                           RelabelSettings(average_top=False))
     assert float((probs(summed) - probs(once))[:, 17].max()) > 0.05
+
+
+def test_fit_carries_a_correction_to_views_nobody_corrected():
+    """`correct`'s default method: half of one view relabelled by hand changes what another view
+    renders where it sees the same Gaussians, the other half keeps its class (the visibility-
+    weighted anchor), and the geometry stays as it was."""
+    import torch
+
+    from splatrefine.plugins.dual_gs.model import render_model
+    from splatrefine.plugins.dual_gs.relabel import RelabelSettings, relabel_fit
+    from splatrefine.testing import ring_cameras
+
+    model = _ball_model()
+    model.params["classes"] = torch.zeros_like(model.params["classes"])
+    model.params["classes"][:, 1] = 5.0  # every Gaussian sure it is skin
+    cams = ring_cameras([0.0, 60.0], size=24)
+    corrected = np.full((24, 24), 255, np.uint8)
+    corrected[:, :12] = 17  # hair on the left half, no opinion on the right
+    labels = np.stack([corrected, np.full((24, 24), 255, np.uint8)])
+    new = relabel_fit(model, cams, labels, np.array([100.0, 0.0], np.float32), RelabelSettings(method="fit"))
+    for k in ("means", "scales", "quats", "opacities", "sh0"):
+        assert torch.equal(new.params[k], model.params[k])
+
+    def hair(m, view):
+        vm = torch.from_numpy(np.asarray(cams.viewmats[view:view + 1])).float()
+        Ks = torch.from_numpy(np.asarray(cams.Ks[view:view + 1])).float()
+        _, cls, alpha, _, _ = render_model(m, vm, Ks, 24, 24, m.params)
+        return (cls[0].argmax(-1) == 17).numpy(), (alpha[0, ..., 0] > 0.5).numpy()
+
+    is_hair, fg = hair(model, 1)
+    assert not is_hair[fg].any()
+    is_hair, fg = hair(new, 0)
+    assert is_hair[:, :12][fg[:, :12]].mean() > 0.9 and is_hair[:, 14:][fg[:, 14:]].mean() < 0.05
+    is_hair, fg = hair(new, 1)
+    assert 0.2 < is_hair[fg].mean() < 0.8

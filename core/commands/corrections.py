@@ -54,8 +54,9 @@ def export_cmd(run, fmt, output, source, below, worst) -> None:
               help="How strongly every view keeps what it sees as it was (only weight / prior matters).")
 @click.option("--others", type=click.Choice(["refined", "initial", "none"]), default="refined", show_default=True,
               help="Low-weight labels for the views nobody corrected.")
-@click.option("--method", type=click.Choice(["vote", "fit"]), default="vote", show_default=True,
-              help="vote: closed-form per-Gaussian vote; fit: gradient steps on the class head.")
+@click.option("--method", type=click.Choice(["fit", "vote"]), default="fit", show_default=True,
+              help="fit: gradient steps on the class head; vote: closed-form per-Gaussian vote (faster; for "
+                   "labels that are wrong only at their edges).")
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default=None, help="Where to compute.")
 @_user_errors
 def correct_cmd(run, edited, weight, prior, others, method, device) -> None:
