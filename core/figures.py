@@ -97,7 +97,8 @@ def contact_sheet(rows: Sequence[Sequence[np.ndarray | None]], column_labels: Se
     """A grid of pictures with a header row and optional row labels -> uint8 [H,W,3].
 
     rows: R lists of C images (uint8 [h,w,3] or [h,w]; None draws an 'n/a' tile). Every tile is
-    scaled to `tile_height` rows; a column is as wide as its widest tile. Label pictures (few
+    scaled to `tile_height` rows; a column is as wide as its widest tile or its label (which may
+    hold line breaks), so labels never overlap. Label pictures (few
     distinct colours) should be passed already coloured (LabelSchema.colorize).
     """
     from PIL import Image, ImageDraw
@@ -109,24 +110,26 @@ def contact_sheet(rows: Sequence[Sequence[np.ndarray | None]], column_labels: Se
         raise ValueError(f"contact_sheet: every row needs {ncol} pictures (one per column label)")
     scaled = [[None if t is None else resize_to_height(t, tile_height, smooth=_is_photo(t)) for t in r]
               for r in rows]
+    size = max(11, tile_height // 9)
+    font = _font(size)
+    probe = ImageDraw.Draw(Image.new("RGB", (1, 1)))
+    titles = [probe.multiline_textbbox((0, 0), str(t), font=font) for t in column_labels]
     widths = []
     for j in range(ncol):
         ws = [t.shape[1] for r in scaled for t in [r[j]] if t is not None]
-        widths.append(max(ws) if ws else tile_height)
-    font = _font(max(11, tile_height // 9))
+        widths.append(max(max(ws) if ws else tile_height, titles[j][2]))
     label_w = 0
     if row_labels is not None:
-        probe = ImageDraw.Draw(Image.new("RGB", (1, 1)))
         label_w = max(probe.multiline_textbbox((0, 0), str(t), font=font)[2] for t in row_labels) + 2 * gap
-    header_h = max(16, tile_height // 6)
+    header_h = max(16, tile_height // 6) + (size + 3) * max(str(t).count("\n") for t in column_labels)
     W = label_w + sum(widths) + gap * (ncol + 1)
     H = header_h + len(rows) * (tile_height + gap) + gap
     sheet = Image.new("RGB", (W, H), BACKGROUND)
     draw = ImageDraw.Draw(sheet)
     x = label_w + gap
     for j, text in enumerate(column_labels):
-        bw = draw.textbbox((0, 0), str(text), font=font)[2]
-        draw.text((x + (widths[j] - bw) / 2, 2), str(text), fill=(0, 0, 0), font=font)
+        draw.multiline_text((x + (widths[j] - titles[j][2]) / 2, 2), str(text), fill=(0, 0, 0), font=font,
+                            align="center")
         x += widths[j] + gap
     for i, r in enumerate(scaled):
         y = header_h + i * (tile_height + gap)

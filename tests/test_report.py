@@ -173,6 +173,10 @@ def test_contact_sheet_layout_and_na_tiles():
     assert na.shape == (40, 80, 3) and (na != na[0, 0]).any()  # the text is drawn
     with pytest.raises(ValueError, match="one per column label"):
         contact_sheet([[a]], ["one", "two"])
+    # a title wider than its tiles widens its column; a second line adds a line to the header
+    wide = contact_sheet([[a, a]], ["one", "a title much wider than eighty pixels\nand a second line"], tile_height=40)
+    narrow = contact_sheet([[a, a]], ["one", "two"], tile_height=40)
+    assert wide.shape[1] > narrow.shape[1] + 100 and wide.shape[0] == narrow.shape[0] + 11 + 3
 
 
 def test_charts_render_to_images():

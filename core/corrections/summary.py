@@ -92,7 +92,7 @@ def _sheet(run, rows: list[str], before, after, status) -> np.ndarray:
         yaw = s.get("yaw")
         pose = "" if not isinstance(yaw, (int, float)) else f"\nyaw {int(round(yaw)):+d}°"
         labels.append(f"{n}{pose}\n{status[n]}, {100 * diff.mean():.1f} % changed")
-    return contact_sheet(pics, ["RGB (render)", "before", "after", "changed (new label; white: background)"],
+    return contact_sheet(pics, ["RGB (render)", "before", "after", "changed\n(white: to background)"],
                          labels, tile_height=128)
 
 
