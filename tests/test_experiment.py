@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 import yaml
 from click.testing import CliRunner
@@ -35,7 +36,7 @@ TINY = {
     "targets": [{"name": "bisenet", "plugin": "bisenet",
                  "params": {"input_size": 32, "batch_size": 32, "train_batch_size": 2},
                  "baseline": {"steps": 2}, "finetune": {"steps": 1},
-                 "variants": ["refined", "raw", "palette", "simulated"]}],
+                 "variants": ["refined", "raw", "palette", "simulated", "corrected"]}],
     "finetune": {"oversample": 2},
     "report": {"contact_views": 2},
 }
@@ -173,7 +174,7 @@ def test_apply_sets():
     d = apply_sets({}, ["data.resolution=64", "targets.0.baseline.steps=5", "seed=3"])
     c = config_from_dict(d)
     assert (c.resolution, c.seed, c.targets[0].baseline["steps"]) == (64, 3, 5)
-    assert c.targets[0].variants == ("refined", "raw", "palette", "simulated")
+    assert c.targets[0].variants == ("refined", "raw", "palette", "simulated", "corrected")
     assert set(c.targets[0].variants) < set(VARIANTS)
     assert c.targets[1].optional and c.targets[1].plugin == "smp"
 
@@ -224,10 +225,13 @@ def test_tiny_experiment_end_to_end(tmp_path, monkeypatch):
     if cores > 1:
         assert jobs["refine/bisenet-argmax"] == ["refine_identity"] * 2
         assert jobs["finetune/bisenet/raw"] == ["run_stage"]
+        assert jobs["correct/bisenet-argmax"] == ["correct_identity"] * 2
+    assert started.index("correct/bisenet-argmax") > started.index("refine/bisenet-argmax")
+    assert started.index("finetune/bisenet/corrected") > started.index("correct/bisenet-argmax")
     assert f"Results: {out / 'results.md'}" in r.output
     res = json.loads((out / "results.json").read_text())
     rows = res["targets"]["bisenet"]["parsers"]
-    assert list(rows) == ["baseline", "refined", "raw", "palette", "simulated"]
+    assert list(rows) == ["baseline", "refined", "raw", "palette", "simulated", "corrected"]
     for v, row in rows.items():
         assert set(row["scores"]) == {"all", "frontal", "mid", "extreme"}
         for b in ("frontal", "mid", "extreme"):
@@ -240,8 +244,25 @@ def test_tiny_experiment_end_to_end(tmp_path, monkeypatch):
     assert res["test_views"] == {"frontal": 19, "mid": 20, "extreme": 22}
     goals = res["targets"]["bisenet"]["goals"]
     assert set(goals) >= {"extreme_gain", "extreme_met", "frontal_change", "frontal_met"}
-    assert set(res["refine"]) == {"bisenet-argmax", "bisenet-palette", "simulated-argmax"}
+    assert set(res["refine"]) == {"bisenet-argmax", "bisenet-palette", "simulated-argmax", "bisenet-argmax-corrected"}
     assert {"initial", "refined_input"} <= set(res["refine"]["simulated-argmax"])
+    assert set(res["refine"]["bisenet-argmax-corrected"]) == {"uncorrected_before", "uncorrected_after"}
+    # the simulated clean-up: a corrected copy of each refine run, its 2 least confident input views
+    # now their GT; the refine runs themselves untouched
+    for ident in (3, 4):
+        copy = out / "corrected" / "bisenet-argmax" / f"id_{ident:04d}"
+        rounds = json.loads((copy / "refined" / "corrections.json").read_text())["rounds"]
+        assert len(rounds) == 1 and len(rounds[0]["corrected"]) == 2
+        assert all(n.startswith("view_") for n in rounds[0]["corrected"])
+        for n in rounds[0]["corrected"]:
+            from splatrefine.io.labels import read_labels
+            from splatrefine.schema import CELEBAMASK_HQ
+            assert np.array_equal(read_labels(copy / "refined" / "labels" / f"{n}.png", CELEBAMASK_HQ),
+                                  read_labels(copy / "gt" / f"{n}.png", CELEBAMASK_HQ))
+        assert not (out / "refine" / "bisenet-argmax" / f"id_{ident:04d}" / "refined" / "corrections.json").exists()
+    corrected = json.loads((out / "datasets" / "bisenet-argmax-corrected" / "manifest.json").read_text())["samples"]
+    assert len(corrected) == len(json.loads((out / "datasets" / "bisenet-argmax-refined" / "manifest.json")
+                                            .read_text())["samples"])
     # train and test data are disjoint identities; the frontal set holds only |yaw| < 30
     frontal = json.loads((out / "data" / "frontal" / "manifest.json").read_text())["samples"]
     assert {s["identity"] for s in frontal} == {3, 4, 200} and max(abs(s["yaw"]) for s in frontal) < 30
@@ -276,13 +297,17 @@ def test_stage_priority(tmp_path):
 
     exp = Experiment(config_from_dict({}), tmp_path / "exp")
     names = [s.name for s in exp.plan(list(exp.config.targets))]
-    kinds = [n.split("/")[0] for n in names]
+    kinds = [n.split("/")[0].replace("correct", "refine") for n in names]
     assert kinds == sorted(kinds, key=["baseline", "finetune", "refine", "evaluate"].index)
-    # the refine that feeds two fine-tunes (refined and raw) comes last among the refines
-    refines = [n for n in names if n.startswith("refine/")]
-    assert refines == ["refine/bisenet-palette", "refine/simulated-argmax", "refine/smp-unet-argmax",
-                       "refine/bisenet-argmax"]
-    assert len(names) == len(set(names)) == 2 + 5 + 4 + 7
+    # the refine that feeds two fine-tunes (refined and raw) comes last among the refines; the
+    # simulated clean-up of its runs (`corrected`) waits for it whatever its place
+    refines = [n for n in names if n.startswith(("refine/", "correct/"))]
+    assert refines == ["refine/bisenet-palette", "refine/simulated-argmax", "correct/bisenet-argmax",
+                       "refine/smp-unet-argmax", "refine/bisenet-argmax"]
+    stages = {s.name: s for s in exp.plan(list(exp.config.targets))}
+    assert stages["correct/bisenet-argmax"].after == ("refine/bisenet-argmax",)
+    assert set(stages["finetune/bisenet/corrected"].after) == {"baseline/bisenet", "correct/bisenet-argmax"}
+    assert len(names) == len(set(names)) == 2 + 6 + 5 + 8
 
 
 def test_a_refine_run_without_its_report(tmp_path):

@@ -51,9 +51,10 @@ def experiment_cmd(out, config_path, sets, resume, overwrite, device, seed, quie
             s = r["scores"]
             cells = ", ".join(f"{b} {100 * s[b]['miou']:.1f}" for b in POSE_BUCKETS if b in s)
             click.echo(f"{name}/{v}: mIoU {cells}")
-        if "goals" in t:
-            g = t["goals"]
-            click.echo(f"{name}: extreme {100 * g['extreme_gain']:+.1f} points "
-                       f"({'met' if g['extreme_met'] else 'not met'}), frontal {100 * g['frontal_change']:+.1f} "
-                       f"points ({'met' if g['frontal_met'] else 'not met'})")
+        for key, tag in (("goals", ""), ("goals_corrected", " after the simulated clean-up")):
+            if key in t:
+                g = t[key]
+                click.echo(f"{name}{tag}: extreme {100 * g['extreme_gain']:+.1f} points "
+                           f"({'met' if g['extreme_met'] else 'not met'}), frontal {100 * g['frontal_change']:+.1f} "
+                           f"points ({'met' if g['frontal_met'] else 'not met'})")
     click.echo(f"Results: {Path(out) / 'results.md'}")

@@ -35,7 +35,7 @@ from splatrefine.errors import ConfigError, PluginError, SplatrefineError, did_y
 from splatrefine.plugins.synthetic.rigs import RIGS  # the identities are the synthetic plugin's heads
 from splatrefine.roles import Role
 
-VARIANTS = ("refined", "raw", "palette", "simulated", "simulated-raw")
+VARIANTS = ("refined", "raw", "palette", "simulated", "simulated-raw", "corrected")
 PRIMARY_VARIANT = "refined"
 VARIANT_HELP = {
     "refined": "fine-tuned on labels refined from the baseline's (dual-gs logits, argmax)",
@@ -43,6 +43,8 @@ VARIANT_HELP = {
     "palette": "fine-tuned on labels refined from the baseline's (dual-gs palette, palette-cluster)",
     "simulated": "fine-tuned on labels refined from the simulated parser's (dual-gs logits, argmax)",
     "simulated-raw": "fine-tuned on the simulated parser's raw labels at the input views",
+    "corrected": "fine-tuned on the refined labels after a simulated manual clean-up: each identity's "
+                 "least confident input views replaced by their GT and carried to every view by `correct`",
 }
 GOAL_EXTREME_GAIN = 0.20
 GOAL_FRONTAL_DROP = 0.01
@@ -85,6 +87,7 @@ class ExperimentConfig:
     refine_reports: bool = False
     finetune_min_yaw: float = 30.0
     finetune_oversample: int = 2
+    finetune_corrected_views: int = 2  # the `corrected` variant: views per identity a person fixes
     workers: int | str = "auto"  # per-identity stages (data, refine) in parallel processes
     executor: dict = field(default_factory=dict)  # {"plugin": NAME, "params": {...}}; {} = the default executor
 
@@ -103,7 +106,8 @@ class ExperimentConfig:
             "targets": [{"name": t.name, "plugin": t.plugin, "params": dict(t.params),
                          "baseline": dict(t.baseline), "finetune": dict(t.finetune),
                          "variants": list(t.variants), "optional": t.optional} for t in self.targets],
-            "finetune": {"min_yaw": self.finetune_min_yaw, "oversample": self.finetune_oversample},
+            "finetune": {"min_yaw": self.finetune_min_yaw, "oversample": self.finetune_oversample,
+                         "corrected_views": self.finetune_corrected_views},
             "report": {"contact_views": self.contact_views, "refine_reports": self.refine_reports},
         }
 
@@ -145,7 +149,7 @@ DEFAULT_TARGETS = (
                 "optimizer": "adam", "weight_decay": 0.0001, "warmup_steps": 20,
                 "jitter": 0.2, "scale_range": [0.9, 1.2], "precision": "bf16"},
      "baseline": {"steps": 1200, "lr": 0.003}, "finetune": {"steps": 450, "lr": 0.001},
-     "variants": ["refined", "raw", "palette", "simulated"]},
+     "variants": ["refined", "raw", "palette", "simulated", "corrected"]},
     {"name": "smp-unet", "plugin": "smp", "optional": True,
      "params": {"arch": "Unet", "encoder": "resnet18", "input_size": 96, "batch_size": 16, "train_batch_size": 8,
                 "checkpoint_every": 100, "optimizer": "adam", "weight_decay": 0.0001, "warmup_steps": 20,
@@ -301,14 +305,16 @@ def config_from_dict(data: dict | None, source: str = "config") -> ExperimentCon
     refine_reports = rep.get("refine_reports", False)
     if not isinstance(refine_reports, bool):
         raise ConfigError(f"{source}: report.refine_reports: expected true or false")
-    ft = check_keys(data.get("finetune"), ("min_yaw", "oversample"), f"{source}: finetune")
+    ft = check_keys(data.get("finetune"), ("min_yaw", "oversample", "corrected_views"), f"{source}: finetune")
     min_yaw = ft.get("min_yaw", ExperimentConfig.finetune_min_yaw)
     if isinstance(min_yaw, bool) or not isinstance(min_yaw, (int, float)) or not 0 <= min_yaw < 90:
         raise ConfigError(f"{source}: finetune.min_yaw must be a number in [0, 90), got {min_yaw!r}")
     oversample = check_int(ft.get("oversample", ExperimentConfig.finetune_oversample), f"{source}: finetune.oversample", 1)
+    corrected_views = check_int(ft.get("corrected_views", ExperimentConfig.finetune_corrected_views),
+                                f"{source}: finetune.corrected_views", 1)
     return ExperimentConfig(seed, device, rig, resolution, train, test, float(fmy), frontal, refine, palette,
                             simulated, tuple(targets), contact, refine_reports, float(min_yaw), oversample,
-                            workers, executor)
+                            corrected_views, workers, executor)
 
 
 def apply_sets(data: dict, sets: Sequence[str]) -> dict:

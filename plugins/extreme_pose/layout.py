@@ -7,7 +7,8 @@ experiment is never deleted.
     OUT/data/SPLIT/id_NNNN/                       synthetic captures (SPLIT: train, test, frontal-only)
     OUT/data/frontal/                             the frontal GT dataset (manifest.json)
     OUT/refine/KEY/id_NNNN/                       one refine run folder per train identity
-    OUT/datasets/KEY-KIND/                        a fine-tune dataset (KIND: refined or raw)
+    OUT/corrected/KEY/id_NNNN/                    a copy of it after the simulated clean-up (`corrected`)
+    OUT/datasets/KEY-KIND/                        a fine-tune dataset (KIND: refined, corrected or raw)
     OUT/parsers/TARGET/VARIANT/                   parser/ (a parser folder) + history.json
     OUT/eval/TARGET/VARIANT.json|.npy             test metrics and predictions
     OUT/figures/  OUT/results.json  OUT/results.md
@@ -54,6 +55,10 @@ class ExperimentLayout:
 
     def run_dir(self, key: str, identity: int) -> Path:
         return self.out / "refine" / key / f"id_{identity:04d}"
+
+    def corrected_dir(self, key: str, identity: int) -> Path:
+        """A copy of refine run KEY/id after the `corrected` variant's simulated clean-up."""
+        return self.out / "corrected" / key / f"id_{identity:04d}"
 
     def dataset_dir(self, key: str, kind: str) -> Path:
         return self.out / "datasets" / f"{key}-{kind}"

@@ -6,6 +6,8 @@
     baseline    each target parser trained on that frontal dataset only
     refine      every train identity refined by the engine with an initial parser (the target's
                 baseline, or the simulated block's parser), one run folder per identity
+    correct     (the `corrected` variant) a copy of each refine run whose least confident input
+                views get their GT, carried to every view by `correct`: the paper's manual clean-up
     finetune    the baseline fine-tuned on the refined datasets plus its frontal data (or, for the
                 ablation, on the initial parser's raw labels)
     evaluate    every parser on all views of the test identities, per pose bucket and per class
@@ -41,7 +43,7 @@ from .config import (
     validate,
 )
 from .layout import FORMAT, ExperimentLayout, prepare_out
-from .stages import Workspace, dataset_roots, refine_jobs, stage_job, synthesize
+from .stages import Workspace, correct_jobs, dataset_roots, refine_jobs, stage_job, synthesize
 
 log = logging.getLogger(__name__)
 
@@ -170,8 +172,13 @@ class Experiment:
                 refines.setdefault(refine, GraphStage(
                     refine, () if v.startswith("simulated") else (base,),
                     lambda t=t, v=v: refine_jobs(ws, t, v, in_process)))
+                labels = refine
+                if v == "corrected":  # a simulated clean-up of the refine runs first
+                    labels = f"correct/{key}"
+                    refines.setdefault(labels, GraphStage(labels, (refine,),
+                                                          lambda t=t: correct_jobs(ws, t, in_process)))
                 finetune = f"finetune/{t.name}/{v}"
-                finetunes.append(GraphStage(finetune, (base, refine), lambda t=t, v=v: finetune_jobs(t, v)))
+                finetunes.append(GraphStage(finetune, (base, labels), lambda t=t, v=v: finetune_jobs(t, v)))
                 evaluations.append(GraphStage(f"evaluate/{t.name}/{v}", (finetune,),
                                               lambda t=t, v=v: [job("evaluate", t, v)]))
         # A refine that feeds several fine-tunes goes last, so the run ends on fine-tunes side by side

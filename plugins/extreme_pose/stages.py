@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import functools
 import json
+import os
 import shutil
 from functools import cached_property
 from pathlib import Path
@@ -164,19 +165,63 @@ def refine_jobs(ws: Workspace, target: TargetSpec, variant: str, in_process: boo
     return jobs
 
 
+def correct_identity(run_dir: str, out_dir: str, views: int, device: str, registry: Any = None) -> None:
+    """The `corrected` variant's stand-in for a person cleaning up one refined run: a copy of
+    `run_dir` in `out_dir` whose `views` least confident input views (the order `splatrefine
+    export` shows them in) get their GT labels, carried to every other view by `correct` with its
+    defaults. A job of a correct stage, so module-level with picklable arguments."""
+    from splatrefine.corrections.edited import Edited
+    from splatrefine.corrections.export import select_views
+    from splatrefine.corrections.propagate import CorrectOptions, correct_run
+    from splatrefine.corrections.runs import open_run
+    from splatrefine.io.labels import read_labels
+
+    if registry is None:
+        from splatrefine.registry import Registry
+
+        registry = Registry()
+    out = Path(out_dir)
+    if out.is_dir():
+        return  # moved into place only once corrected
+    tmp = out.with_name(out.name + ".partial")
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    shutil.copytree(run_dir, tmp)
+    run = open_run(tmp)
+    names = select_views(run, source="input", worst=views).names
+    missing = [n for n in names if not run.layout.gt_label(n).is_file()]
+    if missing:
+        raise SplatrefineError(f"{run_dir}: no GT labels for {', '.join(missing)}",
+                               "The corrected variant needs synthetic captures with GT.")
+    gt = {n: read_labels(run.layout.gt_label(n), run.schema) for n in names}
+    correct_run(run, Edited(gt, {n: "GT (simulated clean-up)" for n in names}, "GT"), registry,
+                CorrectOptions(device=device))
+    os.replace(tmp, out)
+
+
+def correct_jobs(ws: Workspace, target: TargetSpec, in_process: bool) -> list[Job]:
+    """One simulated clean-up per train identity of the target's argmax refine runs."""
+    key = refine_key(target, "corrected")
+    fn = functools.partial(correct_identity, registry=ws.registry) if in_process else correct_identity
+    return [(fn, (str(ws.layout.run_dir(key, ident)), str(ws.layout.corrected_dir(key, ident)),
+                  ws.config.finetune_corrected_views, ws.device))
+            for ident in ws.config.train_identities]
+
+
 # datasets --------------------------------------------------------------------------------------
 def dataset_roots(ws: Workspace, target: TargetSpec, variant: str) -> list[Path]:
     """The frontal GT dataset plus the variant's labels at views with |yaw| >= finetune.min_yaw,
     the latter `finetune.oversample` times (the frontal data outnumbers the new poses). Writes
     the variant's dataset when it is missing: call it in one process (variants share datasets)."""
     key = refine_key(target, variant)
-    kind = "raw" if variant in ("raw", "simulated-raw") else "refined"
+    kind = "raw" if variant in ("raw", "simulated-raw") else "corrected" if variant == "corrected" else "refined"
     return [ws.layout.frontal_dir] + [variant_dataset(ws, key, kind)] * ws.config.finetune_oversample
 
 
 def variant_dataset(ws: Workspace, key: str, kind: str) -> Path:
-    """OUT/datasets/KEY-KIND: images + labels (the refined ones, or the initial parser's argmax
-    at the input views for KIND raw) of every train identity, views with |yaw| below
+    """OUT/datasets/KEY-KIND: images + labels (the refined ones, those after the simulated clean-up
+    for KIND corrected, or the initial parser's argmax at the input views for KIND raw) of every
+    train identity, views with |yaw| below
     `finetune.min_yaw` left out (the frontal GT data covers those poses)."""
     from splatrefine.io.atomic import atomic_dir
     from splatrefine.io.labels import write_image
@@ -190,7 +235,7 @@ def variant_dataset(ws: Workspace, key: str, kind: str) -> Path:
         (tmp / "images").mkdir(parents=True, exist_ok=True)
         (tmp / "labels").mkdir(parents=True, exist_ok=True)
         for ident in ws.config.train_identities:
-            run = RunLayout(ws.layout.run_dir(key, ident))
+            run = RunLayout(ws.layout.corrected_dir(key, ident) if kind == "corrected" else ws.layout.run_dir(key, ident))
             if kind == "raw":
                 cap = ws.registry.open_capture(str(ws.layout.capture_dir("train", ident)))
                 yaws = cap.cameras().yaw
