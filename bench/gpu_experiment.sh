@@ -2,6 +2,7 @@
 # The extreme-pose experiment at cpu.yaml's scale on one CUDA machine, timed:
 #
 #   OUT=/tmp/gpu_experiment WORKERS=8 bash bench/gpu_experiment.sh
+#   EXTRA="--set targets.0.variants=[refined,corrected]" bash bench/gpu_experiment.sh   # fewer stages
 #
 # Installs splatrefine and gsplat like bench/gpu_check.sh (a carried .whl/gsplat-*.whl, no
 # dependencies: the machine's own torch, numba, OpenCV... are used), compiles gsplat's kernels for
@@ -13,6 +14,7 @@ set -u
 OUT=${OUT:-/tmp/gpu_experiment}
 LIMIT=${LIMIT:-560}      # seconds this script may take in all
 WORKERS=${WORKERS:-8}
+EXTRA=${EXTRA:-}         # more experiment options, e.g. --set ...
 mkdir -p "$OUT"
 export PYTHONUNBUFFERED=1 OMP_WAIT_POLICY=PASSIVE MAX_JOBS=${MAX_JOBS:-16}
 step() { echo "== $(date +%T) [${SECONDS}s] $*"; }
@@ -33,7 +35,7 @@ step() { echo "== $(date +%T) [${SECONDS}s] $*"; }
   step "experiment (cpu.yaml, --device cuda, $WORKERS workers)"
   t0=$SECONDS
   timeout $((LIMIT - SECONDS - 20)) /usr/bin/time -v splatrefine experiment /tmp/gpu_exp \
-    -c examples/extreme_pose/cpu.yaml --device cuda --set workers=$WORKERS 2>&1 \
+    -c examples/extreme_pose/cpu.yaml --device cuda --set workers=$WORKERS $EXTRA 2>&1 \
     | grep -v "^\s*$" | tail -n 120
   echo "experiment wall $((SECONDS - t0)) s"
   cp /tmp/gpu_exp/results.md /tmp/gpu_exp/results.json /tmp/gpu_exp/experiment.json "$OUT/" 2>/dev/null
