@@ -37,6 +37,7 @@ from splatrefine.roles import Role
 
 VARIANTS = ("refined", "raw", "palette", "simulated", "simulated-raw", "corrected")
 PRIMARY_VARIANT = "refined"
+CORRECTED_VARIANT = "corrected"  # the refined labels after the simulated manual clean-up
 VARIANT_HELP = {
     "refined": "fine-tuned on labels refined from the baseline's (dual-gs logits, argmax)",
     "raw": "fine-tuned on the baseline's raw labels at the input views (no refinement)",

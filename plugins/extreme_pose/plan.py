@@ -34,6 +34,7 @@ from splatrefine.errors import SplatrefineError
 from splatrefine.workers import GraphStage, run_graph
 
 from .config import (
+    CORRECTED_VARIANT,
     ExperimentConfig,
     TargetSpec,
     active_targets,
@@ -173,7 +174,7 @@ class Experiment:
                     refine, () if v.startswith("simulated") else (base,),
                     lambda t=t, v=v: refine_jobs(ws, t, v, in_process)))
                 labels = refine
-                if v == "corrected":  # a simulated clean-up of the refine runs first
+                if v == CORRECTED_VARIANT:  # a simulated clean-up of the refine runs first
                     labels = f"correct/{key}"
                     refines.setdefault(labels, GraphStage(labels, (refine,),
                                                           lambda t=t: correct_jobs(ws, t, in_process)))

@@ -14,6 +14,7 @@ from splatrefine.run_layout import RunLayout
 from splatrefine.types import POSE_BUCKETS, pose_bucket
 
 from .config import (
+    CORRECTED_VARIANT,
     GOAL_EXTREME_GAIN,
     GOAL_FRONTAL_DROP,
     PRIMARY_VARIANT,
@@ -69,13 +70,13 @@ def collect_results(ws: Workspace, targets: list[TargetSpec], *, notes: Sequence
         entry: dict[str, Any] = {"plugin": t.plugin, "params": t.params, "parsers": rows}
         if "extreme" in base and "frontal" in base:
             # the goal is the refined labels'; with the simulated clean-up it is reported alongside
-            for v, key in ((PRIMARY_VARIANT, "goals"), ("corrected", "goals_corrected")):
+            for v, key in ((PRIMARY_VARIANT, "goals"), (CORRECTED_VARIANT, "goals_corrected")):
                 if v in t.variants:
                     entry[key] = _goals(rows[v]["delta"])
         res["targets"][t.name] = entry
         for v in t.variants:
             key = refine_key(t, v)
-            if v == "corrected" and f"{key}-corrected" not in res["refine"]:
+            if v == CORRECTED_VARIANT and f"{key}-corrected" not in res["refine"]:
                 res["refine"][f"{key}-corrected"] = corrected_quality(ws, key)
             if key in res["refine"]:
                 continue

@@ -28,7 +28,7 @@ from splatrefine.run_record import write_manifest
 from splatrefine.types import POSE_BUCKETS, pose_bucket
 from splatrefine.workers import Job
 
-from .config import ExperimentConfig, TargetSpec, refine_key, refine_run_data
+from .config import CORRECTED_VARIANT, ExperimentConfig, TargetSpec, refine_key, refine_run_data
 from .layout import ExperimentLayout
 
 
@@ -201,7 +201,7 @@ def correct_identity(run_dir: str, out_dir: str, views: int, device: str, regist
 
 def correct_jobs(ws: Workspace, target: TargetSpec, in_process: bool) -> list[Job]:
     """One simulated clean-up per train identity of the target's argmax refine runs."""
-    key = refine_key(target, "corrected")
+    key = refine_key(target, CORRECTED_VARIANT)
     fn = functools.partial(correct_identity, registry=ws.registry) if in_process else correct_identity
     return [(fn, (str(ws.layout.run_dir(key, ident)), str(ws.layout.corrected_dir(key, ident)),
                   ws.config.finetune_corrected_views, ws.device))
@@ -214,7 +214,7 @@ def dataset_roots(ws: Workspace, target: TargetSpec, variant: str) -> list[Path]
     the latter `finetune.oversample` times (the frontal data outnumbers the new poses). Writes
     the variant's dataset when it is missing: call it in one process (variants share datasets)."""
     key = refine_key(target, variant)
-    kind = "raw" if variant in ("raw", "simulated-raw") else "corrected" if variant == "corrected" else "refined"
+    kind = "raw" if variant in ("raw", "simulated-raw") else "corrected" if variant == CORRECTED_VARIANT else "refined"
     return [ws.layout.frontal_dir] + [variant_dataset(ws, key, kind)] * ws.config.finetune_oversample
 
 
