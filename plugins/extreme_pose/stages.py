@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import functools
 import json
-import os
 import shutil
 from functools import cached_property
 from pathlib import Path
@@ -174,29 +173,26 @@ def correct_identity(run_dir: str, out_dir: str, views: int, device: str, regist
     from splatrefine.corrections.export import select_views
     from splatrefine.corrections.propagate import CorrectOptions, correct_run
     from splatrefine.corrections.runs import open_run
+    from splatrefine.io.atomic import atomic_dir
     from splatrefine.io.labels import read_labels
 
     if registry is None:
         from splatrefine.registry import Registry
 
         registry = Registry()
-    out = Path(out_dir)
-    if out.is_dir():
-        return  # moved into place only once corrected
-    tmp = out.with_name(out.name + ".partial")
-    if tmp.exists():
-        shutil.rmtree(tmp)
-    shutil.copytree(run_dir, tmp)
-    run = open_run(tmp)
-    names = select_views(run, source="input", worst=views).names
-    missing = [n for n in names if not run.layout.gt_label(n).is_file()]
-    if missing:
-        raise SplatrefineError(f"{run_dir}: no GT labels for {', '.join(missing)}",
-                               "The corrected variant needs synthetic captures with GT.")
-    gt = {n: read_labels(run.layout.gt_label(n), run.schema) for n in names}
-    correct_run(run, Edited(gt, {n: "GT (simulated clean-up)" for n in names}, "GT"), registry,
-                CorrectOptions(device=device))
-    os.replace(tmp, out)
+    if Path(out_dir).is_dir():
+        return  # swapped into place only once corrected
+    with atomic_dir(out_dir) as tmp:
+        shutil.copytree(run_dir, tmp, dirs_exist_ok=True)
+        run = open_run(tmp)
+        names = select_views(run, source="input", worst=views).names
+        missing = [n for n in names if not run.layout.gt_label(n).is_file()]
+        if missing:
+            raise SplatrefineError(f"{run_dir}: no GT labels for {', '.join(missing)}",
+                                   "The corrected variant needs synthetic captures with GT.")
+        gt = {n: read_labels(run.layout.gt_label(n), run.schema) for n in names}
+        correct_run(run, Edited(gt, {n: "GT (simulated clean-up)" for n in names}, "GT"), registry,
+                    CorrectOptions(device=device))
 
 
 def correct_jobs(ws: Workspace, target: TargetSpec, in_process: bool) -> list[Job]:
