@@ -109,7 +109,7 @@ def make_capture(obj: Path, texture: Path | None, out: Path, rig: str, resolutio
                                                   write_scan_capture)
     from splatrefine.plugins.scan.frame import find_frame
     from splatrefine.plugins.scan.mesh import read_mesh
-    from splatrefine.plugins.scan.pseudo_gt import mediapipe_labeller, pseudo_gt_labels
+    from splatrefine.plugins.scan.pseudo_gt import PSEUDO_GT, mediapipe_labeller, pseudo_gt_labels
 
     t0 = time.perf_counter()
     mesh = read_mesh(obj, texture)
@@ -118,7 +118,8 @@ def make_capture(obj: Path, texture: Path | None, out: Path, rig: str, resolutio
     capture, render = render_scan_capture(mesh, frame, rig, resolution)
     t2 = time.perf_counter()
     labels, strict, info = pseudo_gt_labels(capture, render.face_ids, mesh.faces, mediapipe_labeller())
-    capture = replace(capture, views=[replace(v, labels=labels[i]) for i, v in enumerate(capture.views)])
+    capture = replace(capture, views=[replace(v, labels=labels[i]) for i, v in enumerate(capture.views)],
+                      labels_name=PSEUDO_GT)
     block = scan_block(mesh, frame, rig, resolution, SUPERSAMPLE, SHADING)
     block["pseudo_gt"] = info
     write_scan_capture(capture, render.depth, render.face_ids, mesh.faces, out, block)

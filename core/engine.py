@@ -384,6 +384,7 @@ class Engine:
                 write_labels(layout.gt_label(s["name"]), gt, self.schema)
         elif novel:
             self.notes.append("the capture cannot render GT at new cameras: novel views are not scored")
+        metrics["labels_name"] = self.capture.labels_name  # what the scores were measured against
         write_text(layout.metrics, json.dumps(metrics, indent=2))
 
     def _gt(self, labels: np.ndarray) -> np.ndarray:

@@ -97,3 +97,10 @@ def evaluate_labels(pred: np.ndarray, gt: np.ndarray, yaw: np.ndarray | None, sc
             out["buckets"][bucket] = {"miou": s["miou"], "mean_f1": s["mean_f1"], "pixel_acc": s["pixel_acc"],
                                       "n_views": int(len(idx))}
     return out
+
+
+def scored_against(metrics: dict) -> str:
+    """What a run's metrics.json was scored against: the capture's `labels_name` ("GT",
+    "pseudo-GT", ...; "GT" for runs written before the field)."""
+    name = metrics.get("labels_name")
+    return name if isinstance(name, str) and name else "GT"

@@ -15,6 +15,7 @@ from .config import load_yaml, resolve
 from .devices import resolve_device
 from .engine import Engine, is_run_dir, prepare_run_dir
 from .errors import SplatrefineError
+from .metrics import scored_against
 from .progress import set_progress_enabled
 from .roles import Role
 from .run_layout import RunLayout
@@ -183,4 +184,5 @@ def summary_line(metrics: dict | None) -> str:
     novel = metrics.get("refined_novel")
     if novel:
         line += f"; novel views mIoU {novel['miou']:.3f}"
-    return line
+    name = scored_against(metrics)
+    return line if name == "GT" else f"{line} (against {name})"

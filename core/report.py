@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 
 from .errors import SplatrefineError
+from .metrics import scored_against
 from .run_layout import REPORT_DIR, RunLayout
 from .schema import LabelSchema
 from .types import POSE_BUCKETS, pose_bucket
@@ -188,7 +189,7 @@ def _pose_text(s: Sample) -> str:
     return f"{s.name}\nyaw {int(round(s.yaw)):+d}°{pitch}"
 
 
-def _sheet(run: Path, samples: list[Sample], schema: LabelSchema, novel: bool) -> np.ndarray:
+def _sheet(run: Path, samples: list[Sample], schema: LabelSchema, novel: bool, gt_name: str = "GT") -> np.ndarray:
     from .figures import contact_sheet, error_map
 
     rows, labels = [], []
@@ -206,8 +207,8 @@ def _sheet(run: Path, samples: list[Sample], schema: LabelSchema, novel: bool) -
                 None if gt is None else schema.colorize(gt), err]
         rows.append(row)
         labels.append(_pose_text(s))
-    columns = ["RGB (render)", "refined", "GT", "error"] if novel else \
-        ["RGB (render)", "initial", "refined", "GT", "error"]
+    columns = ["RGB (render)", "refined", gt_name, "error"] if novel else \
+        ["RGB (render)", "initial", "refined", gt_name, "error"]
     return contact_sheet(rows, columns, labels, tile_height=TILE_HEIGHT)
 
 
@@ -278,7 +279,7 @@ def _bucket_miou(m: dict | None, bucket: str) -> float | None:
     return 100.0 * float(v) if isinstance(v, (int, float)) else None
 
 
-def _headline(metrics: dict | None) -> str:
+def _headline(metrics: dict | None, gt_name: str = "GT") -> str:
     """'mIoU initial -> refined at the input views: frontal 64.0 % -> 80.0 %, ...' or ''."""
     if not metrics:
         return ""
@@ -291,7 +292,7 @@ def _headline(metrics: dict | None) -> str:
     novel = _bucket_miou(metrics.get("refined_novel"), "all")
     if novel is not None:
         line += ("; " if line else "") + f"refined at the novel views: {novel:.1f} %"
-    return line
+    return line if not line or gt_name == "GT" else f"{line} (against {gt_name})"
 
 
 def write_report(run_dir: Path) -> Path:
@@ -353,8 +354,12 @@ def write_report(run_dir: Path) -> Path:
             notes.append("This run has no ground truth (no metrics.json): metrics sections are skipped.")
         if not samples:
             notes.append("No refined samples (refined/manifest.json is missing): no contact sheets.")
-        headline = _headline(metrics)
+        gt_name = scored_against(metrics) if metrics else "GT"
+        headline = _headline(metrics, gt_name)
         definitions = f"<p class='def'>{html.escape(METRIC_DEFINITIONS)}</p>" if metrics else ""
+        if gt_name != "GT":
+            notes.append(f"The capture's labels are {gt_name} (capture.json \"labels_name\"): a parser made them, "
+                         "nobody drew them. Every score and error column here is agreement with them, not accuracy.")
         parts.append("<h2>Summary</h2>" + (f"<p><b>{html.escape(headline)}</b></p>" if headline else "")
                      + definitions + _table(["item", "value"], rows))
 
@@ -437,7 +442,7 @@ def write_report(run_dir: Path) -> Path:
                         continue
                     picked = _pick(chosen, MAX_SHEET_ROWS)
                     fname = f"sheet_{source}_{bucket}.png"
-                    save_png(pics / fname, _sheet(run, picked, schema, novel))
+                    save_png(pics / fname, _sheet(run, picked, schema, novel, gt_name))
                     sheets.append(f"<h3>{source} views, {html.escape(BUCKET_TEXT[bucket])}: "
                                   f"{len(picked)} of {len(chosen)} shown</h3>" + _img(fname, f"{source} {bucket} contact sheet"))
             parts.append("".join(sheets))

@@ -137,6 +137,9 @@ class Capture:
     point_colors: np.ndarray | None = None  # uint8 [N,3]
     source: str = ""
     render_gt: Callable[..., GroundTruth] | None = field(default=None, repr=False)
+    # what reports call the views' labels: "GT" when people drew them, "pseudo-GT" when a parser
+    # made them (a real scan's labels lifted from its near-frontal views, docs/real_scans.md)
+    labels_name: str = "GT"
 
     def __len__(self) -> int:
         return len(self.views)

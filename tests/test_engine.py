@@ -39,13 +39,22 @@ def test_full_run_writes_every_stage_output(tmp_path):
     label_png = Image.open(run / "refined" / manifest["samples"][0]["labels"])
     assert label_png.mode == "P" and label_png.getpalette()[3:6] == [255, 85, 0]  # skin colour
     metrics = json.loads((run / "metrics.json").read_text())
-    assert set(metrics) == {"initial", "refined_input", "refined_novel"}
+    assert set(metrics) == {"initial", "refined_input", "refined_novel", "labels_name"}
+    assert metrics["labels_name"] == "GT"  # tiny_capture's labels are exact
     # the fake representation renders the exact sphere, so refined labels are perfect
     assert metrics["refined_input"]["miou"] == pytest.approx(1.0)
     assert metrics["refined_novel"]["miou"] == pytest.approx(1.0)
     assert (run / "report.html").is_file()
     assert (run / "config.yaml").is_file() and (run / "initial" / "probs.npy").is_file()
     assert summary["metrics"] == metrics
+
+
+def test_metrics_say_what_the_labels_are(tmp_path):
+    from dataclasses import replace
+
+    engine, summary = _run(tmp_path, replace(tiny_capture(), labels_name="pseudo-GT"))
+    assert summary["metrics"]["labels_name"] == "pseudo-GT"
+    assert "(against pseudo-GT)" in (engine.run_dir / "report.html").read_text()
 
 
 def test_refined_folder_is_itself_a_capture(tmp_path):

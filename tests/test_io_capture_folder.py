@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -181,6 +182,20 @@ def test_non_finite_camera_written_as_json_literal(capture_dir: Path):
     m.write_text(m.read_text().replace('"K": [\n    [\n     60.0', '"K": [\n    [\n     Infinity', 1))
     with pytest.raises(CaptureError, match="K has non-finite values"):
         read_capture_folder(capture_dir)
+
+
+def test_labels_name_round_trips_and_is_checked(tmp_path: Path, capture_dir: Path):
+    assert read_capture_folder(capture_dir).labels_name == "GT"
+    assert "labels_name" not in read_capture_json_extra(capture_dir)  # the default is not written
+    folder = write_capture_folder(replace(ring_capture(), labels_name="pseudo-GT"), tmp_path / "pseudo")
+    assert read_capture_json_extra(folder)["labels_name"] == "pseudo-GT"
+    assert read_capture_folder(folder).labels_name == "pseudo-GT"
+    for bad in ("", "  ", 3, "x" * 41):
+        m = _edit_manifest(folder, lambda d: d.__setitem__("labels_name", bad))
+        with pytest.raises(CaptureError) as e:
+            read_capture_folder(folder)
+        assert str(e.value).startswith(f"{m}: \"labels_name\" must be a short text such as \"GT\" or \"pseudo-GT\"")
+        assert "1 to 40 characters, or leave it out (GT)" in e.value.hint
 
 
 def test_malformed_json(capture_dir: Path):

@@ -68,7 +68,7 @@ def _metrics(run: Path) -> dict:
 
 def test_reference_run_improves_labels(reference_run):
     m = _metrics(reference_run)
-    assert set(m) == {"initial", "refined_input", "refined_novel"}
+    assert set(m) == {"initial", "refined_input", "refined_novel", "labels_name"}
     # a short fit at 40 px: the labels must be sane, not yet better (bench/dual_gs.py measures that)
     assert m["refined_input"]["miou"] > 0.35 and m["refined_novel"]["miou"] > 0.3
     assert m["refined_novel"]["buckets"]["extreme"]["n_views"] > 0

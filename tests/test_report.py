@@ -103,6 +103,27 @@ def test_report_with_gt(tmp_path):
             "extreme 32.0 % → 40.0 %; refined at the novel views: 54.0 %") in text
 
 
+def test_report_names_pseudo_gt_as_such(tmp_path):
+    """Labels a parser made (capture.json "labels_name", recorded in metrics.json) are called what
+    they are in the headline, a note and the contact sheets' column, and in the CLI's summary line."""
+    from splatrefine.refine import summary_line
+
+    run = _fake_run(tmp_path)
+    metrics = json.loads((run / "metrics.json").read_text())
+    plain_sheet = np.asarray(Image.open((write_report(run), run / "report/sheet_input_frontal.png")[1]))
+    metrics["labels_name"] = "pseudo-GT"
+    (run / "metrics.json").write_text(json.dumps(metrics))
+    text = write_report(run).read_text()
+    assert "extreme 32.0 % → 40.0 %; refined at the novel views: 54.0 % (against pseudo-GT)" in text
+    assert "The capture&#x27;s labels are pseudo-GT" in text and "agreement with them, not accuracy" in text
+    sheet = np.asarray(Image.open(run / "report/sheet_input_frontal.png"))
+    changed = np.nonzero((sheet != plain_sheet).any(axis=(1, 2)))[0]  # only the column titles
+    assert len(changed) and changed.max() < 40, changed
+    assert summary_line(metrics).endswith("novel views mIoU 0.540 (against pseudo-GT)")
+    metrics.pop("labels_name")  # runs written before the field: GT, said as before
+    assert summary_line(metrics).endswith("novel views mIoU 0.540")
+
+
 def test_report_without_gt_skips_metrics_once(tmp_path):
     run = _fake_run(tmp_path, gt=False)
     m = json.loads((run / "refined" / "manifest.json").read_text())

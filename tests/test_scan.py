@@ -322,3 +322,4 @@ def test_pseudo_gt_capture_lifts_source_labels_to_every_view():
     assert (labels[fids < 0] == 0).all()
     side = [i for i, v in enumerate(labelled.views) if abs(labelled.cameras().yaw[i]) == 90]
     assert side and all((labels[i][fids[i] >= 0] != IGNORE).mean() > 0.9 for i in side)
+    assert capture.labels_name == "GT" and labelled.labels_name == "pseudo-GT"  # what reports call them

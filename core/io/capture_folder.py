@@ -42,7 +42,8 @@ from .views import write_view_files
 FORMAT = "splatrefine-capture"
 VERSION = 1
 MANIFEST = "capture.json"
-_RESERVED = ("format", "version", "schema", "subject", "views", "points")
+MAX_LABELS_NAME = 40  # it names a column of the report's contact sheets
+_RESERVED = ("format", "version", "schema", "subject", "views", "points", "labels_name")
 
 
 def manifest_path(path: str | os.PathLike) -> Path:
@@ -98,7 +99,14 @@ def read_capture_folder(path: str | os.PathLike) -> Capture:
     if data.get("points") is not None:
         points, colors = read_points_ply(safe_join(root, data["points"], m, "points"))
     return Capture(views=views, schema=schema, subject=subject, points=points, point_colors=colors,
-                   source=str(root))
+                   source=str(root), labels_name=_labels_name(data.get("labels_name", "GT"), m))
+
+
+def _labels_name(value: Any, m: Path) -> str:
+    if not isinstance(value, str) or not value.strip() or len(value) > MAX_LABELS_NAME:
+        raise CaptureError(f"{m}: \"labels_name\" must be a short text such as \"GT\" or \"pseudo-GT\", "
+                           f"got {value!r}", f"Give it 1 to {MAX_LABELS_NAME} characters, or leave it out (GT).")
+    return value.strip()
 
 
 def _read_view(vj: Any, i: int, root: Path, m: Path, schema, seen: set[str]) -> View:
@@ -163,6 +171,8 @@ def capture_manifest(capture: Capture, names: list[str] | None = None) -> dict:
     out["views"] = views
     if capture.points is not None:
         out["points"] = "points.ply"
+    if capture.labels_name != "GT":
+        out["labels_name"] = capture.labels_name
     return out
 
 

@@ -125,6 +125,9 @@ def pseudo_gt_labels(capture: Capture, face_ids: np.ndarray, faces: np.ndarray, 
     return render_labels(face_ids, face_labels), render_labels(face_ids, face_labels, outside), info
 
 
+PSEUDO_GT = "pseudo-GT"  # what reports call these labels (Capture.labels_name)
+
+
 def pseudo_gt_capture(capture: Capture, face_ids: np.ndarray, faces: np.ndarray, labeller: Labeller,
                       max_yaw: float = 30.0, max_pitch: float = 15.0, min_votes: int = 3,
                       fill_rings: int = 2, strict: bool = False) -> tuple[Capture, dict]:
@@ -135,7 +138,7 @@ def pseudo_gt_capture(capture: Capture, face_ids: np.ndarray, faces: np.ndarray,
     chosen = strict_labels if strict else labels
     info["strict"] = bool(strict)
     views = [replace(v, labels=chosen[i]) for i, v in enumerate(capture.views)]
-    return replace(capture, views=views), info
+    return replace(capture, views=views, labels_name=PSEUDO_GT), info
 
 
 def mediapipe_labeller(**settings) -> Labeller:
