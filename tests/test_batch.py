@@ -240,3 +240,21 @@ def test_bucket_aggregate_weights_by_views():
     assert agg["extreme"] == {"initial": pytest.approx(0.5), "refined_input": pytest.approx(0.7),
                               "refined_novel": pytest.approx(0.5), "captures": 2, "input_views": 4, "novel_views": 3}
     assert agg["frontal"]["captures"] == 0 and agg["frontal"]["initial"] is None
+
+
+def test_fleet_page_says_which_captures_were_scored_against_pseudo_gt(tmp_path):
+    from splatrefine.fleet.html import render_html
+
+    def record(name: str, labels_name: str | None) -> dict:
+        m = {"miou": 0.5, "buckets": {"extreme": {"miou": 0.5, "n_views": 2}}}
+        metrics = {"initial": m, "refined_input": m}
+        if labels_name:
+            metrics["labels_name"] = labels_name
+        return {"name": name, "run": f"runs/{name}", "status": "done", "seconds": 1.0, "metrics": metrics}
+
+    meta = {"source": "caps", "executor": "local", "slots": 1, "wall_seconds": 2.0}
+    page = render_html(tmp_path, meta, [record("a", None), record("b", "GT")])
+    assert "mIoU per pose bucket, all captures with GT" in page and "pseudo-GT" not in page
+    page = render_html(tmp_path, meta, [record("a", None), record("scan", "pseudo-GT"), record("c", "GT")])
+    assert ("Of these 3 captures, 1 is scored against pseudo-GT, not labels people drew: read those "
+            "numbers as agreement with a parser, not accuracy.") in page

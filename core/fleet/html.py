@@ -13,6 +13,7 @@ import io
 import logging
 from pathlib import Path
 
+from ..metrics import scored_against
 from ..run_layout import RunLayout
 from ..types import POSE_BUCKETS
 
@@ -130,13 +131,27 @@ def _row(out: Path, r: dict) -> str:
     return f'<tr class="{e(status)}">' + "".join(cells) + "</tr>"
 
 
+def _not_gt_note(done: list[dict]) -> str:
+    """A line naming how many of the scored captures were scored against labels a parser made
+    (their capture's `labels_name`, e.g. pseudo-GT), or ''."""
+    names = [scored_against(r["metrics"]) for r in done if isinstance(r.get("metrics"), dict)]
+    other = sorted(set(names) - {"GT"})
+    if not other:
+        return ""
+    n = sum(name != "GT" for name in names)
+    return (f"<p>Of these {len(names)} captures, {n} {'is' if n == 1 else 'are'} scored against "
+            f"{html.escape(' or '.join(other))}, not labels people drew: read those numbers as agreement "
+            "with a parser, not accuracy.</p>")
+
+
 def render_html(out: Path, meta: dict, records: list[dict]) -> str:
     from .status import counts
 
     e = html.escape
     c = counts(records)
     summary = ", ".join(f"{n} {s}" for s, n in sorted(c.items()))
-    agg = bucket_aggregate([r for r in records if r.get("status") == "done"])
+    done = [r for r in records if r.get("status") == "done"]
+    agg = bucket_aggregate(done)
     parts = [f"<h1>Fleet: {e(str(meta.get('source', '')))}</h1>",
              f"<p>{len(records)} captures: {e(summary)}. Executor <b>{e(str(meta.get('executor')))}</b> "
              f"({meta.get('slots')} at once); wall time {meta.get('wall_seconds') or 0:.1f} s.</p>"]
@@ -147,7 +162,8 @@ def render_html(out: Path, meta: dict, records: list[dict]) -> str:
                                                       ("captures", "input_views", "novel_views"))
                        + "".join(_num(row[w]) for w, _ in METRIC_SETS) + "</tr>" for b, row in agg.items())
         parts.append("<h2>mIoU per pose bucket, all captures with GT (weighted by views)</h2>"
-                     f"<table><thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table>")
+                     f"<table><thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table>"
+                     + _not_gt_note(done))
     head = ["status", "capture", "seconds", "extreme initial", "extreme refined", "extreme novel",
             "mIoU initial", "mIoU refined", "mIoU novel", "host", "message", "extreme-pose sheet"]
     parts.append("<h2>Captures</h2><table><thead><tr>" + "".join(f"<th>{e(h)}</th>" for h in head)
