@@ -132,8 +132,9 @@ def capture_info(path, as_json) -> None:
     if as_json:
         click.echo(json.dumps(info, indent=2))
         return
+    labels = "no" if not info["has_labels"] else "yes" if info["labels_name"] == "GT" else f"yes ({info['labels_name']})"
     click.echo(f"{info['source']}: {info['num_views']} views, schema {info['schema']}, "
-               f"labels: {'yes' if info['has_labels'] else 'no'}, masks: {'yes' if info['has_masks'] else 'no'}")
+               f"labels: {labels}, masks: {'yes' if info['has_masks'] else 'no'}")
     for v in info["views"]:
         K = v["K"]
         click.echo(f"  {v['name']:<24} {v['width']}x{v['height']}  fx={K[0][0]:.1f} fy={K[1][1]:.1f} "

@@ -8,8 +8,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from click.testing import CliRunner
 from PIL import Image
 
+from splatrefine.cli import main
 from splatrefine.errors import CaptureError
 from splatrefine.io.capture_folder import read_capture_folder, read_capture_json_extra, write_capture_folder
 from splatrefine.io.detect import read_capture
@@ -190,6 +192,10 @@ def test_labels_name_round_trips_and_is_checked(tmp_path: Path, capture_dir: Pat
     folder = write_capture_folder(replace(ring_capture(), labels_name="pseudo-GT"), tmp_path / "pseudo")
     assert read_capture_json_extra(folder)["labels_name"] == "pseudo-GT"
     assert read_capture_folder(folder).labels_name == "pseudo-GT"
+    out = CliRunner().invoke(main, ["capture", "info", str(folder)])
+    assert out.exit_code == 0 and "labels: yes (pseudo-GT), masks: yes" in out.output.splitlines()[0]
+    plain = write_capture_folder(ring_capture(), tmp_path / "plain")
+    assert "labels: yes, masks" in CliRunner().invoke(main, ["capture", "info", str(plain)]).output
     for bad in ("", "  ", 3, "x" * 41):
         m = _edit_manifest(folder, lambda d: d.__setitem__("labels_name", bad))
         with pytest.raises(CaptureError) as e:

@@ -13,7 +13,7 @@ from .detect import detect_format
 def describe_capture(capture: Capture, reader: str | None = None) -> dict[str, Any]:
     """A json-ready summary of `capture`.
 
-    {"source", "reader", "schema", "num_views", "has_labels", "has_masks",
+    {"source", "reader", "schema", "num_views", "has_labels", "labels_name", "has_masks",
      "subject": {"center", "frontal", "up"} | None, "num_points",
      "views": [{"name", "width", "height", "K" [3x3], "viewmat" [4x4 world-to-camera, OpenCV axes],
                 "has_labels", "has_mask"}]}
@@ -43,6 +43,7 @@ def describe_capture(capture: Capture, reader: str | None = None) -> dict[str, A
         "schema": capture.schema.name,
         "num_views": len(capture.views),
         "has_labels": capture.has_labels,
+        "labels_name": capture.labels_name,
         "has_masks": capture.has_masks,
         "subject": subject,
         "num_points": 0 if capture.points is None else int(len(capture.points)),
