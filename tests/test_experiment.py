@@ -277,6 +277,7 @@ def test_tiny_experiment_end_to_end(tmp_path, monkeypatch):
     md = (out / "results.md").read_text()
     for needle in ("| parser | mIoU frontal | mIoU mid | mIoU extreme |", "| baseline |", "| refined |",
                    "| palette |", "| simulated |", "Per-class IoU", "and of 1 frontal-only identity (200)", "| l_ear |", "Label quality", "Goals",
+                   "The identities are procedural heads (`splatrefine synth` seeds) with exact GT at every view",
                    f"({len(frontal) + len(raw)} training images, the new views 2x, 1 steps, {hist['precision']})"):
         assert needle in md, needle
     for name in ("miou_bisenet.png", "contact_bisenet_frontal.png", "contact_bisenet_mid.png",

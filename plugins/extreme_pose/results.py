@@ -155,6 +155,9 @@ def results_markdown(res: dict) -> str:
                     f"({_id_range(d['frontal_identities'])})" if d.get("frontal_identities") else "")
                  + ". Test views per bucket: "
                  + ", ".join(f"{b} {n}" for b, n in res["test_views"].items()) + ".")
+    lines.append("The identities are procedural heads (`splatrefine synth` seeds) with exact GT at every view, not "
+                 "real faces: a result here holds for real captures only once it holds on real scans too "
+                 "(docs/real_scans.md).")
     lines.append("mIoU and mean F1 in percent over the test identities' views (background excluded); "
                  "deltas in percentage points against the baseline.")
     for note in res.get("notes", []):
