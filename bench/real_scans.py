@@ -103,6 +103,19 @@ def fetch_james(cache: Path, sdist: Path | None = None) -> Path:
     return folder / "james.obj"
 
 
+def current_capture(cap_dir: Path) -> bool:
+    """Whether cap_dir holds a capture this version would make: its capture.json says its labels
+    are pseudo-GT (older ones did not, and their reports called them GT), and the strict labels
+    are beside it."""
+    m = cap_dir / "capture.json"
+    if not m.is_file() or not strict_path(cap_dir).is_file():
+        return False
+    try:
+        return json.loads(m.read_text()).get("labels_name") == "pseudo-GT"
+    except (OSError, ValueError):
+        return False
+
+
 def make_capture(obj: Path, texture: Path | None, out: Path, rig: str, resolution: int) -> dict:
     """Render the scan and its MediaPipe pseudo-GT into out (a capture folder); -> timings + info."""
     from splatrefine.plugins.scan.capture import (SHADING, SUPERSAMPLE, render_scan_capture, scan_block,
@@ -238,7 +251,7 @@ def main(argv=None) -> int:
         name = obj.stem
         cap_dir = out.parent / "captures" / f"{name}_{args.rig}_{args.resolution}"
         made = None
-        if args.rerender or not (cap_dir / "capture.json").is_file() or not strict_path(cap_dir).is_file():
+        if args.rerender or not current_capture(cap_dir):
             made = make_capture(obj, tex, cap_dir, args.rig, args.resolution)
         res = run_one(cap_dir, out / name / "run", args)
         res["capture"] = str(cap_dir)

@@ -43,3 +43,21 @@ def test_fetch_extracts_only_the_listed_files(tmp_path, monkeypatch):
     assert not (tmp_path / "evil.txt").exists() and not list(tmp_path.rglob("bunny.obj"))
     # a second call uses the cache (even without the sdist)
     assert bench.fetch_james(cache, tmp_path / "gone.tar.gz") == obj
+
+
+def test_a_cached_capture_is_reused_only_when_it_says_pseudo_gt(tmp_path):
+    """Captures cached by an older bench lack capture.json "labels_name": their reports would call
+    the pseudo-GT "GT", so the bench renders them again."""
+    import json
+
+    mod = bench_module()
+    cap = tmp_path / "james_facescape-like_256"
+    assert not mod.current_capture(cap)
+    cap.mkdir()
+    (cap / "capture.json").write_text(json.dumps({"format": "splatrefine-capture", "views": []}))
+    mod.strict_path(cap).write_bytes(b"")
+    assert not mod.current_capture(cap)
+    (cap / "capture.json").write_text(json.dumps({"format": "splatrefine-capture", "labels_name": "pseudo-GT"}))
+    assert mod.current_capture(cap)
+    mod.strict_path(cap).unlink()
+    assert not mod.current_capture(cap)
