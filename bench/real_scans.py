@@ -107,12 +107,15 @@ def current_capture(cap_dir: Path) -> bool:
     """Whether cap_dir holds a capture this version would make: its capture.json says its labels
     are pseudo-GT (older ones did not, and their reports called them GT), and the strict labels
     are beside it."""
-    m = cap_dir / "capture.json"
-    if not m.is_file() or not strict_path(cap_dir).is_file():
+    from splatrefine.errors import CaptureError
+    from splatrefine.io.capture_folder import read_capture_json_extra
+    from splatrefine.plugins.scan.pseudo_gt import PSEUDO_GT
+
+    if not (cap_dir / "capture.json").is_file() or not strict_path(cap_dir).is_file():
         return False
     try:
-        return json.loads(m.read_text()).get("labels_name") == "pseudo-GT"
-    except (OSError, ValueError):
+        return read_capture_json_extra(cap_dir).get("labels_name") == PSEUDO_GT
+    except CaptureError:
         return False
 
 

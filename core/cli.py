@@ -127,12 +127,14 @@ def capture() -> None:
 def capture_info(path, as_json) -> None:
     """Show what a reader sees in PATH: views, sizes, intrinsics and world-to-camera matrices."""
     from .io.describe import describe_capture
+    from .types import GT_NAME
 
     info = describe_capture(_registry().open_capture(str(path)))
     if as_json:
         click.echo(json.dumps(info, indent=2))
         return
-    labels = "no" if not info["has_labels"] else "yes" if info["labels_name"] == "GT" else f"yes ({info['labels_name']})"
+    name = info["labels_name"]
+    labels = "no" if not info["has_labels"] else "yes" if name == GT_NAME else f"yes ({name})"
     click.echo(f"{info['source']}: {info['num_views']} views, schema {info['schema']}, "
                f"labels: {labels}, masks: {'yes' if info['has_masks'] else 'no'}")
     for v in info["views"]:

@@ -19,7 +19,7 @@ from __future__ import annotations
 import numpy as np
 
 from .schema import IGNORE, LabelSchema
-from .types import POSE_BUCKETS, pose_bucket
+from .types import GT_NAME, POSE_BUCKETS, pose_bucket
 
 
 def confusion(pred: np.ndarray, gt: np.ndarray, num_classes: int) -> np.ndarray:
@@ -101,6 +101,6 @@ def evaluate_labels(pred: np.ndarray, gt: np.ndarray, yaw: np.ndarray | None, sc
 
 def scored_against(metrics: dict) -> str:
     """What a run's metrics.json was scored against: the capture's `labels_name` ("GT",
-    "pseudo-GT", ...; "GT" for runs written before the field)."""
+    "pseudo-GT", ...; GT_NAME for runs written before the field)."""
     name = metrics.get("labels_name")
-    return name if isinstance(name, str) and name else "GT"
+    return name if isinstance(name, str) and name else GT_NAME

@@ -19,7 +19,7 @@ from .metrics import scored_against
 from .progress import set_progress_enabled
 from .roles import Role
 from .run_layout import RunLayout
-from .types import POSE_BUCKETS
+from .types import GT_NAME, POSE_BUCKETS
 
 log = logging.getLogger(__name__)
 
@@ -185,4 +185,4 @@ def summary_line(metrics: dict | None) -> str:
     if novel:
         line += f"; novel views mIoU {novel['miou']:.3f}"
     name = scored_against(metrics)
-    return line if name == "GT" else f"{line} (against {name})"
+    return line if name == GT_NAME else f"{line} (against {name})"

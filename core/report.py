@@ -26,7 +26,7 @@ from .errors import SplatrefineError
 from .metrics import scored_against
 from .run_layout import REPORT_DIR, RunLayout
 from .schema import LabelSchema
-from .types import POSE_BUCKETS, pose_bucket
+from .types import GT_NAME, POSE_BUCKETS, pose_bucket
 
 log = logging.getLogger(__name__)
 
@@ -189,7 +189,7 @@ def _pose_text(s: Sample) -> str:
     return f"{s.name}\nyaw {int(round(s.yaw)):+d}°{pitch}"
 
 
-def _sheet(run: Path, samples: list[Sample], schema: LabelSchema, novel: bool, gt_name: str = "GT") -> np.ndarray:
+def _sheet(run: Path, samples: list[Sample], schema: LabelSchema, novel: bool, gt_name: str) -> np.ndarray:
     from .figures import contact_sheet, error_map
 
     rows, labels = [], []
@@ -279,7 +279,7 @@ def _bucket_miou(m: dict | None, bucket: str) -> float | None:
     return 100.0 * float(v) if isinstance(v, (int, float)) else None
 
 
-def _headline(metrics: dict | None, gt_name: str = "GT") -> str:
+def _headline(metrics: dict | None, gt_name: str) -> str:
     """'mIoU initial -> refined at the input views: frontal 64.0 % -> 80.0 %, ...' or ''."""
     if not metrics:
         return ""
@@ -292,7 +292,7 @@ def _headline(metrics: dict | None, gt_name: str = "GT") -> str:
     novel = _bucket_miou(metrics.get("refined_novel"), "all")
     if novel is not None:
         line += ("; " if line else "") + f"refined at the novel views: {novel:.1f} %"
-    return line if not line or gt_name == "GT" else f"{line} (against {gt_name})"
+    return line if not line or gt_name == GT_NAME else f"{line} (against {gt_name})"
 
 
 def write_report(run_dir: Path) -> Path:
@@ -354,10 +354,10 @@ def write_report(run_dir: Path) -> Path:
             notes.append("This run has no ground truth (no metrics.json): metrics sections are skipped.")
         if not samples:
             notes.append("No refined samples (refined/manifest.json is missing): no contact sheets.")
-        gt_name = scored_against(metrics) if metrics else "GT"
+        gt_name = scored_against(metrics or {})
         headline = _headline(metrics, gt_name)
         definitions = f"<p class='def'>{html.escape(METRIC_DEFINITIONS)}</p>" if metrics else ""
-        if gt_name != "GT":
+        if gt_name != GT_NAME:
             notes.append(f"The capture's labels are {gt_name} (capture.json \"labels_name\"): a parser made them, "
                          "nobody drew them. Every score and error column here is agreement with them, not accuracy.")
         parts.append("<h2>Summary</h2>" + (f"<p><b>{html.escape(headline)}</b></p>" if headline else "")

@@ -124,6 +124,9 @@ class GroundTruth:
     rgb: np.ndarray | None = None
 
 
+GT_NAME = "GT"  # Capture.labels_name of labels people drew (the default)
+
+
 @dataclass
 class Capture:
     """A multiview capture: views, the label schema of any GT labels, and what is known of the
@@ -137,9 +140,9 @@ class Capture:
     point_colors: np.ndarray | None = None  # uint8 [N,3]
     source: str = ""
     render_gt: Callable[..., GroundTruth] | None = field(default=None, repr=False)
-    # what reports call the views' labels: "GT" when people drew them, "pseudo-GT" when a parser
+    # what reports call the views' labels: GT_NAME when people drew them, "pseudo-GT" when a parser
     # made them (a real scan's labels lifted from its near-frontal views, docs/real_scans.md)
-    labels_name: str = "GT"
+    labels_name: str = GT_NAME
 
     def __len__(self) -> int:
         return len(self.views)

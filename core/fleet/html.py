@@ -15,7 +15,7 @@ from pathlib import Path
 
 from ..metrics import scored_against
 from ..run_layout import RunLayout
-from ..types import POSE_BUCKETS
+from ..types import GT_NAME, POSE_BUCKETS
 
 log = logging.getLogger(__name__)
 
@@ -135,10 +135,10 @@ def _not_gt_note(done: list[dict]) -> str:
     """A line naming how many of the scored captures were scored against labels a parser made
     (their capture's `labels_name`, e.g. pseudo-GT), or ''."""
     names = [scored_against(r["metrics"]) for r in done if isinstance(r.get("metrics"), dict)]
-    other = sorted(set(names) - {"GT"})
+    other = sorted(set(names) - {GT_NAME})
     if not other:
         return ""
-    n = sum(name != "GT" for name in names)
+    n = sum(name != GT_NAME for name in names)
     return (f"<p>Of these {len(names)} captures, {n} {'is' if n == 1 else 'are'} scored against "
             f"{html.escape(' or '.join(other))}, not labels people drew: read those numbers as agreement "
             "with a parser, not accuracy.</p>")

@@ -22,7 +22,7 @@ import numpy as np
 
 from ..errors import CaptureError, ConfigError
 from ..schema import get_schema
-from ..types import Capture, View
+from ..types import GT_NAME, Capture, View
 from .atomic import atomic_dir
 from .common import (
     check_camera,
@@ -99,7 +99,7 @@ def read_capture_folder(path: str | os.PathLike) -> Capture:
     if data.get("points") is not None:
         points, colors = read_points_ply(safe_join(root, data["points"], m, "points"))
     return Capture(views=views, schema=schema, subject=subject, points=points, point_colors=colors,
-                   source=str(root), labels_name=_labels_name(data.get("labels_name", "GT"), m))
+                   source=str(root), labels_name=_labels_name(data.get("labels_name", GT_NAME), m))
 
 
 def _labels_name(value: Any, m: Path) -> str:
@@ -171,7 +171,7 @@ def capture_manifest(capture: Capture, names: list[str] | None = None) -> dict:
     out["views"] = views
     if capture.points is not None:
         out["points"] = "points.ply"
-    if capture.labels_name != "GT":
+    if capture.labels_name != GT_NAME:
         out["labels_name"] = capture.labels_name
     return out
 
