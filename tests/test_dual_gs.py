@@ -456,3 +456,23 @@ def test_early_stop_needs_class_labels():
 
     with pytest.raises(ConfigError, match="early_stop watches class labels"):
         rep(mode="palette", early_stop=0.01)
+
+
+@pytest.mark.parametrize("mode", ["logits", "palette"])
+def test_class_only_render_matches_the_class_channels_of_both_heads(scene, mode):
+    from splatrefine.plugins.dual_gs.model import rasterize_classes, rasterize_heads
+
+    cap, _, probs = scene
+    r = rep(mode=mode)
+    p = np.ascontiguousarray(np.moveaxis(probs, 1, -1))
+    from splatrefine.plugins.dual_gs.losses import target_weights
+
+    model = r.init_model(cap, p, target_weights(torch.from_numpy(p), True).numpy())
+    data = r._fit_data(cap, p, target_weights(torch.from_numpy(p), True).numpy())
+    raw, alpha, _ = rasterize_heads(model, data.viewmats[:3], data.Ks[:3], data.width, data.height)
+    cls, alpha_cls = rasterize_classes(model, data.viewmats[:3], data.Ks[:3], data.width, data.height)
+    F = model.class_channels
+    assert cls.shape == raw.shape[:-1] + (F,)
+    torch.testing.assert_close(cls, raw[..., 3:3 + F], atol=0, rtol=0)
+    torch.testing.assert_close(alpha_cls, alpha, atol=0, rtol=0)
+    assert float(alpha.max()) > 0.5  # the views see the model

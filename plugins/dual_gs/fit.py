@@ -22,7 +22,7 @@ from splatrefine.progress import progress_task
 from . import losses
 from .adam import FusedAdam
 from .densify import DefaultDensifier, MCMCDensifier
-from .model import DualGSModel, background_rgb, rasterize_heads, split_heads
+from .model import DualGSModel, background_rgb, rasterize_classes, rasterize_heads, split_heads
 
 log = logging.getLogger(__name__)
 
@@ -604,9 +604,9 @@ class Trainer:
         data = self.level(self.step)
         views = torch.from_numpy(np.unique(np.linspace(0, len(data) - 1, min(PROBE_VIEWS, len(data))).round()
                                            .astype(np.int64)))
-        raw, alphas, _ = rasterize_heads(self.model, data.viewmats[views], data.Ks[views], data.width, data.height,
-                                         {k: v.detach() for k, v in self.params.items()})
-        labels = raw[..., 3:3 + self.model.num_classes].argmax(-1).to(torch.uint8)
+        cls, alphas = rasterize_classes(self.model, data.viewmats[views], data.Ks[views], data.width, data.height,
+                                        {k: v.detach() for k, v in self.params.items()})
+        labels = cls.argmax(-1).to(torch.uint8)
         labels[alphas[..., 0] < 0.5] = BACKGROUND_PROBE
         previous, self._probe_labels = self._probe_labels, labels
         if previous is None or previous.shape != labels.shape:

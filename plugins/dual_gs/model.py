@@ -175,6 +175,24 @@ def rasterize_heads(model: DualGSModel, viewmats: torch.Tensor, Ks: torch.Tensor
     return raw, alphas, meta
 
 
+def rasterize_classes(model: DualGSModel, viewmats: torch.Tensor, Ks: torch.Tensor, width: int, height: int,
+                      params: dict[str, torch.Tensor] | None = None, backend: str = "auto"):
+    """The class head alone: (features [C,H,W,F] over the class background, alpha [C,H,W,1]). The
+    same values as `rasterize_heads`' class channels (each channel is composited on its own) for
+    the reads that need no colour (the consensus, the label checks): no SH colours, F of 3 + F
+    channels."""
+    from splatrefine.splat import rasterize
+
+    p = model.params if params is None else params
+    C = viewmats.shape[0]
+    cls = model.class_features(p)
+    raw, alphas, _ = rasterize(
+        p["means"], p["quats"], torch.exp(p["scales"]), torch.sigmoid(p["opacities"]),
+        cls[None].expand(C, -1, -1), viewmats, Ks, width, height,
+        backgrounds=model.class_background(p["means"].device)[None].expand(C, -1), backend=backend)
+    return raw, alphas
+
+
 def render_model(model: DualGSModel, viewmats: torch.Tensor, Ks: torch.Tensor, width: int, height: int,
                  params: dict[str, torch.Tensor] | None = None, *, depth: bool = False,
                  depth_variance: bool = False, backend: str = "auto", background_sh: torch.Tensor | None = None):

@@ -29,7 +29,7 @@ import torch
 from splatrefine.schema import IGNORE
 from splatrefine.types import Cameras
 
-from .model import DualGSModel, render_model
+from .model import DualGSModel, rasterize_classes
 
 METHODS = ("vote", "fit")
 
@@ -155,7 +155,7 @@ def relabel_fit(model: DualGSModel, cameras: Cameras, labels: np.ndarray, weight
         for g in groups:
             pick = g[rng.permutation(len(g))[: settings.batch_views]]
             idx = torch.from_numpy(pick.astype(np.int64)).to(dev)
-            _, cls, _, _, _ = render_model(model, vm[idx], Ks[idx], cameras.width, cameras.height, p)
+            cls, _ = rasterize_classes(model, vm[idx], Ks[idx], cameras.width, cameras.height, p)
             lab = lab_all[idx]
             valid = lab != IGNORE
             safe = torch.where(valid, lab, 0)

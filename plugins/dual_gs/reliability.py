@@ -19,7 +19,7 @@ import torch
 
 from splatrefine.agreement import class_agreement, label_agreement
 
-from .model import DualGSModel, rasterize_heads
+from .model import DualGSModel, rasterize_classes
 
 if TYPE_CHECKING:  # a type hint only: fit.py imports this module
     from .fit import FitData
@@ -35,8 +35,7 @@ def consensus_agreement(model: DualGSModel, params: dict[str, torch.Tensor], dat
     out = np.zeros((V, K))
     for s in range(0, V, chunk):
         e = min(s + chunk, V)
-        raw, _, _ = rasterize_heads(model, data.viewmats[s:e], data.Ks[s:e], data.width, data.height, params)
-        cls = raw[..., 3:3 + K]
+        cls, _ = rasterize_classes(model, data.viewmats[s:e], data.Ks[s:e], data.width, data.height, params)
         if data.labels is None:
             cls = cls.clamp_min(0).double().cpu().numpy().reshape(e - s, -1, K)
             tgt = data.targets[s:e].double().cpu().numpy().reshape(e - s, -1, K)
