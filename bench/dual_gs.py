@@ -10,6 +10,7 @@ Both class heads (logits, palette) are fitted on the same data.
     python bench/dual_gs.py --identities 1 --set iterations=800 --set strategy=mcmc
     python bench/dual_gs.py --profile          # where the demo's fit step spends its time
     python bench/dual_gs.py --kernels          # CPU ms per step in each kernel of the step, per phase
+    python bench/dual_gs.py --around-raster    # what the step's render adds to the rasterizer, piece by piece
 """
 
 from __future__ import annotations
@@ -322,6 +323,75 @@ def kernels(resolution: int, overrides: dict, seed: int, iterations: int) -> str
     return "\n".join(rows)
 
 
+def around_raster(resolution: int, overrides: dict, seed: int, iterations: int, views: int = 21) -> str:
+    """What the step's render adds to the rasterizer, piece by piece, forward + backward on the
+    fitted demo model at full resolution: `rasterize_heads` + the SH background against the
+    rasterizer alone (as `raster_reference` times it), then each piece on its own (SH colours, the
+    class softmax and the concatenation of the features, the background). Wall and CPU ms, each
+    view's faster of two runs, averaged over `views` views spread over the rig."""
+    import torch
+
+    from splatrefine.plugins.dual_gs.model import background_rgb, rasterize_heads, sh_colors
+    from splatrefine.splat import rasterize
+
+    trainer, _, _ = demo_trainer(resolution, overrides, seed, iterations)
+    trainer.run()
+    d, model = trainer.data, trainer.model
+    p = {k: v.detach().clone().requires_grad_(True) for k, v in trainer.params.items()}
+    bg = None if trainer.bg is None else trainer.bg.detach().clone().requires_grad_(True)
+    channels = 3 + model.class_channels
+    colors = torch.rand((p["means"].shape[0], channels), generator=torch.Generator().manual_seed(0),
+                        requires_grad=True)
+
+    def cam(v):
+        return d.viewmats[v:v + 1], d.Ks[v:v + 1]
+
+    def raster_alone(v):
+        out, alpha, _ = rasterize(p["means"], p["quats"], torch.exp(p["scales"]), torch.sigmoid(p["opacities"]),
+                                  colors, *cam(v), d.width, d.height)
+        (out.sum() + alpha.sum()).backward()
+
+    def step_render(v):
+        raw, alpha, _ = rasterize_heads(model, *cam(v), d.width, d.height, p)
+        (raw.sum() + alpha.sum() + background_rgb(model, *cam(v), d.width, d.height, bg).sum()).backward()
+
+    def colours(v):
+        vm = cam(v)[0]
+        centers = -torch.einsum("cji,cj->ci", vm[:, :3, :3], vm[:, :3, 3])
+        sh_colors(p["sh0"], p["shN"], p["means"], centers, model.active_sh_degree).sum().backward()
+
+    def softmax_and_concat(v):
+        rgb = torch.zeros(1, p["means"].shape[0], 3, requires_grad=True)
+        torch.cat([rgb, model.class_features(p)[None]], -1).sum().backward()
+
+    def background(v):
+        background_rgb(model, *cam(v), d.width, d.height, bg).sum().backward()
+
+    picked = np.unique(np.linspace(0, len(d) - 1, views).round().astype(int))
+
+    def timed(fn):
+        best = np.full((len(picked), 2), np.inf)
+        for _ in range(2):
+            for i, v in enumerate(picked):
+                fn(v)  # warm
+                t, c = time.perf_counter(), time.process_time()
+                fn(v)
+                best[i] = np.minimum(best[i], [time.perf_counter() - t, time.process_time() - c])
+        return 1000 * best.mean(0)
+
+    rows = [f"the step's render around the rasterizer ({p['means'].shape[0]} Gaussians, {d.width}x{d.height}, "
+            f"{channels} channels, {len(picked)} views), forward + backward:", "",
+            "| what | ms | CPU ms |", "|---|---|---|"]
+    base = timed(raster_alone)
+    render = timed(step_render)
+    for label, t in [("rasterizer alone", base), ("the step's render (rasterize_heads + background)", render),
+                     ("difference: the work around the rasterizer", render - base),
+                     ("  SH colours", timed(colours)), ("  class softmax + concatenation", timed(softmax_and_concat)),
+                     ("  SH background", timed(background))]:
+        rows.append(f"| {label} | {t[0]:.2f} | {t[1]:.2f} |")
+    return "\n".join(rows)
+
+
 def profile(resolution: int, overrides: dict, seed: int, iterations: int) -> str:
     """Where a fit step's time goes, for the demo's case (identity 0, 61 views, the demo config's
     dual-gs settings), against the rasterizer's own forward + backward at the final Gaussian count
@@ -419,6 +489,9 @@ def main(argv=None) -> int:
     ap.add_argument("--kernels", type=int, nargs="?", const=0, default=None, metavar="STEPS",
                     help="instead: CPU ms per step in each kernel of the demo's fit step (forward and "
                          "backward), per phase")
+    ap.add_argument("--around-raster", type=int, nargs="?", const=0, default=None, metavar="STEPS",
+                    help="instead: what the step's render adds to the rasterizer, piece by piece, on the "
+                         "demo's fitted model")
     args = ap.parse_args(argv)
 
     import torch
@@ -437,6 +510,9 @@ def main(argv=None) -> int:
         return 0
     if args.kernels is not None:
         print(kernels(args.resolution, overrides, args.seed, args.kernels), flush=True)
+        return 0
+    if args.around_raster is not None:
+        print(around_raster(args.resolution, overrides, args.seed, args.around_raster), flush=True)
         return 0
     results = []
     for ident in range(args.first_identity, args.first_identity + args.identities):
