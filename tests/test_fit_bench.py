@@ -1,25 +1,16 @@
 """bench/dual_gs.py --around-raster: the step's render against the rasterizer, piece by piece."""
 
-import importlib.util
 import re
-from pathlib import Path
+
+from bench_scripts import load_bench
 
 from splatrefine.progress import set_progress_enabled
-
-ROOT = Path(__file__).resolve().parents[1]
-
-
-def bench_module():
-    spec = importlib.util.spec_from_file_location("dual_gs_bench", ROOT / "bench" / "dual_gs.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
 
 
 def test_around_raster_times_the_render_and_each_piece():
     set_progress_enabled(False)
     try:
-        text = bench_module().around_raster(48, {"init_points": 500}, 0, 10, views=3)
+        text = load_bench("dual_gs").around_raster(48, {"init_points": 500}, 0, 10, views=3)
     finally:
         set_progress_enabled(True)
     rows = {m.group(1).strip(): (float(m.group(2)), float(m.group(3)))

@@ -1,20 +1,15 @@
 """bench/real_scans.py: the sdist is checked and only the listed files come out of it (no network)."""
 
-import importlib.util
 import io
 import tarfile
 from pathlib import Path
 
 import pytest
-
-ROOT = Path(__file__).resolve().parents[1]
+from bench_scripts import load_bench
 
 
 def bench_module():
-    spec = importlib.util.spec_from_file_location("real_scans_bench", ROOT / "bench" / "real_scans.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return load_bench("real_scans")
 
 
 def make_sdist(path: Path, members: dict[str, bytes]) -> None:

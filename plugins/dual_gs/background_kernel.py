@@ -20,10 +20,11 @@ C20, C21, C22, C23, C24 = SH_C2
 
 
 @njit(cache=True, inline="always")
-def _row_rays(viewmat, K, row, x, y, z):  # pragma: no cover - compiled
-    """The unit world rays through the pixels of image row `row` into x, y, z [W] (float64)."""
+def _row_basis(viewmat, K, row, width):  # pragma: no cover - compiled
+    """SH basis [9,W] up to degree 2 of the unit world rays through the pixels of image row `row`."""
+    x, y, z = np.empty(width), np.empty(width), np.empty(width)
     yc = (row + 0.5 - K[1, 2]) / K[1, 1]
-    for col in range(x.shape[0]):
+    for col in range(width):
         xc = (col + 0.5 - K[0, 2] - K[0, 1] * yc) / K[0, 0]
         # world direction R^T (xc, yc, 1)
         a = xc * viewmat[0, 0] + yc * viewmat[1, 0] + viewmat[2, 0]
@@ -31,12 +32,9 @@ def _row_rays(viewmat, K, row, x, y, z):  # pragma: no cover - compiled
         d = xc * viewmat[0, 2] + yc * viewmat[1, 2] + viewmat[2, 2]
         n = 1.0 / np.sqrt(a * a + b * b + d * d)
         x[col], y[col], z[col] = a * n, b * n, d * n
-
-
-@njit(cache=True, inline="always")
-def _row_basis(x, y, z, basis):  # pragma: no cover - compiled
-    """SH basis up to degree 2 of the rays x, y, z [W] into basis [9,W]."""
-    for col in range(x.shape[0]):
+    # a second loop: with the rays and the basis in one, the loop did not vectorise (2x slower)
+    basis = np.empty((9, width))
+    for col in range(width):
         u, v, w = x[col], y[col], z[col]
         basis[0, col] = SH_C0
         basis[1, col] = -SH_C1 * v
@@ -47,6 +45,7 @@ def _row_basis(x, y, z, basis):  # pragma: no cover - compiled
         basis[6, col] = C22 * (2 * w * w - u * u - v * v)
         basis[7, col] = C23 * u * w
         basis[8, col] = C24 * (u * u - v * v)
+    return basis
 
 
 @njit(cache=True, parallel=True)
@@ -56,10 +55,7 @@ def background_forward(viewmats, Ks, height, width, coeffs, out):  # pragma: no 
     basis per pixel did not: about 4x slower)."""
     for cr in prange(viewmats.shape[0] * height):
         c, row = cr // height, cr % height
-        x, y, z = np.empty(width), np.empty(width), np.empty(width)
-        basis = np.empty((9, width))
-        _row_rays(viewmats[c], Ks[c], row, x, y, z)
-        _row_basis(x, y, z, basis)
+        basis = _row_basis(viewmats[c], Ks[c], row, width)
         acc = np.empty(width)
         for k in range(3):
             for col in range(width):
@@ -79,10 +75,7 @@ def background_backward(viewmats, Ks, height, width, grad_out):  # pragma: no co
     rows = np.zeros((viewmats.shape[0] * height, 9, 3))
     for cr in prange(viewmats.shape[0] * height):
         c, row = cr // height, cr % height
-        x, y, z = np.empty(width), np.empty(width), np.empty(width)
-        basis = np.empty((9, width))
-        _row_rays(viewmats[c], Ks[c], row, x, y, z)
-        _row_basis(x, y, z, basis)
+        basis = _row_basis(viewmats[c], Ks[c], row, width)
         g = np.empty(width)
         for k in range(3):
             for col in range(width):
