@@ -51,3 +51,25 @@ def test_precomputed_target_moments_give_the_same_bits(shape):
     assert results[1][0].item() == results[0][0].item()
     assert torch.equal(results[1][1], results[0][1])
     assert losses.ssim_target_moments(y).shape == (2, shape[0] * shape[1]) + shape[2:]
+
+
+def test_scratch_maps_kept_between_calls_do_not_leak_into_results():
+    """The kernel keeps its scratch maps between calls, one per name, resized when the shape
+    changes (a fit's coarse and full levels): the same inputs give the same bits whatever ran
+    before."""
+    window = losses._gaussian_kernel(torch.device("cpu"))
+
+    def run(shape, seed):
+        gen = torch.Generator().manual_seed(seed)
+        y = torch.rand(shape, generator=gen)
+        x = (y + 0.2 * torch.randn(shape, generator=gen)).clamp(0, 1).requires_grad_(True)
+        out = SSIMKernel.apply(x, y, window)
+        out.backward()
+        return float(out.detach()), x.grad.clone()
+
+    first = run((1, 3, 24, 20), 0)
+    run((1, 3, 12, 10), 1)  # the coarse level
+    run((1, 3, 24, 20), 2)  # other images of the same shape
+    again = run((1, 3, 24, 20), 0)
+    assert first[0] == again[0]
+    assert torch.equal(first[1], again[1])

@@ -123,16 +123,17 @@ _SCRATCH = threading.local()
 def _scratch(name: str, shape: tuple) -> np.ndarray:
     """A float32 buffer of this thread that lives between steps, for maps that never leave one
     forward or backward: a fresh 2-3 MB array costs its page faults on every step (about as much as
-    the blur itself)."""
+    the blur itself). One buffer per name, of the last shape asked for (a fit changes resolution
+    once, from the coarse level to the full one; a worker's next capture may differ again)."""
     buffers = _SCRATCH.__dict__.setdefault("buffers", {})
-    key = (name, shape)
-    if key not in buffers:
-        buffers[key] = np.empty(shape, np.float32)
-    return buffers[key]
+    buf = buffers.get(name)
+    if buf is None or buf.shape != shape:
+        buf = buffers[name] = np.empty(shape, np.float32)
+    return buf
 
 
 def _blur(maps: np.ndarray, g: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
-    tmp = _scratch("rows", maps.shape)
+    tmp = _scratch(f"rows of {len(maps)}", maps.shape)  # the target's 2 moments, x's 3, 3 gradients
     _blur_rows(maps, g, tmp)
     out = np.empty_like(maps) if out is None else out
     _blur_cols(tmp, g, out)
