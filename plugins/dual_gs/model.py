@@ -184,12 +184,10 @@ def rasterize_classes(model: DualGSModel, viewmats: torch.Tensor, Ks: torch.Tens
     from splatrefine.splat import rasterize
 
     p = model.params if params is None else params
-    C = viewmats.shape[0]
-    cls = model.class_features(p)
     raw, alphas, _ = rasterize(
         p["means"], p["quats"], torch.exp(p["scales"]), torch.sigmoid(p["opacities"]),
-        cls[None].expand(C, -1, -1), viewmats, Ks, width, height,
-        backgrounds=model.class_background(p["means"].device)[None].expand(C, -1), backend=backend)
+        model.class_features(p), viewmats, Ks, width, height,  # [N,F]: the same for every camera
+        backgrounds=model.class_background(p["means"].device)[None].expand(viewmats.shape[0], -1), backend=backend)
     return raw, alphas
 
 
