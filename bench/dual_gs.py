@@ -193,11 +193,12 @@ class WallAndCPU:
                 sections[name] = sections.get(name, 0.0) + cpu
 
 
-def raster_reference(params: dict, data, channels: int, passes: int = 2) -> tuple[float, float]:
+def raster_reference(params: dict, data, channels: int, passes: int = 2,
+                     views: np.ndarray | None = None) -> tuple[float, float]:
     """The rasterizer's own forward + backward (as bench/raster.py measures it: `channels` random
-    features, no background) of the fitted Gaussians at every view of `data` (a FitData level):
-    (wall, CPU) ms, each view's fastest of `passes` runs, averaged over the views (the fit draws
-    its views uniformly)."""
+    features, no background) of the fitted Gaussians at every view of `data` (a FitData level), or
+    at `views`: (wall, CPU) ms, each view's fastest of `passes` runs, averaged over the views (the
+    fit draws its views uniformly)."""
     import torch
 
     from splatrefine.splat import rasterize
@@ -205,16 +206,16 @@ def raster_reference(params: dict, data, channels: int, passes: int = 2) -> tupl
     p = {k: v.detach().clone().requires_grad_(True) for k, v in params.items()}
     colors = torch.rand((p["means"].shape[0], channels), generator=torch.Generator().manual_seed(0),
                         requires_grad=True)
-    V = int(data.viewmats.shape[0])
-    best = np.full((V, 2), np.inf)
+    views = np.arange(int(data.viewmats.shape[0])) if views is None else views
+    best = np.full((len(views), 2), np.inf)
     for _ in range(passes):
-        for v in range(V):
+        for i, v in enumerate(views):
             t, c = time.perf_counter(), time.process_time()
             out, alpha, _ = rasterize(p["means"], p["quats"], torch.exp(p["scales"]), torch.sigmoid(p["opacities"]),
                                       colors, data.viewmats[v:v + 1].float(), data.Ks[v:v + 1].float(),
                                       data.width, data.height)
             (out.sum() + alpha.sum()).backward()
-            best[v] = np.minimum(best[v], [time.perf_counter() - t, time.process_time() - c])
+            best[i] = np.minimum(best[i], [time.perf_counter() - t, time.process_time() - c])
     wall, cpu = 1000 * best.mean(0)
     return float(wall), float(cpu)
 
@@ -325,14 +326,13 @@ def kernels(resolution: int, overrides: dict, seed: int, iterations: int) -> str
 
 def around_raster(resolution: int, overrides: dict, seed: int, iterations: int, views: int = 21) -> str:
     """What the step's render adds to the rasterizer, piece by piece, forward + backward on the
-    fitted demo model at full resolution: `rasterize_heads` + the SH background against the
-    rasterizer alone (as `raster_reference` times it), then each piece on its own (SH colours, the
-    class softmax and the concatenation of the features, the background). Wall and CPU ms, each
-    view's faster of two runs, averaged over `views` views spread over the rig."""
+    fitted demo model at full resolution: `rasterize_heads` + the SH background against
+    `raster_reference`, then each piece on its own (SH colours, the class softmax and the
+    concatenation of the features, the background). Wall and CPU ms, each view's fastest of two
+    runs, averaged over `views` views spread over the rig."""
     import torch
 
     from splatrefine.plugins.dual_gs.model import background_rgb, rasterize_heads, sh_colors
-    from splatrefine.splat import rasterize
 
     trainer, _, _ = demo_trainer(resolution, overrides, seed, iterations)
     trainer.run()
@@ -340,16 +340,9 @@ def around_raster(resolution: int, overrides: dict, seed: int, iterations: int, 
     p = {k: v.detach().clone().requires_grad_(True) for k, v in trainer.params.items()}
     bg = None if trainer.bg is None else trainer.bg.detach().clone().requires_grad_(True)
     channels = 3 + model.class_channels
-    colors = torch.rand((p["means"].shape[0], channels), generator=torch.Generator().manual_seed(0),
-                        requires_grad=True)
 
     def cam(v):
         return d.viewmats[v:v + 1], d.Ks[v:v + 1]
-
-    def raster_alone(v):
-        out, alpha, _ = rasterize(p["means"], p["quats"], torch.exp(p["scales"]), torch.sigmoid(p["opacities"]),
-                                  colors, *cam(v), d.width, d.height)
-        (out.sum() + alpha.sum()).backward()
 
     def step_render(v):
         raw, alpha, _ = rasterize_heads(model, *cam(v), d.width, d.height, p)
@@ -382,7 +375,7 @@ def around_raster(resolution: int, overrides: dict, seed: int, iterations: int, 
     rows = [f"the step's render around the rasterizer ({p['means'].shape[0]} Gaussians, {d.width}x{d.height}, "
             f"{channels} channels, {len(picked)} views), forward + backward:", "",
             "| what | ms | CPU ms |", "|---|---|---|"]
-    base = timed(raster_alone)
+    base = np.array(raster_reference(trainer.params, d, channels, views=picked))
     render = timed(step_render)
     for label, t in [("rasterizer alone", base), ("the step's render (rasterize_heads + background)", render),
                      ("difference: the work around the rasterizer", render - base),
